@@ -1,0 +1,68 @@
+//! `delete`: containerd's clean-up without RPC. It runs after every task and
+//! whenever a shim died, so it must work with the daemon gone: it finds the
+//! runtime from the bundle, force-deletes the container, unmounts the rootfs
+//! and prints a DeleteResponse.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use protobuf::{Message, MessageField};
+
+use super::Flags;
+use crate::events::timestamp;
+use crate::ids::validate;
+use crate::protos::shim::DeleteResponse;
+use crate::runc::{record_for, RuntimeOptions};
+use crate::state::{read_pid, RuntimeRecord, INIT_PID_FILE};
+
+/// The exit status reported for a task whose shim is gone: killed.
+const KILLED: u32 = 128 + libc::SIGKILL as u32;
+
+/// Runs `delete`.
+pub fn run(flags: &Flags) -> Result<()> {
+    validate("namespace", &flags.namespace)?;
+    validate("container id", &flags.id)?;
+    let bundle = match &flags.bundle {
+        Some(b) => PathBuf::from(b),
+        None => std::env::current_dir().context("reading the bundle (cwd)")?,
+    };
+    let record = RuntimeRecord::load(&bundle)
+        .unwrap_or_else(|| record_for(&RuntimeOptions::default(), &flags.namespace));
+
+    // This process is not the daemon: it may wait for its own child.
+    let out = Command::new(&record.binary)
+        .arg("--root")
+        .arg(&record.root)
+        .args(["delete", "--force", &flags.id])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if !o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stderr);
+            // Usually "container does not exist": the daemon deleted it.
+            eprintln!(
+                "{} delete --force {}: {}",
+                record.binary,
+                flags.id,
+                text.trim()
+            );
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("running {}: {e}", record.binary),
+    }
+    crate::mount::unmount_all(&bundle.join("rootfs"));
+
+    let resp = DeleteResponse {
+        pid: read_pid(&bundle.join(INIT_PID_FILE)).unwrap_or(0),
+        exit_status: KILLED,
+        exited_at: MessageField::some(timestamp(Some(SystemTime::now()))),
+        ..Default::default()
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&resp.write_to_bytes()?)?;
+    stdout.flush()?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The daemon: serves the Task API on the socket `start` handed over, until
+//! the last container is deleted and containerd asks it to shut down.
+//!
+//! Process-wide setup (subreaper, logging) happens before the tokio runtime
+//! exists. The runtime is single-threaded: the shim's work is waiting, and one
+//! thread keeps its footprint small.
+
+use std::collections::HashMap;
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::Notify;
+use ttrpc::r#async::transport::Listener;
+use ttrpc::r#async::{Server, Service};
+
+use super::Flags;
+use crate::events::Publisher;
+use crate::ids::validate;
+use crate::protos::shim_ttrpc::create_task;
+use crate::reaper::Reaper;
+use crate::service::TaskService;
+use crate::shim::Shim;
+
+/// How long queued events may take to reach containerd at shutdown.
+const FLUSH_LIMIT: Duration = Duration::from_secs(3);
+const TASK_V2: &str = "containerd.task.v2.Task";
+const TASK_V3: &str = "containerd.task.v3.Task";
+
+/// Runs the daemon.
+pub fn run(flags: &Flags) -> Result<()> {
+    validate("namespace", &flags.namespace)?;
+    validate("container id", &flags.id)?;
+    let listener = crate::sys::take_listener().context("taking the listening socket")?;
+    nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
+    crate::logging::init("log".as_ref(), flags.debug);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the runtime")?;
+    let listener = StdUnixListener::from(listener);
+    let result = runtime.block_on(serve(flags, listener));
+    if let Err(e) = &result {
+        tracing::error!(error = format!("{e:#}"), "shim daemon failed");
+    }
+    result
+}
+
+async fn serve(flags: &Flags, listener: StdUnixListener) -> Result<()> {
+    let socket: Option<PathBuf> = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(PathBuf::from));
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+
+    let (reaper, exits) = Reaper::start().context("installing the SIGCHLD handler")?;
+    let publisher = Publisher::start(
+        std::env::var("TTRPC_ADDRESS").unwrap_or_default(),
+        flags.namespace.clone(),
+    );
+    let shutdown = Arc::new(Notify::new());
+    let shim = Shim::new(
+        flags.namespace.clone(),
+        reaper,
+        publisher.clone(),
+        exits,
+        shutdown.clone(),
+    );
+    let service = Arc::new(TaskService::new(shim));
+    let mut services: HashMap<String, Service> = create_task(service.clone());
+    // containerd 2.x calls the same service under its v3 name.
+    if let Some(v3) = create_task(service).remove(TASK_V2) {
+        services.insert(TASK_V3.to_string(), v3);
+    }
+    let mut server = Server::new()
+        .add_listener(Listener::from(listener))
+        .register_service(services);
+    server.start().await.context("starting the ttrpc server")?;
+    tracing::info!(id = flags.id, pid = std::process::id(), "shim serving");
+
+    shutdown.notified().await;
+    // Let the Shutdown reply reach containerd before the connections close.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let _ = server.shutdown().await;
+    publisher.flush(FLUSH_LIMIT).await;
+    if let Some(socket) = socket {
+        let _ = std::fs::remove_file(socket);
+    }
+    tracing::info!(id = flags.id, "shim exiting");
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The shim's error type. Every failure inside the shim is one of these
+//! variants; `Error::code` maps it to the ttrpc code containerd acts on, once,
+//! at the service edge.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout the shim.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, with enough context to act on the message alone.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An id that is not a containerd identifier.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidId {
+        /// Which id ("container id", "exec id", "namespace").
+        what: &'static str,
+        /// The offending value, as received.
+        value: String,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+    /// A request that is malformed in some other way.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// No container with this id is known to the shim.
+    #[error("container {0:?} not found")]
+    ContainerNotFound(String),
+    /// The process exists in no form the operation can act on (e.g. already exited).
+    #[error("{0}")]
+    NotFound(String),
+    /// A container with this id already exists in this shim.
+    #[error("container {0:?} already exists")]
+    AlreadyExists(String),
+    /// The operation does not fit the process's current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The method is not implemented by this shim (yet).
+    #[error("{0} is not implemented by tether yet")]
+    Unimplemented(&'static str),
+    /// The OCI runtime binary could not be started at all.
+    #[error("OCI runtime {binary:?} could not be started: {source}")]
+    RuntimeMissing {
+        /// The binary name or path that was tried.
+        binary: String,
+        /// Why exec failed (usually "No such file or directory").
+        #[source]
+        source: io::Error,
+    },
+    /// The OCI runtime ran and failed.
+    #[error("OCI runtime {op} failed: {message}")]
+    Runtime {
+        /// The runtime binary.
+        binary: String,
+        /// The runtime sub-command ("create", "start", ...).
+        op: &'static str,
+        /// The runtime's own last error message.
+        message: String,
+    },
+    /// A file system or descriptor operation failed.
+    #[error("{op} {path:?}: {source}")]
+    Io {
+        /// What the shim was doing.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A system call without a path failed.
+    #[error("{op}: {source}")]
+    Sys {
+        /// What the shim was doing.
+        op: &'static str,
+        /// The errno.
+        #[source]
+        source: nix::Error,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] from a closure-friendly triple.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+
+    /// Builds an [`Error::Sys`].
+    pub fn sys(op: &'static str) -> impl FnOnce(nix::Error) -> Error {
+        move |source| Error::Sys { op, source }
+    }
+
+    /// The ttrpc status code containerd should see for this error.
+    pub fn code(&self) -> ttrpc::Code {
+        use ttrpc::Code;
+        match self {
+            Error::InvalidId { .. } | Error::InvalidArgument(_) => Code::INVALID_ARGUMENT,
+            Error::ContainerNotFound(_) | Error::NotFound(_) => Code::NOT_FOUND,
+            Error::AlreadyExists(_) => Code::ALREADY_EXISTS,
+            Error::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
+            Error::Unimplemented(_) => Code::UNIMPLEMENTED,
+            // containerd surfaces these as-is; Unknown is what its own shim sends.
+            Error::RuntimeMissing { .. } | Error::Runtime { .. } => Code::UNKNOWN,
+            Error::Io { .. } | Error::Sys { .. } => Code::INTERNAL,
+        }
+    }
+}
+
+impl From<Error> for ttrpc::Error {
+    fn from(e: Error) -> Self {
+        // The full chain, so "could not be started: No such file or directory" survives.
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(cause) = src {
+            let text = cause.to_string();
+            if !msg.ends_with(&text) {
+                msg.push_str(": ");
+                msg.push_str(&text);
+            }
+            src = cause.source();
+        }
+        ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_ones_containerd_branches_on() {
+        assert_eq!(
+            Error::ContainerNotFound("a".into()).code(),
+            ttrpc::Code::NOT_FOUND
+        );
+        assert_eq!(
+            Error::AlreadyExists("a".into()).code(),
+            ttrpc::Code::ALREADY_EXISTS
+        );
+        assert_eq!(
+            Error::FailedPrecondition("x".into()).code(),
+            ttrpc::Code::FAILED_PRECONDITION
+        );
+        assert_eq!(
+            Error::Unimplemented("Exec").code(),
+            ttrpc::Code::UNIMPLEMENTED
+        );
+    }
+
+    #[test]
+    fn message_keeps_the_cause() {
+        let e = Error::RuntimeMissing {
+            binary: "nope".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        let t: ttrpc::Error = e.into();
+        let ttrpc::Error::RpcStatus(s) = t else {
+            panic!("not a status")
+        };
+        assert!(s.message.contains("\"nope\""), "{}", s.message);
+        assert!(s.message.contains("No such file"), "{}", s.message);
+    }
+}

@@ -1,0 +1,359 @@
+//! Publishing task events to containerd over its ttrpc `Events.Forward`.
+//!
+//! Events go through one bounded, ordered queue. Publishing never waits: an
+//! RPC enqueues and returns. One task sends the queue's head, and retries it
+//! (reconnecting, with back-off) until containerd takes it, so events survive
+//! a containerd restart in order. When the queue is full the oldest event is
+//! dropped, with a warning in the log.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use protobuf::well_known_types::any::Any;
+use protobuf::well_known_types::timestamp::Timestamp;
+use protobuf::MessageFull;
+use tokio::sync::Notify;
+
+use crate::protos::events as wire;
+use crate::protos::forward::{Envelope, ForwardRequest};
+use crate::protos::forward_ttrpc::EventsClient;
+use crate::protos::mount::Mount as WireMount;
+
+/// How many events wait for containerd at most.
+pub const QUEUE_CAPACITY: usize = 4096;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The seconds of Go's zero time: what containerd 1.6 expects for "never".
+pub const GO_ZERO_SECONDS: i64 = -62_135_596_800;
+
+/// A task event, in domain terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `/tasks/create`.
+    Create {
+        /// Container id.
+        id: String,
+        /// Bundle path.
+        bundle: String,
+        /// The rootfs mounts as received.
+        rootfs: Vec<crate::mount::Mount>,
+        /// The stdio paths as received.
+        stdio: crate::io::StdioPaths,
+        /// Checkpoint path, if restoring.
+        checkpoint: String,
+        /// Init pid.
+        pid: u32,
+    },
+    /// `/tasks/start`.
+    Start {
+        /// Container id.
+        id: String,
+        /// Init pid.
+        pid: u32,
+    },
+    /// `/tasks/exit`.
+    Exit {
+        /// Container id.
+        id: String,
+        /// Process id: the container id for init, the exec id otherwise.
+        process: String,
+        /// Pid.
+        pid: u32,
+        /// Exit status.
+        status: u32,
+        /// Exit time.
+        at: SystemTime,
+    },
+    /// `/tasks/delete`.
+    Delete {
+        /// Container id.
+        id: String,
+        /// Exec id; empty for init.
+        exec_id: String,
+        /// Pid.
+        pid: u32,
+        /// Exit status.
+        status: u32,
+        /// Exit time (None: never exited).
+        at: Option<SystemTime>,
+    },
+}
+
+impl Event {
+    /// The topic and the Any-wrapped message containerd expects.
+    fn to_wire(&self) -> (&'static str, Any) {
+        match self {
+            Event::Create {
+                id,
+                bundle,
+                rootfs,
+                stdio,
+                checkpoint,
+                pid,
+            } => {
+                let mut m = wire::TaskCreate::new();
+                m.container_id = id.clone();
+                m.bundle = bundle.clone();
+                m.rootfs = rootfs
+                    .iter()
+                    .map(|r| {
+                        let mut w = WireMount::new();
+                        w.type_ = r.kind.clone();
+                        w.source = r.source.clone();
+                        w.options = r.options.clone();
+                        w
+                    })
+                    .collect();
+                let mut io = wire::TaskIO::new();
+                io.stdin = stdio.stdin.clone();
+                io.stdout = stdio.stdout.clone();
+                io.stderr = stdio.stderr.clone();
+                io.terminal = stdio.terminal;
+                m.io = Some(io).into();
+                m.checkpoint = checkpoint.clone();
+                m.pid = *pid;
+                ("/tasks/create", any(&m))
+            }
+            Event::Start { id, pid } => {
+                let mut m = wire::TaskStart::new();
+                m.container_id = id.clone();
+                m.pid = *pid;
+                ("/tasks/start", any(&m))
+            }
+            Event::Exit {
+                id,
+                process,
+                pid,
+                status,
+                at,
+            } => {
+                let mut m = wire::TaskExit::new();
+                m.container_id = id.clone();
+                m.id = process.clone();
+                m.pid = *pid;
+                m.exit_status = *status;
+                m.exited_at = Some(timestamp(Some(*at))).into();
+                ("/tasks/exit", any(&m))
+            }
+            Event::Delete {
+                id,
+                exec_id,
+                pid,
+                status,
+                at,
+            } => {
+                let mut m = wire::TaskDelete::new();
+                m.container_id = id.clone();
+                m.id = exec_id.clone();
+                m.pid = *pid;
+                m.exit_status = *status;
+                m.exited_at = Some(timestamp(*at)).into();
+                ("/tasks/delete", any(&m))
+            }
+        }
+    }
+}
+
+/// Wraps `m` in an Any whose type URL is the bare message name, which is how
+/// containerd registers event types.
+pub fn any<M: MessageFull>(m: &M) -> Any {
+    let mut a = Any::new();
+    a.type_url = M::descriptor().full_name().to_string();
+    a.value = m.write_to_bytes().expect("event messages always serialize");
+    a
+}
+
+/// A protobuf timestamp; None becomes Go's zero time.
+pub fn timestamp(t: Option<SystemTime>) -> Timestamp {
+    let mut ts = Timestamp::new();
+    match t.map(|t| t.duration_since(SystemTime::UNIX_EPOCH)) {
+        Some(Ok(d)) => {
+            ts.seconds = d.as_secs() as i64;
+            ts.nanos = d.subsec_nanos() as i32;
+        }
+        _ => ts.seconds = GO_ZERO_SECONDS,
+    }
+    ts
+}
+
+struct Queue {
+    events: VecDeque<ForwardRequest>,
+    dropped: u64,
+}
+
+/// Handle for enqueueing events; cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    queue: Arc<Mutex<Queue>>,
+    wake: Arc<Notify>,
+    drained: Arc<Notify>,
+    namespace: String,
+}
+
+impl Publisher {
+    /// Starts the sender task for containerd's ttrpc socket at `address`
+    /// (a path, as in TTRPC_ADDRESS). An empty address disables sending:
+    /// events are queued (and dropped past the bound) but go nowhere.
+    pub fn start(address: String, namespace: String) -> Publisher {
+        let p = Publisher {
+            queue: Arc::new(Mutex::new(Queue {
+                events: VecDeque::new(),
+                dropped: 0,
+            })),
+            wake: Arc::default(),
+            drained: Arc::default(),
+            namespace,
+        };
+        if address.is_empty() {
+            tracing::warn!("TTRPC_ADDRESS is not set: task events will not be published");
+        } else {
+            tokio::spawn(p.clone().run(address));
+        }
+        p
+    }
+
+    /// Enqueues `event`; never blocks.
+    pub fn publish(&self, event: Event) {
+        let (topic, payload) = event.to_wire();
+        let mut env = Envelope::new();
+        env.timestamp = Some(timestamp(Some(SystemTime::now()))).into();
+        env.namespace = self.namespace.clone();
+        env.topic = topic.to_string();
+        env.event = Some(payload).into();
+        let mut req = ForwardRequest::new();
+        req.envelope = Some(env).into();
+        tracing::debug!(topic, ?event, "event queued");
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.events.len() >= QUEUE_CAPACITY {
+            q.events.pop_front();
+            q.dropped += 1;
+            tracing::warn!(
+                dropped = q.dropped,
+                "event queue full: dropped the oldest event"
+            );
+        }
+        q.events.push_back(req);
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// Waits until the queue is empty or `limit` has passed.
+    pub async fn flush(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let drained = self.drained.notified();
+                if self.is_empty() {
+                    return;
+                }
+                drained.await;
+            }
+        })
+        .await;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .events
+            .is_empty()
+    }
+
+    fn head(&self) -> Option<ForwardRequest> {
+        let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.events.front().cloned()
+    }
+
+    async fn run(self, address: String) {
+        let url = format!("unix://{}", address.trim_start_matches("unix://"));
+        let mut client: Option<EventsClient> = None;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let Some(req) = self.head() else {
+                self.drained.notify_waiters();
+                self.wake.notified().await;
+                continue;
+            };
+            if client.is_none() {
+                match tokio::time::timeout(FORWARD_TIMEOUT, ttrpc::r#async::Client::connect(&url))
+                    .await
+                {
+                    Ok(Ok(c)) => client = Some(EventsClient::new(c)),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "containerd events socket not reachable")
+                    }
+                    Err(_) => tracing::debug!("connecting to containerd's events socket timed out"),
+                }
+            }
+            let sent = match &client {
+                Some(c) => {
+                    let ctx = ttrpc::context::with_duration(FORWARD_TIMEOUT);
+                    match c.forward(ctx, &req).await {
+                        Ok(_) => true,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "forwarding an event failed; will retry");
+                            false
+                        }
+                    }
+                }
+                None => false,
+            };
+            if sent {
+                backoff = Duration::from_millis(50);
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                // The head may have been dropped for space meanwhile; only pop
+                // what was sent.
+                if q.events.front() == Some(&req) {
+                    q.events.pop_front();
+                }
+            } else {
+                client = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_urls_are_bare_names() {
+        let (topic, a) = Event::Start {
+            id: "c".into(),
+            pid: 42,
+        }
+        .to_wire();
+        assert_eq!(topic, "/tasks/start");
+        assert_eq!(a.type_url, "containerd.events.TaskStart");
+        let m = wire::TaskStart::parse_from_bytes(&a.value).unwrap();
+        assert_eq!((m.container_id.as_str(), m.pid), ("c", 42));
+    }
+
+    #[test]
+    fn exit_carries_every_field() {
+        let at = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        let (topic, a) = Event::Exit {
+            id: "c".into(),
+            process: "c".into(),
+            pid: 7,
+            status: 137,
+            at,
+        }
+        .to_wire();
+        assert_eq!(topic, "/tasks/exit");
+        let m = wire::TaskExit::parse_from_bytes(&a.value).unwrap();
+        assert_eq!((m.id.as_str(), m.pid, m.exit_status), ("c", 7, 137));
+        assert_eq!(m.exited_at.seconds, 1_700_000_000);
+        assert_eq!(m.exited_at.nanos, 5);
+    }
+
+    #[test]
+    fn never_is_go_zero_time() {
+        assert_eq!(timestamp(None).seconds, GO_ZERO_SECONDS);
+    }
+}

@@ -1,0 +1,21 @@
+//! tether: a containerd shim (runtime v2, `io.containerd.tether.v2`).
+//!
+//! One daemon per container (or per group of containers) supervises the OCI
+//! runtime's containers as their subreaper, serves containerd's Task API over
+//! ttrpc, and publishes task events. See README.md for the big picture.
+
+pub mod cli;
+pub mod container;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod io;
+pub mod logging;
+pub mod mount;
+pub mod protos;
+pub mod reaper;
+pub mod runc;
+pub mod service;
+pub mod shim;
+pub mod state;
+pub mod sys;

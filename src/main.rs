@@ -1,0 +1,34 @@
+//! `containerd-shim-tether-v2`: the entry point containerd runs.
+
+use std::process::ExitCode;
+
+use tether::cli::{self, Flags};
+
+fn main() -> ExitCode {
+    let flags = match Flags::parse(std::env::args().skip(1)) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("containerd-shim-tether-v2: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if flags.version {
+        println!("containerd-shim-tether-v2 {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let result = match flags.action.as_deref() {
+        Some("start") => cli::start::run(&flags),
+        Some("delete") => cli::delete::run(&flags),
+        None => cli::serve::run(&flags),
+        Some(other) => Err(anyhow::anyhow!(
+            "unknown action {other:?} (expected start or delete)"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("containerd-shim-tether-v2: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

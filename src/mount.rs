@@ -1,0 +1,184 @@
+//! Mounting the rootfs containerd hands over in Create, and unmounting it.
+
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::error::{Error, Result};
+
+/// One mount from the Create request (domain copy of containerd.types.Mount).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// File system type ("overlay", "bind", ...).
+    pub kind: String,
+    /// Source device or directory.
+    pub source: String,
+    /// Mount options, as `mount -o` takes them.
+    pub options: Vec<String>,
+}
+
+/// Splits `mount -o` style options into flags, propagation flags and data.
+fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut propagation = MsFlags::empty();
+    let mut data = Vec::new();
+    for o in options {
+        let (set, clear) = match o.as_str() {
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                propagation |= match o.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "shared" => MsFlags::MS_SHARED,
+                    "slave" => MsFlags::MS_SLAVE,
+                    _ => MsFlags::MS_UNBINDABLE,
+                };
+                if o.starts_with('r') {
+                    propagation |= MsFlags::MS_REC;
+                }
+                continue;
+            }
+            other => {
+                data.push(other.to_string());
+                continue;
+            }
+        };
+        flags = (flags | set) & !clear;
+    }
+    (flags, propagation, data.join(","))
+}
+
+/// Mounts `mounts` on `target`, in order. On failure, whatever was mounted is
+/// unmounted again.
+pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
+    for (i, m) in mounts.iter().enumerate() {
+        if let Err(e) = mount_one(m, target) {
+            if i > 0 {
+                unmount_all(target);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn mount_one(m: &Mount, target: &Path) -> Result<()> {
+    let (mut flags, propagation, data) = parse_options(&m.options);
+    if m.kind == "bind" || m.kind == "rbind" {
+        flags |= MsFlags::MS_BIND;
+        if m.kind == "rbind" {
+            flags |= MsFlags::MS_REC;
+        }
+    }
+    let page = 4096;
+    if data.len() >= page {
+        return Err(Error::InvalidArgument(format!(
+            "mount options of the {} mount are {} bytes, over the kernel's limit of one page",
+            m.kind,
+            data.len()
+        )));
+    }
+    let fstype =
+        (!m.kind.is_empty() && !flags.contains(MsFlags::MS_BIND)).then_some(m.kind.as_str());
+    let data_opt = (!data.is_empty()).then_some(data.as_str());
+    mount(Some(m.source.as_str()), target, fstype, flags, data_opt)
+        .map_err(|e| mount_error(m, target, e))?;
+    // A read-only bind mount takes a second, remounting step.
+    if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
+        let ro = flags | MsFlags::MS_REMOUNT;
+        mount(None::<&str>, target, None::<&str>, ro, None::<&str>)
+            .map_err(|e| mount_error(m, target, e))?;
+    }
+    if !propagation.is_empty() {
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            propagation,
+            None::<&str>,
+        )
+        .map_err(|e| mount_error(m, target, e))?;
+    }
+    Ok(())
+}
+
+fn mount_error(m: &Mount, target: &Path, e: Errno) -> Error {
+    Error::Io {
+        op: "mount",
+        path: target.to_path_buf(),
+        source: std::io::Error::other(format!(
+            "{} {:?}: {}",
+            m.kind,
+            m.source,
+            std::io::Error::from(e)
+        )),
+    }
+}
+
+/// Unmounts everything stacked on `target` (lazily, so a busy mount does not
+/// fail the cleanup). Missing targets and non-mounts are fine.
+pub fn unmount_all(target: &Path) {
+    for _ in 0..64 {
+        match umount2(target, MntFlags::MNT_DETACH) {
+            Ok(()) => continue,
+            Err(Errno::EINVAL) | Err(Errno::ENOENT) => return,
+            Err(e) => {
+                tracing::warn!(path = %target.display(), error = %e, "unmount failed");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn splits_flags_from_data() {
+        let (f, p, d) = parse_options(&opts(&[
+            "ro",
+            "nosuid",
+            "lowerdir=/a:/b",
+            "upperdir=/u",
+            "rprivate",
+        ]));
+        assert_eq!(f, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(p, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        assert_eq!(d, "lowerdir=/a:/b,upperdir=/u");
+    }
+
+    #[test]
+    fn later_options_win() {
+        let (f, _, _) = parse_options(&opts(&["ro", "rw", "rbind"]));
+        assert_eq!(f, MsFlags::MS_BIND | MsFlags::MS_REC);
+    }
+}

@@ -1,0 +1,139 @@
+//! The one owner of `waitpid` in the daemon.
+//!
+//! The shim is a child subreaper: runc, the container's init and anything the
+//! container leaves behind end up as its children. Exactly one task calls
+//! `waitpid(-1)`; everyone else learns of exits from it.
+//!
+//! A process the shim spawns itself (a runc invocation) is *claimed* by pid in
+//! the same critical section as the spawn, so its exit can never be reaped
+//! before someone is waiting for it, and never reaches anyone else. Every exit
+//! nobody claimed goes to the monitor channel, in the order it was reaped.
+
+use std::collections::HashMap;
+use std::io;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+
+/// A reaped process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// Its pid.
+    pub pid: u32,
+    /// Exit code, or 128 + signal number for a process killed by a signal.
+    pub status: u32,
+    /// When the shim reaped it.
+    pub at: SystemTime,
+}
+
+/// Handle to the reaper; cheap to clone.
+#[derive(Clone)]
+pub struct Reaper {
+    claims: Arc<Mutex<HashMap<u32, oneshot::Sender<Exit>>>>,
+    unclaimed: mpsc::UnboundedSender<Exit>,
+}
+
+/// The exit of a process spawned through [`Reaper::spawn`].
+pub struct ExitFuture(oneshot::Receiver<Exit>);
+
+impl ExitFuture {
+    /// Waits for the process to exit.
+    pub async fn wait(self) -> Exit {
+        // The sender lives in the claim table until the exit is delivered, and
+        // the reaper task lives as long as the runtime.
+        self.0
+            .await
+            .expect("the reaper outlives every process it claimed")
+    }
+}
+
+impl Reaper {
+    /// Starts reaping on SIGCHLD. Returns the handle and the channel of exits
+    /// nobody claimed. Must be called inside the tokio runtime.
+    pub fn start() -> io::Result<(Reaper, mpsc::UnboundedReceiver<Exit>)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reaper = Reaper {
+            claims: Arc::default(),
+            unclaimed: tx,
+        };
+        let mut sigchld = signal(SignalKind::child())?;
+        let r = reaper.clone();
+        tokio::spawn(async move {
+            // Children that exited before the handler was installed.
+            r.reap();
+            while sigchld.recv().await.is_some() {
+                r.reap();
+            }
+        });
+        Ok((reaper, rx))
+    }
+
+    /// Spawns `cmd` and claims its exit. The claim is made while the claim
+    /// table is locked, and reaping takes the same lock, so the exit cannot
+    /// slip past. Never call `wait` on the returned child.
+    pub fn spawn(&self, cmd: &mut Command) -> io::Result<(Child, ExitFuture)> {
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        let child = cmd.spawn()?;
+        let (tx, rx) = oneshot::channel();
+        claims.insert(child.id(), tx);
+        Ok((child, ExitFuture(rx)))
+    }
+
+    /// Reaps every child that has exited.
+    fn reap(&self) {
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, code as u32),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as u32),
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "waitpid failed");
+                    return;
+                }
+            };
+            let exit = Exit {
+                pid: pid.as_raw() as u32,
+                status,
+                at: SystemTime::now(),
+            };
+            match claims.remove(&exit.pid) {
+                // A dropped future just means nobody cares any more.
+                Some(tx) => drop(tx.send(exit)),
+                None => drop(self.unclaimed.send(exit)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn claimed_exits_go_to_the_spawner_and_others_to_the_monitor() {
+        let (reaper, mut unclaimed) = Reaper::start().unwrap();
+        let (_child, exit) = reaper
+            .spawn(Command::new("sh").args(["-c", "exit 7"]))
+            .unwrap();
+        let exit = exit.wait().await;
+        assert_eq!(exit.status, 7);
+
+        // A grandchild-like process nobody claimed: spawn directly.
+        let orphan = Command::new("sh")
+            .args(["-c", "kill -9 $$"])
+            .spawn()
+            .unwrap();
+        let got = unclaimed.recv().await.unwrap();
+        assert_eq!(got.pid, orphan.id());
+        assert_eq!(got.status, 137);
+    }
+}

@@ -1,0 +1,297 @@
+//! Running the OCI runtime (runc or a compatible binary).
+//!
+//! Every invocation goes through the [`Reaper`], which claims the runtime's
+//! exit as it spawns it. runc is told to log JSON to the bundle's `log.json`;
+//! when it fails, the last error it logged during *this* invocation becomes
+//! the error message.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+
+use crate::error::{Error, Result};
+use crate::reaper::Reaper;
+use crate::state::RuntimeRecord;
+
+/// How the runtime is invoked for one container.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuntimeOptions {
+    /// Runtime binary; `runc` when empty.
+    pub binary: String,
+    /// `--root`; `/run/containerd/runc/<namespace>` when empty.
+    pub root: String,
+    /// `--systemd-cgroup`.
+    pub systemd_cgroup: bool,
+    /// `create --no-pivot`.
+    pub no_pivot_root: bool,
+    /// `create --no-new-keyring`.
+    pub no_new_keyring: bool,
+}
+
+/// The stdio a runtime invocation hands to the container process.
+pub struct ProcessStdio {
+    /// The container's stdin (None: /dev/null).
+    pub stdin: Option<OwnedFd>,
+    /// The container's stdout (None: /dev/null).
+    pub stdout: Option<OwnedFd>,
+    /// The container's stderr (None: /dev/null).
+    pub stderr: Option<OwnedFd>,
+}
+
+/// A runtime bound to one container's bundle.
+#[derive(Clone)]
+pub struct Runc {
+    record: RuntimeRecord,
+    log: PathBuf,
+    reaper: Reaper,
+}
+
+/// What a finished runtime invocation printed.
+struct Output {
+    stdout: Vec<u8>,
+}
+
+impl Runc {
+    /// A runtime for the container whose bundle is `bundle`.
+    pub fn new(opts: &RuntimeOptions, namespace: &str, bundle: &Path, reaper: Reaper) -> Runc {
+        Runc {
+            record: record_for(opts, namespace),
+            log: bundle.join(crate::state::RUNC_LOG_FILE),
+            reaper,
+        }
+    }
+
+    /// What `delete` will need to find this runtime again.
+    pub fn record(&self) -> &RuntimeRecord {
+        &self.record
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.record.binary);
+        cmd.arg("--root").arg(&self.record.root);
+        cmd.arg("--log")
+            .arg(&self.log)
+            .args(["--log-format", "json"]);
+        if self.record.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
+        cmd
+    }
+
+    /// `runc create`: the container exists afterwards, its init waiting to be
+    /// started, with `stdio` as its stdio.
+    pub async fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        opts: &RuntimeOptions,
+        stdio: ProcessStdio,
+    ) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("create").arg("--bundle").arg(bundle);
+        cmd.arg("--pid-file").arg(pid_file);
+        if opts.no_pivot_root {
+            cmd.arg("--no-pivot");
+        }
+        if opts.no_new_keyring {
+            cmd.arg("--no-new-keyring");
+        }
+        cmd.arg(id);
+        cmd.stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from));
+        cmd.stdout(stdio.stdout.map_or_else(Stdio::null, Stdio::from));
+        cmd.stderr(stdio.stderr.map_or_else(Stdio::null, Stdio::from));
+        self.run("create", cmd, false).await.map(drop)
+    }
+
+    /// `runc start`.
+    pub async fn start(&self, id: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.args(["start", id]);
+        self.run("start", cmd, true).await.map(drop)
+    }
+
+    /// `runc kill [--all] id signal`.
+    pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("kill");
+        if all {
+            cmd.arg("--all");
+        }
+        cmd.arg(id).arg(signal.to_string());
+        self.run("kill", cmd, true).await.map(drop)
+    }
+
+    /// `runc delete [--force] id`.
+    pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("delete");
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.arg(id);
+        self.run("delete", cmd, true).await.map(drop)
+    }
+
+    /// `runc ps --format json id`: the pids in the container.
+    pub async fn ps(&self, id: &str) -> Result<Vec<u32>> {
+        let mut cmd = self.command();
+        cmd.args(["ps", "--format", "json", id]);
+        let out = self.run("ps", cmd, true).await?;
+        serde_json::from_slice::<Option<Vec<u32>>>(&out.stdout)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| Error::Runtime {
+                binary: self.record.binary.clone(),
+                op: "ps",
+                message: format!("unreadable output: {e}"),
+            })
+    }
+
+    /// Runs `cmd` to completion. With `capture`, stdout and stderr are read
+    /// through pipes; otherwise the caller has set stdio.
+    async fn run(&self, op: &'static str, mut cmd: Command, capture: bool) -> Result<Output> {
+        let log_start = fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        if capture {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+        let (mut child, exit) = self.reaper.spawn(&mut cmd).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                Error::RuntimeMissing {
+                    binary: self.record.binary.clone(),
+                    source,
+                }
+            } else {
+                Error::Io {
+                    op: "spawn",
+                    path: self.record.binary.clone().into(),
+                    source,
+                }
+            }
+        })?;
+        // The command holds the parent's copies of the child's stdio: drop
+        // them now so the container's pipes see EOF when it exits.
+        drop(cmd);
+        let (stdout, stderr) = if capture {
+            let out = read_all(child.stdout.take().map(OwnedFd::from));
+            let err = read_all(child.stderr.take().map(OwnedFd::from));
+            tokio::join!(out, err)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let exit = exit.wait().await;
+        if exit.status == 0 {
+            return Ok(Output { stdout });
+        }
+        let message = last_error(&self.log, log_start)
+            .or_else(|| {
+                let text = String::from_utf8_lossy(&stderr).trim().to_string();
+                (!text.is_empty()).then(|| text.lines().last().unwrap_or_default().to_string())
+            })
+            .unwrap_or_else(|| format!("exit status {}", exit.status));
+        Err(Error::Runtime {
+            binary: self.record.binary.clone(),
+            op,
+            message,
+        })
+    }
+}
+
+/// Fills in the defaults containerd's runc shim uses.
+pub fn record_for(opts: &RuntimeOptions, namespace: &str) -> RuntimeRecord {
+    RuntimeRecord {
+        binary: if opts.binary.is_empty() {
+            "runc".into()
+        } else {
+            opts.binary.clone()
+        },
+        root: if opts.root.is_empty() {
+            Path::new("/run/containerd/runc").join(namespace)
+        } else {
+            Path::new(&opts.root).join(namespace)
+        },
+        systemd_cgroup: opts.systemd_cgroup,
+    }
+}
+
+async fn read_all(fd: Option<OwnedFd>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(fd) = fd {
+        if let Ok(mut rx) = pipe::Receiver::from_owned_fd(fd) {
+            let _ = rx.read_to_end(&mut buf).await;
+        }
+    }
+    buf
+}
+
+/// The message of the last error-level line runc appended after `offset`.
+fn last_error(log: &Path, offset: u64) -> Option<String> {
+    let mut f = fs::File::open(log).ok()?;
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut text = String::new();
+    f.take(1 << 20).read_to_string(&mut text).ok()?;
+    last_error_in(&text)
+}
+
+fn last_error_in(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        level: String,
+        msg: String,
+    }
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .filter(|l| matches!(l.level.as_str(), "error" | "fatal" | "panic"))
+        .last()
+        .map(|l| l.msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_last_error_line() {
+        let log = concat!(
+            r#"{"level":"info","msg":"starting","time":"t"}"#,
+            "\n",
+            r#"{"level":"error","msg":"first","time":"t"}"#,
+            "\n",
+            "not json\n",
+            r#"{"level":"error","msg":"exec: \"nope\": executable file not found in $PATH","time":"t"}"#,
+            "\n",
+            r#"{"level":"warning","msg":"later","time":"t"}"#,
+            "\n"
+        );
+        assert_eq!(
+            last_error_in(log).unwrap(),
+            "exec: \"nope\": executable file not found in $PATH"
+        );
+        assert_eq!(last_error_in(""), None);
+    }
+
+    #[test]
+    fn root_gets_the_namespace_appended() {
+        let r = record_for(&RuntimeOptions::default(), "k8s.io");
+        assert_eq!(r.binary, "runc");
+        assert_eq!(r.root, Path::new("/run/containerd/runc/k8s.io"));
+        let r = record_for(
+            &RuntimeOptions {
+                binary: "/usr/bin/crun".into(),
+                root: "/run/x".into(),
+                ..Default::default()
+            },
+            "ns",
+        );
+        assert_eq!(
+            (r.binary.as_str(), r.root.as_path()),
+            ("/usr/bin/crun", Path::new("/run/x/ns"))
+        );
+    }
+}

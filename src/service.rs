@@ -1,0 +1,381 @@
+//! The Task service: the one place that turns wire requests into domain calls
+//! and domain results or errors into wire responses.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use protobuf::well_known_types::any::Any;
+use protobuf::well_known_types::empty::Empty;
+use protobuf::{Message, MessageField};
+use ttrpc::r#async::TtrpcContext;
+
+use crate::container::Status;
+use crate::error::{Error, Result};
+use crate::events::timestamp;
+use crate::ids::validate;
+use crate::io::StdioPaths;
+use crate::mount::Mount;
+use crate::protos::runc_options::Options as RuncOptions;
+use crate::protos::runtimeoptions::Options as CriOptions;
+use crate::protos::shim::*;
+use crate::protos::shim_ttrpc::Task;
+use crate::protos::status::{ProcessInfo, Status as WireStatus};
+use crate::runc::RuntimeOptions;
+use crate::shim::{CreateRequest, Shim};
+
+/// The version Connect reports.
+pub const VERSION: &str = concat!("tether ", env!("CARGO_PKG_VERSION"));
+
+/// The ttrpc Task service over a [`Shim`].
+pub struct TaskService {
+    shim: Arc<Shim>,
+}
+
+impl TaskService {
+    /// Serves `shim`.
+    pub fn new(shim: Arc<Shim>) -> TaskService {
+        TaskService { shim }
+    }
+}
+
+/// Logs a failed call once and converts it for the wire.
+fn reply<T>(method: &'static str, id: &str, r: Result<T>) -> ttrpc::Result<T> {
+    r.map_err(|e| {
+        tracing::warn!(method, id, code = ?e.code(), error = %e, "request failed");
+        e.into()
+    })
+}
+
+/// Exec ids are owned by another part of the shim; until then only the init
+/// process (an empty exec id) exists.
+fn init_only(id: &str, exec_id: &str) -> Result<()> {
+    validate("container id", id)?;
+    if exec_id.is_empty() {
+        Ok(())
+    } else {
+        validate("exec id", exec_id)?;
+        Err(Error::NotFound(format!(
+            "exec {exec_id:?} not found in container {id:?}"
+        )))
+    }
+}
+
+/// Decodes the runtime options containerd sends: runc's Options, CRI's
+/// generic options carrying a TOML table, or nothing.
+pub fn runtime_options(any: Option<&Any>) -> Result<RuntimeOptions> {
+    let Some(any) = any.filter(|a| !a.type_url.is_empty()) else {
+        return Ok(RuntimeOptions::default());
+    };
+    let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::InvalidArgument(format!("runtime options of type {}: {e}", any.type_url))
+    };
+    match name {
+        "containerd.runc.v1.Options" => {
+            let o = RuncOptions::parse_from_bytes(&any.value).map_err(|e| bad(&e))?;
+            Ok(RuntimeOptions {
+                binary: o.binary_name,
+                root: o.root,
+                systemd_cgroup: o.systemd_cgroup,
+                no_pivot_root: o.no_pivot_root,
+                no_new_keyring: o.no_new_keyring,
+            })
+        }
+        "runtimeoptions.v1.Options" => {
+            let o = CriOptions::parse_from_bytes(&any.value).map_err(|e| bad(&e))?;
+            let body = if !o.config_path.is_empty() {
+                std::fs::read(&o.config_path).map_err(Error::io("read", &o.config_path))?
+            } else {
+                o.config_body
+            };
+            toml_options(&String::from_utf8_lossy(&body)).map_err(|e| bad(&e))
+        }
+        _ => Err(bad(
+            &"unsupported type (tether takes containerd.runc.v1.Options)",
+        )),
+    }
+}
+
+/// The runc-style keys of a CRI runtime `options` table.
+fn toml_options(text: &str) -> std::result::Result<RuntimeOptions, toml::de::Error> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, rename_all = "PascalCase")]
+    struct Table {
+        binary_name: String,
+        root: String,
+        systemd_cgroup: bool,
+        no_pivot_root: bool,
+        no_new_keyring: bool,
+    }
+    let t: Table = toml::from_str(text)?;
+    Ok(RuntimeOptions {
+        binary: t.binary_name,
+        root: t.root,
+        systemd_cgroup: t.systemd_cgroup,
+        no_pivot_root: t.no_pivot_root,
+        no_new_keyring: t.no_new_keyring,
+    })
+}
+
+fn wire_status(s: Status) -> WireStatus {
+    match s {
+        Status::Created => WireStatus::CREATED,
+        Status::Running => WireStatus::RUNNING,
+        Status::Stopped => WireStatus::STOPPED,
+    }
+}
+
+impl TaskService {
+    async fn do_create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
+        validate("container id", &req.id)?;
+        let bundle = PathBuf::from(&req.bundle);
+        if !bundle.is_absolute() {
+            return Err(Error::InvalidArgument(format!(
+                "bundle {:?} is not an absolute path",
+                req.bundle
+            )));
+        }
+        let create = CreateRequest {
+            id: req.id,
+            bundle,
+            rootfs: req
+                .rootfs
+                .into_iter()
+                .map(|m| Mount {
+                    kind: m.type_,
+                    source: m.source,
+                    options: m.options,
+                })
+                .collect(),
+            stdio: StdioPaths {
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+                terminal: req.terminal,
+            },
+            checkpoint: req.checkpoint,
+            options: runtime_options(req.options.as_ref())?,
+        };
+        let pid = self.shim.create(create).await?;
+        Ok(CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn do_state(&self, req: &StateRequest) -> Result<StateResponse> {
+        init_only(&req.id, &req.exec_id)?;
+        let c = self.shim.get(&req.id)?;
+        let phase = c.init.phase();
+        let exit = phase.exit();
+        Ok(StateResponse {
+            id: req.id.clone(),
+            bundle: c.bundle.display().to_string(),
+            pid: c.init.pid,
+            status: wire_status(phase.status()).into(),
+            stdin: c.init.stdio.stdin.clone(),
+            stdout: c.init.stdio.stdout.clone(),
+            stderr: c.init.stdio.stderr.clone(),
+            terminal: c.init.stdio.terminal,
+            exit_status: exit.map_or(0, |e| e.status),
+            exited_at: MessageField::some(timestamp(exit.map(|e| e.at))),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Task for TaskService {
+    async fn create(
+        &self,
+        _: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
+        let id = req.id.clone();
+        let r = self.do_create(req).await;
+        if let Ok(resp) = &r {
+            tracing::info!(id, pid = resp.pid, "container created");
+        }
+        reply("Create", &id, r)
+    }
+
+    async fn start(&self, _: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        let r = async {
+            init_only(&req.id, &req.exec_id)?;
+            let pid = self.shim.get(&req.id)?.start().await?;
+            Ok(StartResponse {
+                pid,
+                ..Default::default()
+            })
+        };
+        reply("Start", &req.id, r.await)
+    }
+
+    async fn state(&self, _: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        reply("State", &req.id, self.do_state(&req))
+    }
+
+    async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        let r = async {
+            init_only(&req.id, &req.exec_id)?;
+            let c = self.shim.get(&req.id)?;
+            let exit = c.init.wait().await;
+            Ok(WaitResponse {
+                exit_status: exit.status,
+                exited_at: MessageField::some(timestamp(Some(exit.at))),
+                ..Default::default()
+            })
+        };
+        reply("Wait", &req.id, r.await)
+    }
+
+    async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        let r = async {
+            init_only(&req.id, &req.exec_id)?;
+            if req.signal == 0 || req.signal > 64 {
+                return Err(Error::InvalidArgument(format!(
+                    "signal {} is not a signal number",
+                    req.signal
+                )));
+            }
+            self.shim.get(&req.id)?.kill(req.signal, req.all).await
+        };
+        reply("Kill", &req.id, r.await).map(|()| Empty::new())
+    }
+
+    async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+        let r = async {
+            init_only(&req.id, &req.exec_id)?;
+            let (pid, exit) = self.shim.delete(&req.id).await?;
+            Ok(DeleteResponse {
+                pid,
+                exit_status: exit.status,
+                exited_at: MessageField::some(timestamp(Some(exit.at))),
+                ..Default::default()
+            })
+        };
+        reply("Delete", &req.id, r.await)
+    }
+
+    async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        let r = async {
+            validate("container id", &req.id)?;
+            let c = self.shim.get(&req.id)?;
+            let pids = c.runc.ps(&req.id).await?;
+            Ok(PidsResponse {
+                processes: pids
+                    .into_iter()
+                    .map(|pid| ProcessInfo {
+                        pid,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+        };
+        reply("Pids", &req.id, r.await)
+    }
+
+    async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+        let r = (|| {
+            init_only(&req.id, &req.exec_id)?;
+            let c = self.shim.get(&req.id)?;
+            if req.stdin {
+                c.init.close_stdin();
+            }
+            Ok(())
+        })();
+        reply("CloseIO", &req.id, r).map(|()| Empty::new())
+    }
+
+    async fn connect(
+        &self,
+        _: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> ttrpc::Result<ConnectResponse> {
+        let task_pid = self.shim.get(&req.id).map(|c| c.init.pid).unwrap_or(0);
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: VERSION.to_string(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        if self.shim.shutdown() {
+            tracing::info!(id = req.id, "no containers left: shutting down");
+        }
+        Ok(Empty::new())
+    }
+
+    // Owned by later work; a clear Unimplemented until then.
+    async fn exec(&self, _: &TtrpcContext, _: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        Err(Error::Unimplemented("Exec").into())
+    }
+
+    async fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        Err(Error::Unimplemented("ResizePty").into())
+    }
+
+    async fn pause(&self, _: &TtrpcContext, _: PauseRequest) -> ttrpc::Result<Empty> {
+        Err(Error::Unimplemented("Pause").into())
+    }
+
+    async fn resume(&self, _: &TtrpcContext, _: ResumeRequest) -> ttrpc::Result<Empty> {
+        Err(Error::Unimplemented("Resume").into())
+    }
+
+    async fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
+        Err(Error::Unimplemented("Checkpoint").into())
+    }
+
+    async fn update(&self, _: &TtrpcContext, _: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        Err(Error::Unimplemented("Update").into())
+    }
+
+    async fn stats(&self, _: &TtrpcContext, _: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        Err(Error::Unimplemented("Stats").into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_runc_options() {
+        let mut o = RuncOptions::new();
+        o.binary_name = "/usr/bin/crun".into();
+        o.systemd_cgroup = true;
+        let mut any = Any::new();
+        any.type_url = "containerd.runc.v1.Options".into();
+        any.value = o.write_to_bytes().unwrap();
+        let r = runtime_options(Some(&any)).unwrap();
+        assert_eq!(r.binary, "/usr/bin/crun");
+        assert!(r.systemd_cgroup);
+    }
+
+    #[test]
+    fn decodes_cri_toml_options() {
+        let mut o = CriOptions::new();
+        o.type_url = "io.containerd.tether.v2.options".into();
+        o.config_body = b"BinaryName = \"crun\"\nNoPivotRoot = true\n".to_vec();
+        let mut any = Any::new();
+        any.type_url = "runtimeoptions.v1.Options".into();
+        any.value = o.write_to_bytes().unwrap();
+        let r = runtime_options(Some(&any)).unwrap();
+        assert_eq!(r.binary, "crun");
+        assert!(r.no_pivot_root);
+    }
+
+    #[test]
+    fn empty_options_mean_defaults_and_unknown_types_are_refused() {
+        assert_eq!(runtime_options(None).unwrap(), RuntimeOptions::default());
+        let mut any = Any::new();
+        any.type_url = "containerd.linux.runc.RuncOptions".into();
+        let e = runtime_options(Some(&any)).unwrap_err();
+        assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT);
+    }
+}

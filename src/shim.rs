@@ -1,0 +1,289 @@
+//! The shim's table of containers, container creation, and the monitor that
+//! routes reaped exits to the process they belong to.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::container::{Container, Process};
+use crate::error::{Error, Result};
+use crate::events::{Event, Publisher};
+use crate::io::{ProcessIo, StdioPaths};
+use crate::mount::{mount_all, unmount_all, Mount};
+use crate::reaper::{Exit, Reaper};
+use crate::runc::{Runc, RuntimeOptions};
+use crate::state::{read_pid, INIT_PID_FILE};
+
+/// How many exits of unknown processes are kept for a process that registers
+/// late (killed between `runc create` and the shim reading its pid file).
+const EARLY_EXITS: usize = 256;
+
+/// A Create request in domain terms.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Mounts making up the rootfs (empty: the spec's root is used as is).
+    pub rootfs: Vec<Mount>,
+    /// Stdio paths.
+    pub stdio: StdioPaths,
+    /// Checkpoint to restore from.
+    pub checkpoint: String,
+    /// Runtime options.
+    pub options: RuntimeOptions,
+}
+
+#[derive(Default)]
+struct Table {
+    containers: HashMap<String, Arc<Container>>,
+    /// Ids whose Create is in progress.
+    reserved: HashSet<String>,
+    early: VecDeque<Exit>,
+}
+
+/// Everything the daemon serves.
+pub struct Shim {
+    /// containerd namespace.
+    pub namespace: String,
+    reaper: Reaper,
+    publisher: Publisher,
+    table: Mutex<Table>,
+    shutdown: Arc<Notify>,
+}
+
+impl Shim {
+    /// A shim with no containers. Exits nobody claimed arrive on `exits`.
+    pub fn new(
+        namespace: String,
+        reaper: Reaper,
+        publisher: Publisher,
+        exits: mpsc::UnboundedReceiver<Exit>,
+        shutdown: Arc<Notify>,
+    ) -> Arc<Shim> {
+        let shim = Arc::new(Shim {
+            namespace,
+            reaper,
+            publisher,
+            table: Mutex::default(),
+            shutdown,
+        });
+        tokio::spawn(shim.clone().monitor(exits));
+        shim
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The container with this id.
+    pub fn get(&self, id: &str) -> Result<Arc<Container>> {
+        self.table()
+            .containers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::ContainerNotFound(id.to_string()))
+    }
+
+    /// Routes every unclaimed exit to its process.
+    async fn monitor(self: Arc<Self>, mut exits: mpsc::UnboundedReceiver<Exit>) {
+        while let Some(exit) = exits.recv().await {
+            let owner = {
+                let mut t = self.table();
+                let found = t
+                    .containers
+                    .values()
+                    .find(|c| c.init.pid == exit.pid)
+                    .cloned();
+                if found.is_none() {
+                    if t.early.len() == EARLY_EXITS {
+                        t.early.pop_front();
+                    }
+                    t.early.push_back(exit);
+                }
+                found
+            };
+            if let Some(c) = owner {
+                tokio::spawn(async move { c.init_exited(exit).await });
+            }
+        }
+    }
+
+    /// Creates a container: mounts, stdio, `runc create`, and `/tasks/create`.
+    pub async fn create(&self, req: CreateRequest) -> Result<u32> {
+        if req.stdio.terminal {
+            return Err(Error::Unimplemented("Create with a terminal"));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(Error::Unimplemented("Create from a checkpoint"));
+        }
+        let _reservation = self.reserve(&req.id)?;
+        let runc = Runc::new(
+            &req.options,
+            &self.namespace,
+            &req.bundle,
+            self.reaper.clone(),
+        );
+        runc.record().save(&req.bundle)?;
+        let rootfs = req.bundle.join("rootfs");
+        if !req.rootfs.is_empty() {
+            mount_all(&req.rootfs, &rootfs)?;
+        }
+        let cleanup = |mounted: bool| {
+            if mounted {
+                unmount_all(&rootfs);
+            }
+        };
+        let (io, stdio) = match ProcessIo::open(&req.stdio) {
+            Ok(x) => x,
+            Err(e) => {
+                cleanup(!req.rootfs.is_empty());
+                return Err(e);
+            }
+        };
+        let pid_file = req.bundle.join(INIT_PID_FILE);
+        let created = runc
+            .create(&req.id, &req.bundle, &pid_file, &req.options, stdio)
+            .await;
+        let pid = created.and_then(|()| {
+            read_pid(&pid_file).ok_or_else(|| Error::Runtime {
+                binary: runc.record().binary.clone(),
+                op: "create",
+                message: format!("no pid in {}", pid_file.display()),
+            })
+        });
+        let pid = match pid {
+            Ok(pid) => pid,
+            Err(e) => {
+                // Whatever runc left behind goes; a missing container is fine.
+                let _ = runc.delete(&req.id, true).await;
+                drop(io);
+                cleanup(!req.rootfs.is_empty());
+                return Err(e);
+            }
+        };
+        let container = Arc::new(Container {
+            id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            init: Process::new(pid, req.stdio.clone(), io),
+            runc,
+            rootfs_mounted: !req.rootfs.is_empty(),
+            kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
+            publisher: self.publisher.clone(),
+        });
+        let early = {
+            let mut t = self.table();
+            t.containers.insert(req.id.clone(), container.clone());
+            let at = t.early.iter().position(|e| e.pid == pid);
+            at.and_then(|i| t.early.remove(i))
+        };
+        self.publisher.publish(Event::Create {
+            id: req.id,
+            bundle: req.bundle.display().to_string(),
+            rootfs: req.rootfs,
+            stdio: req.stdio,
+            checkpoint: req.checkpoint,
+            pid,
+        });
+        if let Some(exit) = early {
+            tokio::spawn(async move { container.init_exited(exit).await });
+        }
+        Ok(pid)
+    }
+
+    /// Deletes a container and forgets it.
+    pub async fn delete(&self, id: &str) -> Result<(u32, crate::container::ExitInfo)> {
+        let c = self.get(id)?;
+        let info = c.delete().await?;
+        self.table().containers.remove(id);
+        Ok((c.init.pid, info))
+    }
+
+    /// Shuts the daemon down if it serves no container any more.
+    pub fn shutdown(&self) -> bool {
+        let t = self.table();
+        let idle = t.containers.is_empty() && t.reserved.is_empty();
+        drop(t);
+        if idle {
+            self.shutdown.notify_one();
+        }
+        idle
+    }
+
+    fn reserve(&self, id: &str) -> Result<Reservation<'_>> {
+        let mut t = self.table();
+        if t.containers.contains_key(id) || !t.reserved.insert(id.to_string()) {
+            return Err(Error::AlreadyExists(id.to_string()));
+        }
+        Ok(Reservation {
+            shim: self,
+            id: id.to_string(),
+        })
+    }
+}
+
+/// An id held for a Create in progress; released when dropped.
+struct Reservation<'a> {
+    shim: &'a Shim,
+    id: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.shim.table().reserved.remove(&self.id);
+    }
+}
+
+/// Whether the bundle's spec gives the container a pid namespace of its own
+/// (one without a path, i.e. a new one, or a path that is not the host's).
+fn has_own_pid_namespace(bundle: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        linux: Option<Linux>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Linux {
+        #[serde(default)]
+        namespaces: Vec<Namespace>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Namespace {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        path: String,
+    }
+    let Ok(data) = std::fs::read(bundle.join("config.json")) else {
+        return false;
+    };
+    let Ok(spec) = serde_json::from_slice::<Spec>(&data) else {
+        return false;
+    };
+    spec.linux
+        .map(|l| {
+            l.namespaces
+                .iter()
+                .any(|n| n.kind == "pid" && n.path.is_empty())
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_namespace_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |s: &str| std::fs::write(dir.path().join("config.json"), s).unwrap();
+        write(r#"{"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}"#);
+        assert!(has_own_pid_namespace(dir.path()));
+        write(r#"{"linux":{"namespaces":[{"type":"mount"}]}}"#);
+        assert!(!has_own_pid_namespace(dir.path()));
+        write(r#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#);
+        assert!(!has_own_pid_namespace(dir.path()));
+    }
+}

@@ -1,0 +1,122 @@
+//! Files the shim keeps in the bundle: written atomically, read tolerantly.
+//!
+//! | file           | writer         | reader                         |
+//! |----------------|----------------|--------------------------------|
+//! | `address`      | `start`        | containerd 1.6/1.7 on restart  |
+//! | `init.pid`     | runc           | the daemon, `delete`           |
+//! | `runtime.json` | the daemon     | `delete` (which runc, which root) |
+//! | `log.json`     | runc           | the daemon, for error messages |
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The file `start` writes the socket address to.
+pub const ADDRESS_FILE: &str = "address";
+/// runc's pid file for the container's init process.
+pub const INIT_PID_FILE: &str = "init.pid";
+/// How `delete` finds the runtime the daemon used.
+pub const RUNTIME_FILE: &str = "runtime.json";
+/// runc's JSON log.
+pub const RUNC_LOG_FILE: &str = "log.json";
+
+/// Writes `data` to `path` so that a reader sees the old content or the new,
+/// never a part: temporary file, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::Io {
+            op: "write",
+            path: path.to_path_buf(),
+            source: e,
+        }
+    })
+}
+
+/// Which OCI runtime manages a container, as `delete` needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeRecord {
+    /// Runtime binary (name or path).
+    pub binary: String,
+    /// The runtime's `--root`.
+    pub root: PathBuf,
+    /// Whether `--systemd-cgroup` was passed.
+    pub systemd_cgroup: bool,
+}
+
+impl RuntimeRecord {
+    /// Saves the record in `bundle`.
+    pub fn save(&self, bundle: &Path) -> Result<()> {
+        let data = serde_json::to_vec(self).expect("a RuntimeRecord always serializes");
+        write_atomic(&bundle.join(RUNTIME_FILE), &data, 0o600)
+    }
+
+    /// Loads the record from `bundle`, if there is a readable one.
+    pub fn load(bundle: &Path) -> Option<RuntimeRecord> {
+        let data = fs::read(bundle.join(RUNTIME_FILE)).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+}
+
+/// Reads a pid file as runc writes it; None when missing or unreadable.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_write_replaces_and_sets_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("address");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file left"
+        );
+    }
+
+    #[test]
+    fn runtime_record_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = RuntimeRecord {
+            binary: "runc".into(),
+            root: "/run/containerd/runc/default".into(),
+            systemd_cgroup: false,
+        };
+        r.save(dir.path()).unwrap();
+        assert_eq!(RuntimeRecord::load(dir.path()), Some(r));
+        assert_eq!(read_pid(&dir.path().join("nope")), None);
+    }
+}
