@@ -320,6 +320,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protobuf::Message;
 
     #[test]
     fn type_urls_are_bare_names() {

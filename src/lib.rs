@@ -5,6 +5,7 @@
 //! ttrpc, and publishes task events. See README.md for the big picture.
 
 pub mod cli;
+pub mod client;
 pub mod container;
 pub mod error;
 pub mod events;

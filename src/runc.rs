@@ -246,9 +246,9 @@ fn last_error_in(text: &str) -> Option<String> {
         msg: String,
     }
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .filter(|l| matches!(l.level.as_str(), "error" | "fatal" | "panic"))
-        .last()
+        .find(|l| matches!(l.level.as_str(), "error" | "fatal" | "panic"))
         .map(|l| l.msg)
 }
 

@@ -1,0 +1,76 @@
+//! Driving a shim the way containerd does: `start` to get its address, a
+//! ttrpc Task client, and `delete` for clean-up. Used by tests and tools.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use protobuf::Message;
+
+use crate::protos::shim::DeleteResponse;
+use crate::protos::shim_ttrpc::TaskClient;
+
+/// What to tell a shim about itself, as containerd would.
+#[derive(Debug, Clone)]
+pub struct ShimSpawn<'a> {
+    /// The shim binary.
+    pub binary: &'a Path,
+    /// The bundle (the shim's cwd).
+    pub bundle: &'a Path,
+    /// containerd namespace.
+    pub namespace: &'a str,
+    /// Container id.
+    pub id: &'a str,
+    /// containerd's gRPC address (only hashed into the socket name).
+    pub address: &'a str,
+    /// containerd's ttrpc address for events ("" for none).
+    pub ttrpc_address: &'a str,
+}
+
+impl ShimSpawn<'_> {
+    fn command(&self, action: &str) -> Command {
+        let mut cmd = Command::new(self.binary);
+        cmd.args(["-namespace", self.namespace, "-address", self.address])
+            .args(["-publish-binary", "/usr/bin/containerd", "-id", self.id]);
+        if action == "delete" {
+            cmd.arg("-bundle").arg(self.bundle);
+        }
+        cmd.arg(action)
+            .current_dir(self.bundle)
+            .env("TTRPC_ADDRESS", self.ttrpc_address)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `start` and returns the address it printed.
+    pub fn start(&self) -> std::io::Result<String> {
+        let out = self.command("start").stderr(Stdio::piped()).output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!(
+                "shim start failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Runs `delete` and decodes its DeleteResponse.
+    pub fn delete(&self) -> std::io::Result<DeleteResponse> {
+        let out = self.command("delete").stderr(Stdio::piped()).output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!(
+                "shim delete failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        DeleteResponse::parse_from_bytes(&out.stdout).map_err(std::io::Error::other)
+    }
+}
+
+/// Connects a Task client to a shim address (`unix:///...`).
+pub async fn connect(address: &str) -> ttrpc::Result<TaskClient> {
+    let client = ttrpc::r#async::Client::connect(address).await?;
+    Ok(TaskClient::new(client))
+}

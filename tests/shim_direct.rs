@@ -1,0 +1,625 @@
+//! The shim driven straight over ttrpc, the way containerd drives it, with
+//! real runc underneath and an in-test receiver standing where containerd's
+//! events socket would be. Covers what is awkward to reach through `ctr`:
+//! malformed requests, error codes, event order and fields, shutdown.
+//!
+//! Needs root, runc and busybox-static (see .ci/run).
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protobuf::well_known_types::any::Any;
+use protobuf::{Message, MessageField};
+use tether::client::{connect, ShimSpawn};
+use tether::protos::events::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use tether::protos::forward::ForwardRequest;
+use tether::protos::forward_ttrpc::{create_events, Events};
+use tether::protos::mount::Mount;
+use tether::protos::runc_options::Options;
+use tether::protos::shim::*;
+use tether::protos::shim_ttrpc::TaskClient;
+use tether::protos::status::Status;
+use ttrpc::r#async::TtrpcContext;
+
+const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-tether-v2");
+
+fn ctx() -> ttrpc::context::Context {
+    ttrpc::context::with_duration(Duration::from_secs(20))
+}
+
+fn require_root_and_runc() {
+    assert!(nix::unistd::geteuid().is_root(), "these tests need root");
+    for bin in ["runc", "/bin/busybox"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {bin}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "{bin} is required (apt-get install runc busybox-static)"
+        );
+    }
+}
+
+/// Events received on a stand-in for containerd's ttrpc events socket.
+#[derive(Default)]
+struct Sink {
+    got: Mutex<Vec<(String, Any)>>,
+}
+
+#[async_trait::async_trait]
+impl Events for Sink {
+    async fn forward(
+        &self,
+        _: &TtrpcContext,
+        req: ForwardRequest,
+    ) -> ttrpc::Result<protobuf::well_known_types::empty::Empty> {
+        let env = req.envelope.into_option().expect("an envelope");
+        assert!(env.timestamp.seconds > 0, "envelope timestamp must be set");
+        self.got.lock().unwrap().push((
+            env.topic.clone(),
+            env.event.into_option().expect("an event"),
+        ));
+        Ok(Default::default())
+    }
+}
+
+/// One shim, its bundle, its event sink; everything stopped on drop.
+struct Fixture {
+    dir: tempfile::TempDir,
+    namespace: String,
+    id: String,
+    address: String,
+    client: TaskClient,
+    sink: Arc<Sink>,
+    _events: ttrpc::r#async::Server,
+    shim_pid: u32,
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl Fixture {
+    /// A bundle whose spec runs `args`, and a shim started for it.
+    async fn new(args: &[&str]) -> Fixture {
+        require_root_and_runc();
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let namespace = format!("tether-direct-{}-{n}", std::process::id());
+        let id = format!("c{n}");
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        make_bundle(&bundle, args);
+
+        let events_sock = dir.path().join("events.sock");
+        let sink = Arc::new(Sink::default());
+        let mut events = ttrpc::r#async::Server::new()
+            .bind(&format!("unix://{}", events_sock.display()))
+            .unwrap()
+            .register_service(create_events(sink.clone()));
+        events.start().await.unwrap();
+
+        let fake_grpc = dir.path().join("containerd.sock").display().to_string();
+        let spawn = ShimSpawn {
+            binary: Path::new(SHIM),
+            bundle: &bundle,
+            namespace: &namespace,
+            id: &id,
+            address: &fake_grpc,
+            ttrpc_address: &events_sock.display().to_string(),
+        };
+        let address = spawn.start().expect("shim start");
+        assert!(
+            address.starts_with("unix:///run/containerd/s/"),
+            "{address}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(bundle.join("address")).unwrap(),
+            address
+        );
+        let client = connect(&address).await.expect("connect to the shim");
+        let shim_pid = client
+            .connect(ctx(), &ConnectRequest::default())
+            .await
+            .unwrap()
+            .shim_pid;
+        Fixture {
+            dir,
+            namespace,
+            id,
+            address,
+            client,
+            sink,
+            _events: events,
+            shim_pid,
+        }
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    fn socket(&self) -> PathBuf {
+        PathBuf::from(self.address.trim_start_matches("unix://"))
+    }
+
+    fn create_request(&self) -> CreateTaskRequest {
+        CreateTaskRequest {
+            id: self.id.clone(),
+            bundle: self.bundle().display().to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn topics(&self) -> Vec<String> {
+        self.sink
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.0.clone())
+            .collect()
+    }
+
+    fn event<M: Message>(&self, topic: &str) -> M {
+        let got = self.sink.got.lock().unwrap();
+        let (_, any) = got
+            .iter()
+            .find(|e| e.0 == topic)
+            .unwrap_or_else(|| panic!("no {topic} event"));
+        M::parse_from_bytes(&any.value).unwrap()
+    }
+
+    async fn wait_for_events(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.sink.got.lock().unwrap().len() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Shutdown, then wait for the daemon to exit; asserts it does.
+    async fn shutdown_and_wait_exit(&self) {
+        let req = ShutdownRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        // The connection may close under the reply: that is success too.
+        let _ = self.client.shutdown(ctx(), &req).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(self.shim_pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(self.shim_pid), "shim still running after Shutdown");
+        assert!(!self.socket().exists(), "socket left behind");
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if alive(self.shim_pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.shim_pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let root = format!("/run/containerd/runc/{}", self.namespace);
+        let _ = Command::new("runc")
+            .args(["--root", &root, "delete", "--force", &self.id])
+            .output();
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = nix::mount::umount2(
+            &self.bundle().join("rootfs"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
+        let _ = std::fs::remove_file(self.socket());
+    }
+}
+
+/// Whether `pid` is a live (non-zombie) process.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Writes an OCI bundle: busybox rootfs, `runc spec` defaults, our args.
+fn make_bundle(bundle: &Path, args: &[&str]) {
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "proc", "dev", "sys", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "sleep", "echo", "cat", "true"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let out = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "runc spec: {:?}", out);
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = args.iter().map(|a| a.to_string()).collect();
+    spec["root"]["readonly"] = false.into();
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+}
+
+fn code_of<T: std::fmt::Debug>(r: ttrpc::Result<T>) -> (ttrpc::Code, String) {
+    match r {
+        Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message),
+        other => panic!("expected an error status, got {other:?}"),
+    }
+}
+
+fn mounted_under(path: &Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let p = path.display().to_string();
+    text.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&p)))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn invalid_ids_are_rejected_and_nothing_is_left() {
+    let f = Fixture::new(&["/bin/true"]).await;
+    let long = "x".repeat(77);
+    for bad in ["..", "../etc", "a/b", "a\0b", long.as_str(), ""] {
+        let mut req = f.create_request();
+        req.id = bad.to_string();
+        let (code, msg) = code_of(f.client.create(ctx(), &req).await);
+        assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT, "Create {bad:?}: {msg}");
+        assert!(msg.contains("invalid container id"), "{msg}");
+
+        let state = StateRequest {
+            id: bad.to_string(),
+            ..Default::default()
+        };
+        let (code, _) = code_of(f.client.state(ctx(), &state).await);
+        assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT, "State {bad:?}");
+        let kill = KillRequest {
+            id: bad.to_string(),
+            signal: 9,
+            ..Default::default()
+        };
+        let (code, _) = code_of(f.client.kill(ctx(), &kill).await);
+        assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT, "Kill {bad:?}");
+    }
+    // A valid but unknown id is NotFound, which containerd treats as gone.
+    let state = StateRequest {
+        id: "unknown".into(),
+        ..Default::default()
+    };
+    let (code, _) = code_of(f.client.state(ctx(), &state).await);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND);
+    let pids = PidsRequest {
+        id: "unknown".into(),
+        ..Default::default()
+    };
+    let (code, _) = code_of(f.client.pids(ctx(), &pids).await);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND);
+
+    assert!(f.topics().is_empty(), "events for rejected requests");
+    assert!(!mounted_under(&f.bundle()));
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn missing_runtime_binary_is_a_clear_error_and_cleans_up() {
+    let f = Fixture::new(&["/bin/true"]).await;
+    // Hand the rootfs over as a bind mount, so there is a mount to undo.
+    let staged = f.dir.path().join("staged-rootfs");
+    std::fs::rename(f.bundle().join("rootfs"), &staged).unwrap();
+    std::fs::create_dir(f.bundle().join("rootfs")).unwrap();
+    let mut req = f.create_request();
+    req.rootfs.push(Mount {
+        type_: "bind".into(),
+        source: staged.display().to_string(),
+        options: vec!["rbind".into(), "rw".into()],
+        ..Default::default()
+    });
+    let opts = Options {
+        binary_name: "/nonexistent/runc-missing".into(),
+        ..Default::default()
+    };
+    req.options = MessageField::some(Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: opts.write_to_bytes().unwrap(),
+        ..Default::default()
+    });
+    let (_, msg) = code_of(f.client.create(ctx(), &req).await);
+    assert!(msg.contains("/nonexistent/runc-missing"), "{msg}");
+    assert!(msg.contains("No such file"), "{msg}");
+    assert!(!mounted_under(&f.bundle()), "rootfs left mounted");
+
+    // Nothing was registered, and the shim still answers.
+    let state = StateRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let (code, _) = code_of(f.client.state(ctx(), &state).await);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND);
+    // A retry with the right runtime works: the failed Create lost nothing.
+    let mut req = req;
+    req.options = MessageField::none();
+    let created = f.client.create(ctx(), &req).await.unwrap();
+    assert!(created.pid > 0);
+    let del = DeleteRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.delete(ctx(), &del).await.unwrap();
+    assert!(
+        !mounted_under(&f.bundle()),
+        "rootfs left mounted after Delete"
+    );
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lifecycle_reports_exit_and_publishes_each_event_once_in_order() {
+    let f = Fixture::new(&["/bin/sh", "-c", "exit 3"]).await;
+    let created = f.client.create(ctx(), &f.create_request()).await.unwrap();
+    let state = StateRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let s = f.client.state(ctx(), &state).await.unwrap();
+    assert_eq!(s.status.enum_value(), Ok(Status::CREATED));
+    assert_eq!(s.pid, created.pid);
+    assert_eq!(
+        s.exited_at.seconds, -62_135_596_800,
+        "not exited: Go zero time"
+    );
+
+    // A second Create of the same id is refused.
+    let (code, _) = code_of(f.client.create(ctx(), &f.create_request()).await);
+    assert_eq!(code, ttrpc::Code::ALREADY_EXISTS);
+
+    let start = StartRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let started = f.client.start(ctx(), &start).await.unwrap();
+    assert_eq!(started.pid, created.pid);
+    let wait = WaitRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let waited = f.client.wait(ctx(), &wait).await.unwrap();
+    assert_eq!(waited.exit_status, 3);
+    let s = f.client.state(ctx(), &state).await.unwrap();
+    assert_eq!(s.status.enum_value(), Ok(Status::STOPPED));
+    assert_eq!(s.exit_status, 3);
+    assert_eq!(s.exited_at.seconds, waited.exited_at.seconds);
+
+    // Signalling a finished process is NotFound (containerd ignores it).
+    let kill = KillRequest {
+        id: f.id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    let (code, _) = code_of(f.client.kill(ctx(), &kill).await);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND);
+
+    let del = DeleteRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let deleted = f.client.delete(ctx(), &del).await.unwrap();
+    assert_eq!((deleted.pid, deleted.exit_status), (created.pid, 3));
+    let (code, _) = code_of(f.client.delete(ctx(), &del).await);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND, "second Delete");
+
+    f.wait_for_events(4).await;
+    assert_eq!(
+        f.topics(),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+    let c: TaskCreate = f.event("/tasks/create");
+    assert_eq!(
+        (c.container_id.as_str(), c.pid),
+        (f.id.as_str(), created.pid)
+    );
+    assert_eq!(c.bundle, f.bundle().display().to_string());
+    let s: TaskStart = f.event("/tasks/start");
+    assert_eq!(
+        (s.container_id.as_str(), s.pid),
+        (f.id.as_str(), created.pid)
+    );
+    let e: TaskExit = f.event("/tasks/exit");
+    assert_eq!(e.container_id, f.id);
+    assert_eq!(e.id, f.id, "TaskExit.id of init is the container id");
+    assert_eq!((e.pid, e.exit_status), (created.pid, 3));
+    assert_eq!(e.exited_at.seconds, waited.exited_at.seconds);
+    let d: TaskDelete = f.event("/tasks/delete");
+    assert_eq!((d.pid, d.exit_status), (created.pid, 3));
+    assert_eq!(d.id, "", "TaskDelete.id is empty for init");
+
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn running_container_kill_all_delete_rules_and_shutdown() {
+    let f = Fixture::new(&["/bin/sh", "-c", "sleep 1000 & sleep 1000"]).await;
+    f.client.create(ctx(), &f.create_request()).await.unwrap();
+    let start = StartRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let pid = f.client.start(ctx(), &start).await.unwrap().pid;
+
+    // Shutdown with a live container keeps the shim running.
+    let shutdown = ShutdownRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.shutdown(ctx(), &shutdown).await.unwrap();
+    assert!(alive(f.shim_pid));
+
+    let del = DeleteRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let (code, msg) = code_of(f.client.delete(ctx(), &del).await);
+    assert_eq!(code, ttrpc::Code::FAILED_PRECONDITION, "{msg}");
+
+    let pids = PidsRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let listed: Vec<u32> = f
+        .client
+        .pids(ctx(), &pids)
+        .await
+        .unwrap()
+        .processes
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    assert!(listed.contains(&pid) && listed.len() >= 2, "{listed:?}");
+
+    let kill = KillRequest {
+        id: f.id.clone(),
+        signal: 9,
+        all: true,
+        ..Default::default()
+    };
+    f.client.kill(ctx(), &kill).await.unwrap();
+    let wait = WaitRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(f.client.wait(ctx(), &wait).await.unwrap().exit_status, 137);
+    for p in listed {
+        assert!(!alive(p), "process {p} survived kill --all");
+    }
+    f.client.delete(ctx(), &del).await.unwrap();
+
+    // Methods owned by later work answer Unimplemented, never hang.
+    let (code, _) = code_of(
+        f.client
+            .pause(
+                ctx(),
+                &PauseRequest {
+                    id: f.id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await,
+    );
+    assert_eq!(code, ttrpc::Code::UNIMPLEMENTED);
+    let (code, _) = code_of(
+        f.client
+            .exec(
+                ctx(),
+                &ExecProcessRequest {
+                    id: f.id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await,
+    );
+    assert_eq!(code, ttrpc::Code::UNIMPLEMENTED);
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn socket_is_private_and_never_abstract() {
+    let f = Fixture::new(&["/bin/true"]).await;
+    let sock = f.socket();
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+    let dir_mode = std::fs::metadata(sock.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700, "socket dir mode {dir_mode:o}");
+
+    // Every socket the shim holds, by inode; none of them abstract.
+    let mut inodes = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{}/fd", f.shim_pid)).unwrap() {
+        let target = std::fs::read_link(fd.unwrap().path()).unwrap();
+        let t = target.display().to_string();
+        if let Some(inode) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+            inodes.push(inode.to_string());
+        }
+    }
+    let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let paths: HashMap<String, String> = unix
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                cols.get(6)?.to_string(),
+                cols.get(7).unwrap_or(&"").to_string(),
+            ))
+        })
+        .collect();
+    assert!(!inodes.is_empty());
+    for inode in &inodes {
+        if let Some(path) = paths.get(inode) {
+            assert!(!path.starts_with('@'), "abstract socket {path}");
+        }
+    }
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn delete_subcommand_cleans_up_after_a_dead_shim() {
+    let f = Fixture::new(&["/bin/sleep", "1000"]).await;
+    let pid = f
+        .client
+        .create(ctx(), &f.create_request())
+        .await
+        .unwrap()
+        .pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(f.shim_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let bundle = f.bundle();
+    let spawn = ShimSpawn {
+        binary: Path::new(SHIM),
+        bundle: &bundle,
+        namespace: &f.namespace,
+        id: &f.id,
+        address: "/run/containerd/containerd.sock",
+        ttrpc_address: "",
+    };
+    let resp = spawn.delete().expect("delete subcommand");
+    assert_eq!(resp.pid, pid);
+    assert_eq!(resp.exit_status, 137);
+    assert!(resp.exited_at.seconds > 0);
+    let root = format!("/run/containerd/runc/{}", f.namespace);
+    let state = Command::new("runc")
+        .args(["--root", &root, "state", &f.id])
+        .output()
+        .unwrap();
+    assert!(!state.status.success(), "container still known to runc");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "container init survived delete");
+    // Twice is fine: missing state is tolerated.
+    spawn.delete().expect("second delete");
+}
