@@ -623,3 +623,46 @@ async fn delete_subcommand_cleans_up_after_a_dead_shim() {
     // Twice is fine: missing state is tolerated.
     spawn.delete().expect("second delete");
 }
+
+/// Connects to `socket` as root with group `gid`; true when the shim closed
+/// the connection at once (refused), false when it kept it open.
+fn refused_for_gid(socket: &Path, gid: u32) -> bool {
+    use std::os::unix::process::CommandExt;
+    let probe = "import socket,sys\n\
+                 s=socket.socket(socket.AF_UNIX)\n\
+                 s.connect(sys.argv[1])\n\
+                 s.settimeout(2)\n\
+                 try:\n    print('closed' if s.recv(1)==b'' else 'data')\n\
+                 except socket.timeout:\n    print('open')\n";
+    let out = Command::new("python3")
+        .args(["-c", probe])
+        .arg(socket)
+        .gid(gid)
+        .output()
+        .expect("python3 runs the probe");
+    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        verdict == "closed" || verdict == "open",
+        "probe failed: {verdict} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    verdict == "closed"
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn connections_from_another_group_are_refused() {
+    let f = Fixture::new(&["/bin/true"]).await;
+    // Root passes the socket's mode bits; the peer check still refuses a
+    // process that is not running as containerd's user and group.
+    assert!(
+        refused_for_gid(&f.socket(), 65534),
+        "foreign group accepted"
+    );
+    assert!(!refused_for_gid(&f.socket(), 0), "same user refused");
+    // The shim is unaffected.
+    f.client
+        .connect(ctx(), &ConnectRequest::default())
+        .await
+        .unwrap();
+    f.shutdown_and_wait_exit().await;
+}

@@ -49,6 +49,38 @@ pub fn run(flags: &Flags) -> Result<()> {
     result
 }
 
+/// Accepts only connections from processes running as the shim's own user
+/// and group (containerd's), as containerd's own shims do: the socket's mode
+/// already keeps others out, and this holds even if the mode were changed.
+fn same_user_only(listener: tokio::net::UnixListener) -> Listener {
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    Listener::new(futures_util::stream::unfold(
+        listener,
+        move |l| async move {
+            loop {
+                match l.accept().await {
+                    Ok((conn, _)) => match conn.peer_cred() {
+                        Ok(c) if c.uid() == uid && c.gid() == gid => return Some((Ok(conn), l)),
+                        Ok(c) => tracing::warn!(
+                            uid = c.uid(),
+                            gid = c.gid(),
+                            pid = c.pid(),
+                            "refused a connection from another user"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "refused a connection: no peer credentials")
+                        }
+                    },
+                    Err(e) => return Some((Err(e), l)),
+                }
+            }
+        },
+    ))
+}
+
 async fn serve(flags: &Flags, listener: StdUnixListener) -> Result<()> {
     let socket: Option<PathBuf> = listener
         .local_addr()
@@ -77,7 +109,7 @@ async fn serve(flags: &Flags, listener: StdUnixListener) -> Result<()> {
         services.insert(TASK_V3.to_string(), v3);
     }
     let mut server = Server::new()
-        .add_listener(Listener::from(listener))
+        .add_listener(same_user_only(listener))
         .register_service(services);
     server.start().await.context("starting the ttrpc server")?;
     tracing::info!(id = flags.id, pid = std::process::id(), "shim serving");
