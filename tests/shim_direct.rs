@@ -351,7 +351,6 @@ async fn missing_runtime_binary_is_a_clear_error_and_cleans_up() {
     let (code, _) = code_of(f.client.state(ctx(), &state).await);
     assert_eq!(code, ttrpc::Code::NOT_FOUND);
     // A retry with the right runtime works: the failed Create lost nothing.
-    let mut req = req;
     req.options = MessageField::none();
     let created = f.client.create(ctx(), &req).await.unwrap();
     assert!(created.pid > 0);
