@@ -1,175 +1,36 @@
-//! One container and its init process: the lifecycle state machine.
-//!
-//! State lives in a `watch` channel per process, changed only through short,
-//! synchronous transitions; no lock is held while runc runs or while anything
-//! is awaited. Transitional phases (`Starting`, `Exited`, `Deleting`) stand in
-//! for a lifecycle lock: a second Start or Delete sees them and is refused,
-//! and the exit path waits for `Starting` to end, so `/tasks/start` is always
-//! published before `/tasks/exit`.
+//! One container: its init process, its execs, and what happens when they
+//! start, are signalled, exit and are deleted. Exec-only operations live in
+//! `exec.rs`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::SystemTime;
-
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::events::{Event, Publisher};
-use crate::io::{ProcessIo, StdioPaths};
-use crate::reaper::Exit;
+use crate::io::{Owner, ProcessIo};
+use crate::process::{finished_error, ExitInfo, Phase, Process};
+use crate::reaper::{Exit, Reaper};
+use crate::router::Router;
 use crate::runc::Runc;
 
-/// A finished process's exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitInfo {
-    /// Exit code, or 128 + signal.
-    pub status: u32,
-    /// When it exited.
-    pub at: SystemTime,
-}
+/// How long init's exit waits for the exits of its execs to be reported (an
+/// exec that escaped the container must not hold the init's exit forever).
+const EXECS_GRACE: Duration = Duration::from_secs(10);
 
-/// Where a process is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Created by the runtime, not started.
-    Created,
-    /// A Start is running the runtime.
-    Starting,
-    /// Started and not yet reaped.
-    Running,
-    /// Reaped; its output is being drained.
-    Exited,
-    /// Reaped and drained: the exit is reported.
-    Stopped(ExitInfo),
-    /// A Delete is running the runtime.
-    Deleting(Option<ExitInfo>),
-    /// Gone from the shim; kept for Wait callers holding a receiver.
-    Deleted(ExitInfo),
-}
-
-/// What State reports for a phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Created, not started.
-    Created,
-    /// Running.
-    Running,
-    /// Exited.
-    Stopped,
-}
-
-impl Phase {
-    /// The status containerd sees.
-    pub fn status(&self) -> Status {
-        match self {
-            Phase::Created | Phase::Starting => Status::Created,
-            Phase::Running | Phase::Exited => Status::Running,
-            Phase::Stopped(_) | Phase::Deleting(_) | Phase::Deleted(_) => Status::Stopped,
-        }
-    }
-
-    /// The exit, once it is reported.
-    pub fn exit(&self) -> Option<ExitInfo> {
-        match self {
-            Phase::Stopped(e) | Phase::Deleted(e) | Phase::Deleting(Some(e)) => Some(*e),
-            _ => None,
-        }
-    }
-
-    /// Whether the process can no longer receive signals.
-    fn finished(&self) -> bool {
-        matches!(
-            self,
-            Phase::Exited | Phase::Stopped(_) | Phase::Deleting(_) | Phase::Deleted(_)
-        )
-    }
-}
-
-/// A process the shim supervises.
-pub struct Process {
-    /// Its pid.
-    pub pid: u32,
-    /// Its stdio, as the client sent it.
-    pub stdio: StdioPaths,
-    phase: watch::Sender<Phase>,
-    io: Mutex<Option<ProcessIo>>,
-}
-
-impl Process {
-    /// A process in phase `Created`.
-    pub fn new(pid: u32, stdio: StdioPaths, io: ProcessIo) -> Process {
-        Process {
-            pid,
-            stdio,
-            phase: watch::Sender::new(Phase::Created),
-            io: Mutex::new(Some(io)),
-        }
-    }
-
-    /// The current phase.
-    pub fn phase(&self) -> Phase {
-        *self.phase.borrow()
-    }
-
-    /// Moves to a new phase if `f` allows it; returns the phase before.
-    fn transition(&self, f: impl FnOnce(Phase) -> Result<Phase>) -> Result<Phase> {
-        let mut result = None;
-        self.phase.send_if_modified(|p| {
-            let before = *p;
-            match f(before) {
-                Ok(next) => {
-                    *p = next;
-                    result = Some(Ok(before));
-                    next != before
-                }
-                Err(e) => {
-                    result = Some(Err(e));
-                    false
-                }
-            }
-        });
-        result.expect("send_if_modified always runs the closure")
-    }
-
-    /// Waits until the exit is reported.
-    pub async fn wait(&self) -> ExitInfo {
-        let mut rx = self.phase.subscribe();
-        let phase = rx
-            .wait_for(|p| p.exit().is_some())
-            .await
-            .map(|p| *p)
-            .expect("the sender lives as long as the process");
-        phase.exit().expect("waited for an exit")
-    }
-
-    /// Closes the process's stdin (CloseIO).
-    pub fn close_stdin(&self) {
-        if let Some(io) = self.io.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            io.close_stdin();
-        }
-    }
-
-    async fn drain(&self) {
-        let io = self.io.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(mut io) = io {
-            io.drain().await;
-            *self.io.lock().unwrap_or_else(|p| p.into_inner()) = Some(io);
-        }
-    }
-
-    fn close_io(&self) {
-        self.io.lock().unwrap_or_else(|p| p.into_inner()).take();
-    }
-}
-
-/// A container and its init process.
+/// A container and its processes.
 pub struct Container {
     /// Container id.
     pub id: String,
+    /// containerd namespace.
+    pub namespace: String,
     /// Bundle directory.
     pub bundle: PathBuf,
     /// The init process.
-    pub init: Process,
+    pub init: Arc<Process>,
+    /// Exec processes by exec id.
+    pub(crate) execs: Mutex<HashMap<String, Arc<Process>>>,
     /// The runtime managing it.
     pub runc: Runc,
     /// Whether the shim mounted the rootfs (and so unmounts it).
@@ -177,14 +38,44 @@ pub struct Container {
     /// The container shares a pid namespace: on init's exit, the rest of its
     /// processes are killed (its own pid namespace does that by itself).
     pub kill_all_on_exit: bool,
-    /// Where events go.
-    pub publisher: Publisher,
+    pub(crate) publisher: Publisher,
+    pub(crate) reaper: Reaper,
+    pub(crate) router: Arc<Router>,
 }
 
 impl Container {
-    /// Starts the init process.
-    pub async fn start(&self) -> Result<u32> {
-        self.init.transition(|p| match p {
+    /// Who the container's processes belong to, for loggers.
+    pub fn owner(&self) -> Owner<'_> {
+        Owner {
+            id: &self.id,
+            namespace: &self.namespace,
+        }
+    }
+
+    /// The init process (empty exec id) or an exec.
+    pub fn process(&self, exec_id: &str) -> Result<Arc<Process>> {
+        if exec_id.is_empty() {
+            return Ok(self.init.clone());
+        }
+        self.lock_execs().get(exec_id).cloned().ok_or_else(|| {
+            Error::NotFound(format!(
+                "exec {exec_id:?} not found in container {:?}",
+                self.id
+            ))
+        })
+    }
+
+    pub(crate) fn lock_execs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Process>>> {
+        self.execs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the init process or a registered exec.
+    pub async fn start(self: &Arc<Self>, exec_id: &str) -> Result<u32> {
+        if !exec_id.is_empty() {
+            return self.start_exec(exec_id).await;
+        }
+        let init = &self.init;
+        init.transition(|p| match p {
             Phase::Created => Ok(Phase::Starting),
             Phase::Starting | Phase::Running => Err(Error::FailedPrecondition(format!(
                 "container {:?} is already started",
@@ -196,24 +87,24 @@ impl Container {
             ))),
         })?;
         if let Err(e) = self.runc.start(&self.id).await {
-            let _ = self.init.transition(|_| Ok(Phase::Created));
+            init.set_phase(Phase::Created);
             return Err(e);
         }
         // Published before leaving Starting: the exit path waits for that.
         self.publisher.publish(Event::Start {
             id: self.id.clone(),
-            pid: self.init.pid,
+            pid: init.pid(),
         });
-        let _ = self.init.transition(|_| Ok(Phase::Running));
-        Ok(self.init.pid)
+        init.set_phase(Phase::Running);
+        Ok(init.pid())
     }
 
-    /// Handles the reaped exit of the init process: kill what is left if
-    /// needed, drain output, then report. Runs once; later calls do nothing.
-    pub async fn init_exited(&self, exit: Exit) {
-        let mut rx = self.init.phase.subscribe();
-        let _ = rx.wait_for(|p| *p != Phase::Starting).await;
-        let claimed = self.init.transition(|p| match p {
+    /// Handles the reaped exit of one of the container's processes: drain its
+    /// output, then report it. For init, first kill what is left if needed and
+    /// let the execs' exits go first. Runs once per process.
+    pub async fn exited(self: Arc<Self>, process: Arc<Process>, exit: Exit) {
+        process.wait_until(|p| *p != Phase::Starting).await;
+        let claimed = process.transition(|p| match p {
             Phase::Created | Phase::Running => Ok(Phase::Exited),
             other => Err(Error::FailedPrecondition(format!(
                 "exit already handled ({other:?})"
@@ -222,93 +113,167 @@ impl Container {
         if claimed.is_err() {
             return;
         }
-        if self.kill_all_on_exit {
-            if let Err(e) = self.runc.kill(&self.id, libc::SIGKILL as u32, true).await {
-                tracing::debug!(id = %self.id, error = %e, "killing the rest of the container");
+        if process.is_init() {
+            if self.kill_all_on_exit {
+                if let Err(e) = self.runc.kill(&self.id, libc::SIGKILL as u32, true).await {
+                    tracing::debug!(id = %self.id, error = %e, "killing the rest of the container");
+                }
             }
+            process.drain().await;
+            self.wait_for_execs().await;
+        } else {
+            process.drain().await;
         }
-        self.init.drain().await;
         let info = ExitInfo {
             status: exit.status,
             at: exit.at,
         };
-        let _ = self.init.transition(|_| Ok(Phase::Stopped(info)));
-        tracing::info!(id = %self.id, pid = exit.pid, status = exit.status, "container exited");
+        tracing::info!(id = %self.id, exec_id = %process.exec_id, pid = exit.pid, status = exit.status, "process exited");
+        // The event is queued and the phase set with no await in between, so
+        // whoever reacts to the event finds the process stopped.
         self.publisher.publish(Event::Exit {
             id: self.id.clone(),
-            process: self.id.clone(),
-            pid: self.init.pid,
+            process: if process.is_init() {
+                self.id.clone()
+            } else {
+                process.exec_id.clone()
+            },
+            pid: process.pid(),
             status: info.status,
             at: info.at,
         });
+        process.set_phase(Phase::Stopped(info));
     }
 
-    /// Sends `signal` to init, or to every process with `all`.
-    pub async fn kill(&self, signal: u32, all: bool) -> Result<()> {
-        if self.init.phase().finished() {
-            return Err(Error::NotFound(format!(
-                "process {} of container {:?} has already finished",
-                self.init.pid, self.id
-            )));
+    /// Waits until no exec is starting or running any more (bounded).
+    async fn wait_for_execs(&self) {
+        let execs: Vec<_> = self.lock_execs().values().cloned().collect();
+        let all = async {
+            for p in execs {
+                let settled = p.wait_until(|p| *p != Phase::Starting).await;
+                if matches!(settled, Phase::Running | Phase::Exited) {
+                    p.wait_until(|p| !matches!(p, Phase::Running | Phase::Exited))
+                        .await;
+                }
+            }
+        };
+        if tokio::time::timeout(EXECS_GRACE, all).await.is_err() {
+            tracing::warn!(id = %self.id, "execs outlived the init process; reporting its exit anyway");
+        }
+    }
+
+    /// Sends `signal` to init (or to every process with `all`) or to an exec.
+    pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        let p = self.process(exec_id)?;
+        if p.phase().finished() {
+            return Err(finished_error(&self.id, &p));
+        }
+        if !p.is_init() {
+            return self.kill_exec(&p, signal);
         }
         self.runc.kill(&self.id, signal, all).await.map_err(|e| {
             // The process may have exited while runc was starting.
-            if self.init.phase().finished() || is_not_running(&e) {
-                Error::NotFound(format!(
-                    "process {} of container {:?} has already finished",
-                    self.init.pid, self.id
-                ))
+            if p.phase().finished() || is_not_running(&e) {
+                finished_error(&self.id, &p)
             } else {
                 e
             }
         })
     }
 
-    /// Deletes the container from the runtime. The caller removes it from
-    /// the shim's table once this succeeds.
-    pub async fn delete(&self) -> Result<ExitInfo> {
-        let before = self.init.transition(|p| match p {
-            Phase::Created => Ok(Phase::Deleting(None)),
-            Phase::Stopped(e) => Ok(Phase::Deleting(Some(e))),
-            Phase::Starting | Phase::Running | Phase::Exited => {
-                Err(Error::FailedPrecondition(format!(
-                    "cannot delete container {:?}: its init process is still running",
-                    self.id
-                )))
-            }
-            Phase::Deleting(_) | Phase::Deleted(_) => {
-                Err(Error::ContainerNotFound(self.id.clone()))
-            }
-        })?;
+    /// Deletes the container from the runtime (or an exec from the shim).
+    /// For init, the caller removes the container from the shim's table once
+    /// this succeeds.
+    pub async fn delete(&self, exec_id: &str) -> Result<(u32, ExitInfo)> {
+        if !exec_id.is_empty() {
+            return self.delete_exec(exec_id);
+        }
+        let init = &self.init;
+        let before = init.transition(|p| deletable(&self.id, p))?;
         if let Err(e) = self.runc.delete(&self.id, true).await {
             if !is_not_running(&e) {
-                let _ = self.init.transition(|_| Ok(before));
+                init.set_phase(before);
                 return Err(e);
             }
         }
-        self.init.close_io();
+        for p in self.lock_execs().drain().map(|(_, p)| p) {
+            p.close_io();
+        }
+        init.close_io();
+        self.router.forget(init.pid());
         if self.rootfs_mounted {
             crate::mount::unmount_all(&self.bundle.join("rootfs"));
         }
-        // Never started: it never ran, so it did not fail.
-        let info = before.exit().unwrap_or(ExitInfo {
-            status: 0,
-            at: SystemTime::now(),
-        });
-        let _ = self.init.transition(|_| Ok(Phase::Deleted(info)));
+        let info = never_ran_or(before);
+        init.set_phase(Phase::Deleted(info));
         self.publisher.publish(Event::Delete {
             id: self.id.clone(),
             exec_id: String::new(),
-            pid: self.init.pid,
+            pid: init.pid(),
             status: info.status,
             at: Some(info.at),
         });
-        Ok(info)
+        Ok((init.pid(), info))
+    }
+
+    /// Registers a started process and handles an exit that came first.
+    pub(crate) fn register(self: &Arc<Self>, process: &Arc<Process>) -> Option<Exit> {
+        self.router.register(process.pid(), self, process)
+    }
+
+    /// Opens stdio for `process` and runs `spawn` (runc create or exec) with
+    /// it; returns the pid from `pid_file` with the stdio attached.
+    pub(crate) async fn spawn_with_io<F, Fut>(
+        &self,
+        process: &Process,
+        pid_file: &std::path::Path,
+        spawn: F,
+    ) -> Result<u32>
+    where
+        F: FnOnce(Option<PathBuf>, crate::runc::ProcessStdio) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let (mut io, stdio, console) =
+            ProcessIo::open(&process.stdio, self.owner(), &self.reaper).await?;
+        spawn(console.as_ref().map(|c| c.path().to_path_buf()), stdio).await?;
+        if let Some(console) = &console {
+            io.attach_console(console.receive().await?)?;
+        }
+        let pid = crate::state::read_pid(pid_file).ok_or_else(|| Error::Runtime {
+            binary: self.runc.record().binary.clone(),
+            op: if process.is_init() { "create" } else { "exec" },
+            message: format!("no pid in {}", pid_file.display()),
+        })?;
+        process.set_running_io(pid, io);
+        Ok(pid)
     }
 }
 
+/// Whether a process in phase `p` may be deleted; the phase to move to.
+pub(crate) fn deletable(id: &str, p: Phase) -> Result<Phase> {
+    match p {
+        Phase::Created => Ok(Phase::Deleting(None)),
+        Phase::Stopped(e) => Ok(Phase::Deleting(Some(e))),
+        Phase::Starting | Phase::Running | Phase::Exited => Err(Error::FailedPrecondition(
+            format!("cannot delete a running process of container {id:?}"),
+        )),
+        Phase::Deleting(_) | Phase::Deleted(_) => Err(Error::NotFound(format!(
+            "process of container {id:?} is already deleted"
+        ))),
+    }
+}
+
+/// The exit to report for a deleted process: its own, or, if it never ran,
+/// status 0 now (it did not fail).
+pub(crate) fn never_ran_or(before: Phase) -> ExitInfo {
+    before.exit().unwrap_or(ExitInfo {
+        status: 0,
+        at: SystemTime::now(),
+    })
+}
+
 /// runc's ways of saying the container or process is gone.
-fn is_not_running(e: &Error) -> bool {
+pub(crate) fn is_not_running(e: &Error) -> bool {
     match e {
         Error::Runtime { message, .. } => {
             let m = message.to_ascii_lowercase();
@@ -326,20 +291,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_follows_phase() {
-        let e = ExitInfo {
-            status: 3,
-            at: SystemTime::UNIX_EPOCH,
-        };
-        assert_eq!(Phase::Starting.status(), Status::Created);
-        assert_eq!(Phase::Exited.status(), Status::Running);
-        assert_eq!(Phase::Stopped(e).status(), Status::Stopped);
-        assert_eq!(Phase::Exited.exit(), None);
-        assert_eq!(Phase::Deleted(e).exit(), Some(e));
-        assert!(Phase::Exited.finished() && !Phase::Created.finished());
-    }
-
-    #[test]
     fn runc_gone_messages_are_recognised() {
         let e = |m: &str| Error::Runtime {
             binary: "runc".into(),
@@ -349,5 +300,15 @@ mod tests {
         assert!(is_not_running(&e("container not running")));
         assert!(is_not_running(&e("container \"x\" does not exist")));
         assert!(!is_not_running(&e("permission denied")));
+    }
+
+    #[test]
+    fn delete_rules() {
+        assert!(deletable("c", Phase::Created).is_ok());
+        let running = deletable("c", Phase::Running).unwrap_err();
+        assert_eq!(running.code(), ttrpc::Code::FAILED_PRECONDITION);
+        let gone = deletable("c", Phase::Deleting(None)).unwrap_err();
+        assert_eq!(gone.code(), ttrpc::Code::NOT_FOUND);
+        assert_eq!(never_ran_or(Phase::Created).status, 0);
     }
 }

@@ -53,6 +53,22 @@ pub enum Event {
         /// Init pid.
         pid: u32,
     },
+    /// `/tasks/exec-added`.
+    ExecAdded {
+        /// Container id.
+        id: String,
+        /// Exec id.
+        exec_id: String,
+    },
+    /// `/tasks/exec-started`.
+    ExecStarted {
+        /// Container id.
+        id: String,
+        /// Exec id.
+        exec_id: String,
+        /// Pid.
+        pid: u32,
+    },
     /// `/tasks/exit`.
     Exit {
         /// Container id.
@@ -121,6 +137,19 @@ impl Event {
                 m.container_id = id.clone();
                 m.pid = *pid;
                 ("/tasks/start", any(&m))
+            }
+            Event::ExecAdded { id, exec_id } => {
+                let mut m = wire::TaskExecAdded::new();
+                m.container_id = id.clone();
+                m.exec_id = exec_id.clone();
+                ("/tasks/exec-added", any(&m))
+            }
+            Event::ExecStarted { id, exec_id, pid } => {
+                let mut m = wire::TaskExecStarted::new();
+                m.container_id = id.clone();
+                m.exec_id = exec_id.clone();
+                m.pid = *pid;
+                ("/tasks/exec-started", any(&m))
             }
             Event::Exit {
                 id,

@@ -6,15 +6,20 @@
 
 pub mod cli;
 pub mod client;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod ids;
 pub mod io;
+pub mod logger;
 pub mod logging;
 pub mod mount;
+pub mod process;
 pub mod protos;
 pub mod reaper;
+pub mod router;
 pub mod runc;
 pub mod service;
 pub mod shim;

@@ -34,6 +34,7 @@ pub struct RuntimeOptions {
 }
 
 /// The stdio a runtime invocation hands to the container process.
+#[derive(Default)]
 pub struct ProcessStdio {
     /// The container's stdin (None: /dev/null).
     pub stdin: Option<OwnedFd>,
@@ -91,11 +92,15 @@ impl Runc {
         bundle: &Path,
         pid_file: &Path,
         opts: &RuntimeOptions,
+        console_socket: Option<&Path>,
         stdio: ProcessStdio,
     ) -> Result<()> {
         let mut cmd = self.command();
         cmd.arg("create").arg("--bundle").arg(bundle);
         cmd.arg("--pid-file").arg(pid_file);
+        if let Some(socket) = console_socket {
+            cmd.arg("--console-socket").arg(socket);
+        }
         if opts.no_pivot_root {
             cmd.arg("--no-pivot");
         }
@@ -103,10 +108,29 @@ impl Runc {
             cmd.arg("--no-new-keyring");
         }
         cmd.arg(id);
-        cmd.stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from));
-        cmd.stdout(stdio.stdout.map_or_else(Stdio::null, Stdio::from));
-        cmd.stderr(stdio.stderr.map_or_else(Stdio::null, Stdio::from));
+        set_stdio(&mut cmd, stdio);
         self.run("create", cmd, false).await.map(drop)
+    }
+
+    /// `runc exec --detach`: starts a process in the container from the
+    /// process spec in `spec_file` (a file, so arguments of any length work).
+    pub async fn exec(
+        &self,
+        id: &str,
+        spec_file: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+        stdio: ProcessStdio,
+    ) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.args(["exec", "--detach", "--process"]).arg(spec_file);
+        cmd.arg("--pid-file").arg(pid_file);
+        if let Some(socket) = console_socket {
+            cmd.arg("--console-socket").arg(socket);
+        }
+        cmd.arg(id);
+        set_stdio(&mut cmd, stdio);
+        self.run("exec", cmd, false).await.map(drop)
     }
 
     /// `runc start`.
@@ -201,6 +225,12 @@ impl Runc {
             message,
         })
     }
+}
+
+fn set_stdio(cmd: &mut Command, stdio: ProcessStdio) {
+    cmd.stdin(stdio.stdin.map_or_else(Stdio::null, Stdio::from));
+    cmd.stdout(stdio.stdout.map_or_else(Stdio::null, Stdio::from));
+    cmd.stderr(stdio.stderr.map_or_else(Stdio::null, Stdio::from));
 }
 
 /// Fills in the defaults containerd's runc shim uses.

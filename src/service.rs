@@ -9,13 +9,13 @@ use protobuf::well_known_types::empty::Empty;
 use protobuf::{Message, MessageField};
 use ttrpc::r#async::TtrpcContext;
 
-use crate::container::Status;
 use crate::error::{Error, Result};
 use crate::events::timestamp;
 use crate::ids::validate;
 use crate::io::StdioPaths;
 use crate::mount::Mount;
-use crate::protos::runc_options::Options as RuncOptions;
+use crate::process::Status;
+use crate::protos::runc_options::{Options as RuncOptions, ProcessDetails};
 use crate::protos::runtimeoptions::Options as CriOptions;
 use crate::protos::shim::*;
 use crate::protos::shim_ttrpc::Task;
@@ -46,19 +46,17 @@ fn reply<T>(method: &'static str, id: &str, r: Result<T>) -> ttrpc::Result<T> {
     })
 }
 
-/// Exec ids are owned by another part of the shim; until then only the init
-/// process (an empty exec id) exists.
-fn init_only(id: &str, exec_id: &str) -> Result<()> {
+/// Checks a container id and, when present, an exec id.
+fn validate_ids(id: &str, exec_id: &str) -> Result<()> {
     validate("container id", id)?;
-    if exec_id.is_empty() {
-        Ok(())
-    } else {
+    if !exec_id.is_empty() {
         validate("exec id", exec_id)?;
-        Err(Error::NotFound(format!(
-            "exec {exec_id:?} not found in container {id:?}"
-        )))
     }
+    Ok(())
 }
+
+/// The type URL containerd gives an exec's OCI process spec.
+const PROCESS_SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// Decodes the runtime options containerd sends: runc's Options, CRI's
 /// generic options carrying a TOML table, or nothing.
@@ -164,19 +162,20 @@ impl TaskService {
     }
 
     fn do_state(&self, req: &StateRequest) -> Result<StateResponse> {
-        init_only(&req.id, &req.exec_id)?;
+        validate_ids(&req.id, &req.exec_id)?;
         let c = self.shim.get(&req.id)?;
-        let phase = c.init.phase();
+        let p = c.process(&req.exec_id)?;
+        let phase = p.phase();
         let exit = phase.exit();
         Ok(StateResponse {
             id: req.id.clone(),
             bundle: c.bundle.display().to_string(),
-            pid: c.init.pid,
+            pid: p.pid(),
             status: wire_status(phase.status()).into(),
-            stdin: c.init.stdio.stdin.clone(),
-            stdout: c.init.stdio.stdout.clone(),
-            stderr: c.init.stdio.stderr.clone(),
-            terminal: c.init.stdio.terminal,
+            stdin: p.stdio.stdin.clone(),
+            stdout: p.stdio.stdout.clone(),
+            stderr: p.stdio.stderr.clone(),
+            terminal: p.stdio.terminal,
             exit_status: exit.map_or(0, |e| e.status),
             exited_at: MessageField::some(timestamp(exit.map(|e| e.at))),
             exec_id: req.exec_id.clone(),
@@ -202,8 +201,8 @@ impl Task for TaskService {
 
     async fn start(&self, _: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
         let r = async {
-            init_only(&req.id, &req.exec_id)?;
-            let pid = self.shim.get(&req.id)?.start().await?;
+            validate_ids(&req.id, &req.exec_id)?;
+            let pid = self.shim.get(&req.id)?.start(&req.exec_id).await?;
             Ok(StartResponse {
                 pid,
                 ..Default::default()
@@ -218,9 +217,9 @@ impl Task for TaskService {
 
     async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
         let r = async {
-            init_only(&req.id, &req.exec_id)?;
-            let c = self.shim.get(&req.id)?;
-            let exit = c.init.wait().await;
+            validate_ids(&req.id, &req.exec_id)?;
+            let p = self.shim.get(&req.id)?.process(&req.exec_id)?;
+            let exit = p.wait().await;
             Ok(WaitResponse {
                 exit_status: exit.status,
                 exited_at: MessageField::some(timestamp(Some(exit.at))),
@@ -232,22 +231,25 @@ impl Task for TaskService {
 
     async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
         let r = async {
-            init_only(&req.id, &req.exec_id)?;
+            validate_ids(&req.id, &req.exec_id)?;
             if req.signal == 0 || req.signal > 64 {
                 return Err(Error::InvalidArgument(format!(
                     "signal {} is not a signal number",
                     req.signal
                 )));
             }
-            self.shim.get(&req.id)?.kill(req.signal, req.all).await
+            self.shim
+                .get(&req.id)?
+                .kill(&req.exec_id, req.signal, req.all)
+                .await
         };
         reply("Kill", &req.id, r.await).map(|()| Empty::new())
     }
 
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
         let r = async {
-            init_only(&req.id, &req.exec_id)?;
-            let (pid, exit) = self.shim.delete(&req.id).await?;
+            validate_ids(&req.id, &req.exec_id)?;
+            let (pid, exit) = self.shim.delete(&req.id, &req.exec_id).await?;
             Ok(DeleteResponse {
                 pid,
                 exit_status: exit.status,
@@ -263,11 +265,25 @@ impl Task for TaskService {
             validate("container id", &req.id)?;
             let c = self.shim.get(&req.id)?;
             let pids = c.runc.ps(&req.id).await?;
+            let execs: std::collections::HashMap<u32, String> = c
+                .lock_execs()
+                .values()
+                .map(|p| (p.pid(), p.exec_id.clone()))
+                .collect();
             Ok(PidsResponse {
                 processes: pids
                     .into_iter()
                     .map(|pid| ProcessInfo {
                         pid,
+                        info: execs
+                            .get(&pid)
+                            .map(|exec_id| {
+                                crate::events::any(&ProcessDetails {
+                                    exec_id: exec_id.clone(),
+                                    ..Default::default()
+                                })
+                            })
+                            .into(),
                         ..Default::default()
                     })
                     .collect(),
@@ -279,10 +295,10 @@ impl Task for TaskService {
 
     async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
         let r = (|| {
-            init_only(&req.id, &req.exec_id)?;
-            let c = self.shim.get(&req.id)?;
+            validate_ids(&req.id, &req.exec_id)?;
+            let p = self.shim.get(&req.id)?.process(&req.exec_id)?;
             if req.stdin {
-                c.init.close_stdin();
+                p.close_stdin();
             }
             Ok(())
         })();
@@ -294,7 +310,7 @@ impl Task for TaskService {
         _: &TtrpcContext,
         req: ConnectRequest,
     ) -> ttrpc::Result<ConnectResponse> {
-        let task_pid = self.shim.get(&req.id).map(|c| c.init.pid).unwrap_or(0);
+        let task_pid = self.shim.get(&req.id).map(|c| c.init.pid()).unwrap_or(0);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
@@ -311,12 +327,40 @@ impl Task for TaskService {
     }
 
     // Owned by later work; a clear Unimplemented until then.
-    async fn exec(&self, _: &TtrpcContext, _: ExecProcessRequest) -> ttrpc::Result<Empty> {
-        Err(Error::Unimplemented("Exec").into())
+    async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        let r = (|| {
+            validate("container id", &req.id)?;
+            validate("exec id", &req.exec_id)?;
+            let spec = req
+                .spec
+                .as_ref()
+                .filter(|s| s.type_url == PROCESS_SPEC_TYPE);
+            let Some(spec) = spec else {
+                return Err(Error::InvalidArgument(format!(
+                    "exec needs a process spec of type {PROCESS_SPEC_TYPE}"
+                )));
+            };
+            let stdio = StdioPaths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            };
+            self.shim
+                .get(&req.id)?
+                .add_exec(&req.exec_id, stdio, &spec.value)
+        })();
+        reply("Exec", &req.id, r).map(|()| Empty::new())
     }
 
-    async fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> ttrpc::Result<Empty> {
-        Err(Error::Unimplemented("ResizePty").into())
+    async fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        let r = (|| {
+            validate_ids(&req.id, &req.exec_id)?;
+            let p = self.shim.get(&req.id)?.process(&req.exec_id)?;
+            let clamp = |v: u32| v.min(u16::MAX as u32) as u16;
+            p.resize(clamp(req.width), clamp(req.height))
+        })();
+        reply("ResizePty", &req.id, r).map(|()| Empty::new())
     }
 
     async fn pause(&self, _: &TtrpcContext, _: PauseRequest) -> ttrpc::Result<Empty> {

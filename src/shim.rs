@@ -1,24 +1,22 @@
 //! The shim's table of containers, container creation, and the monitor that
 //! routes reaped exits to the process they belong to.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, Notify};
 
-use crate::container::{Container, Process};
+use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::events::{Event, Publisher};
-use crate::io::{ProcessIo, StdioPaths};
+use crate::io::StdioPaths;
 use crate::mount::{mount_all, unmount_all, Mount};
+use crate::process::{ExitInfo, Process};
 use crate::reaper::{Exit, Reaper};
+use crate::router::Router;
 use crate::runc::{Runc, RuntimeOptions};
-use crate::state::{read_pid, INIT_PID_FILE};
-
-/// How many exits of unknown processes are kept for a process that registers
-/// late (killed between `runc create` and the shim reading its pid file).
-const EARLY_EXITS: usize = 256;
+use crate::state::INIT_PID_FILE;
 
 /// A Create request in domain terms.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +40,6 @@ struct Table {
     containers: HashMap<String, Arc<Container>>,
     /// Ids whose Create is in progress.
     reserved: HashSet<String>,
-    early: VecDeque<Exit>,
 }
 
 /// Everything the daemon serves.
@@ -51,6 +48,7 @@ pub struct Shim {
     pub namespace: String,
     reaper: Reaper,
     publisher: Publisher,
+    router: Arc<Router>,
     table: Mutex<Table>,
     shutdown: Arc<Notify>,
 }
@@ -68,6 +66,7 @@ impl Shim {
             namespace,
             reaper,
             publisher,
+            router: Arc::default(),
             table: Mutex::default(),
             shutdown,
         });
@@ -91,32 +90,14 @@ impl Shim {
     /// Routes every unclaimed exit to its process.
     async fn monitor(self: Arc<Self>, mut exits: mpsc::UnboundedReceiver<Exit>) {
         while let Some(exit) = exits.recv().await {
-            let owner = {
-                let mut t = self.table();
-                let found = t
-                    .containers
-                    .values()
-                    .find(|c| c.init.pid == exit.pid)
-                    .cloned();
-                if found.is_none() {
-                    if t.early.len() == EARLY_EXITS {
-                        t.early.pop_front();
-                    }
-                    t.early.push_back(exit);
-                }
-                found
-            };
-            if let Some(c) = owner {
-                tokio::spawn(async move { c.init_exited(exit).await });
+            if let Some((c, p)) = self.router.route(exit) {
+                tokio::spawn(c.exited(p, exit));
             }
         }
     }
 
     /// Creates a container: mounts, stdio, `runc create`, and `/tasks/create`.
     pub async fn create(&self, req: CreateRequest) -> Result<u32> {
-        if req.stdio.terminal {
-            return Err(Error::Unimplemented("Create with a terminal"));
-        }
         if !req.checkpoint.is_empty() {
             return Err(Error::Unimplemented("Create from a checkpoint"));
         }
@@ -129,57 +110,48 @@ impl Shim {
         );
         runc.record().save(&req.bundle)?;
         let rootfs = req.bundle.join("rootfs");
-        if !req.rootfs.is_empty() {
+        let mounted = !req.rootfs.is_empty();
+        if mounted {
             mount_all(&req.rootfs, &rootfs)?;
         }
-        let cleanup = |mounted: bool| {
-            if mounted {
-                unmount_all(&rootfs);
-            }
-        };
-        let (io, stdio) = match ProcessIo::open(&req.stdio) {
-            Ok(x) => x,
-            Err(e) => {
-                cleanup(!req.rootfs.is_empty());
-                return Err(e);
-            }
-        };
-        let pid_file = req.bundle.join(INIT_PID_FILE);
-        let created = runc
-            .create(&req.id, &req.bundle, &pid_file, &req.options, stdio)
-            .await;
-        let pid = created.and_then(|()| {
-            read_pid(&pid_file).ok_or_else(|| Error::Runtime {
-                binary: runc.record().binary.clone(),
-                op: "create",
-                message: format!("no pid in {}", pid_file.display()),
-            })
+        let container = Arc::new(Container {
+            id: req.id.clone(),
+            namespace: self.namespace.clone(),
+            bundle: req.bundle.clone(),
+            init: Arc::new(Process::new(String::new(), req.stdio.clone(), Vec::new())),
+            execs: Mutex::default(),
+            runc,
+            rootfs_mounted: mounted,
+            kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
+            publisher: self.publisher.clone(),
+            reaper: self.reaper.clone(),
+            router: self.router.clone(),
         });
-        let pid = match pid {
+        let pid_file = req.bundle.join(INIT_PID_FILE);
+        let (c, opts, pid) = (&container, &req.options, &pid_file);
+        let created = container
+            .spawn_with_io(&container.init, &pid_file, |console, stdio| async move {
+                c.runc
+                    .create(&c.id, &c.bundle, pid, opts, console.as_deref(), stdio)
+                    .await
+            })
+            .await;
+        let pid = match created {
             Ok(pid) => pid,
             Err(e) => {
                 // Whatever runc left behind goes; a missing container is fine.
-                let _ = runc.delete(&req.id, true).await;
-                drop(io);
-                cleanup(!req.rootfs.is_empty());
+                let _ = container.runc.delete(&req.id, true).await;
+                container.init.close_io();
+                if mounted {
+                    unmount_all(&rootfs);
+                }
                 return Err(e);
             }
         };
-        let container = Arc::new(Container {
-            id: req.id.clone(),
-            bundle: req.bundle.clone(),
-            init: Process::new(pid, req.stdio.clone(), io),
-            runc,
-            rootfs_mounted: !req.rootfs.is_empty(),
-            kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
-            publisher: self.publisher.clone(),
-        });
-        let early = {
-            let mut t = self.table();
-            t.containers.insert(req.id.clone(), container.clone());
-            let at = t.early.iter().position(|e| e.pid == pid);
-            at.and_then(|i| t.early.remove(i))
-        };
+        self.table()
+            .containers
+            .insert(req.id.clone(), container.clone());
+        let early = container.register(&container.init);
         self.publisher.publish(Event::Create {
             id: req.id,
             bundle: req.bundle.display().to_string(),
@@ -189,17 +161,19 @@ impl Shim {
             pid,
         });
         if let Some(exit) = early {
-            tokio::spawn(async move { container.init_exited(exit).await });
+            tokio::spawn(container.clone().exited(container.init.clone(), exit));
         }
         Ok(pid)
     }
 
-    /// Deletes a container and forgets it.
-    pub async fn delete(&self, id: &str) -> Result<(u32, crate::container::ExitInfo)> {
+    /// Deletes an exec, or a container and forgets it.
+    pub async fn delete(&self, id: &str, exec_id: &str) -> Result<(u32, ExitInfo)> {
         let c = self.get(id)?;
-        let info = c.delete().await?;
-        self.table().containers.remove(id);
-        Ok((c.init.pid, info))
+        let deleted = c.delete(exec_id).await?;
+        if exec_id.is_empty() {
+            self.table().containers.remove(id);
+        }
+        Ok(deleted)
     }
 
     /// Shuts the daemon down if it serves no container any more.

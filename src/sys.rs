@@ -71,3 +71,88 @@ pub fn take_listener() -> io::Result<OwnedFd> {
     )?;
     Ok(fd)
 }
+
+/// Receives one descriptor sent with SCM_RIGHTS on `sock` (as runc sends a
+/// pty master to the console socket). The descriptor arrives close-on-exec
+/// (MSG_CMSG_CLOEXEC), so no child can inherit it in between. Anything other
+/// than exactly one descriptor is an error; extra descriptors are closed.
+pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut name = [0u8; 4096];
+    let mut iov = [io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    let msg = recvmsg::<UnixAddr>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io::Error::from)?;
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            for fd in raw {
+                // SAFETY: the kernel just installed `fd` in this process for
+                // this message; nothing else knows of it, so wrapping it in an
+                // OwnedFd gives it exactly one owner.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    if fds.len() != 1 {
+        return Err(io::Error::other(format!(
+            "expected one descriptor on the console socket, got {}",
+            fds.len()
+        )));
+    }
+    Ok(fds.remove(0))
+}
+
+nix::ioctl_write_ptr_bad!(tiocswinsz, libc::TIOCSWINSZ, libc::winsize);
+
+/// Sets a terminal's window size (TIOCSWINSZ).
+pub fn set_winsize(fd: RawFd, width: u16, height: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer, which points
+    // at a live, initialised local for the duration of the call. A bad fd or a
+    // non-terminal yields an error, not undefined behaviour.
+    unsafe { tiocswinsz(fd, &ws) }
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
+/// Makes `cmd`'s child receive `fds[i]` as descriptor `3 + i` (for a
+/// `binary://` logger: stdout, stderr, readiness). The sources must be
+/// close-on-exec; their copies at 3, 4, 5 are not.
+pub fn pass_fds(cmd: &mut Command, fds: [RawFd; 3]) {
+    // SAFETY: runs between fork and exec, calling only dup2 and fcntl, which
+    // are async-signal-safe; it allocates nothing and reads only the copied
+    // array of integers.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move every source above the target range first, so a source
+            // that already sits at 3..5 is not overwritten before use.
+            let mut high = [0; 3];
+            for (i, fd) in fds.iter().enumerate() {
+                high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+                if high[i] < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as RawFd) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Registers an owned descriptor with tokio's reactor.
+pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the OwnedFd is moved into the AsyncFd, so the descriptor stays
+    // open, and refers to the same file, until the AsyncFd is dropped; an
+    // OwnedFd always reports the same raw descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+}

@@ -524,17 +524,11 @@ async fn running_container_kill_all_delete_rules_and_shutdown() {
             .await,
     );
     assert_eq!(code, ttrpc::Code::UNIMPLEMENTED);
-    let (code, _) = code_of(
-        f.client
-            .exec(
-                ctx(),
-                &ExecProcessRequest {
-                    id: f.id.clone(),
-                    ..Default::default()
-                },
-            )
-            .await,
-    );
+    let update = UpdateTaskRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let (code, _) = code_of(f.client.update(ctx(), &update).await);
     assert_eq!(code, ttrpc::Code::UNIMPLEMENTED);
     f.shutdown_and_wait_exit().await;
 }

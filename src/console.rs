@@ -1,0 +1,136 @@
+//! Terminals: the console socket runc sends a pty master to, and the master
+//! itself (one descriptor, one owner, shared by the copy loops and resize).
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::UnixListener;
+
+use crate::error::{Error, Result};
+
+/// How long runc has to hand over the pty master once it has exited.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A listening socket in a private directory for `--console-socket`.
+pub struct ConsoleSocket {
+    dir: PathBuf,
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    /// Creates the socket in a new 0700 directory under the temp dir (short
+    /// enough for a socket path whatever the bundle's length).
+    pub fn new() -> Result<ConsoleSocket> {
+        let template = std::env::temp_dir().join("tether-pty-XXXXXX");
+        let dir = nix::unistd::mkdtemp(&template).map_err(Error::sys("mkdtemp"))?;
+        let path = dir.join("pty.sock");
+        let listener = UnixListener::bind(&path).map_err(|e| {
+            let _ = std::fs::remove_dir(&dir);
+            Error::io("bind console socket", &path)(e)
+        })?;
+        Ok(ConsoleSocket {
+            dir,
+            path,
+            listener,
+        })
+    }
+
+    /// The path to give runc.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts runc's connection and receives the pty master.
+    pub async fn receive(&self) -> Result<OwnedFd> {
+        let recv = async {
+            let (conn, _) = self.listener.accept().await?;
+            conn.async_io(Interest::READABLE, || crate::sys::recv_fd(conn.as_raw_fd()))
+                .await
+        };
+        match tokio::time::timeout(RECEIVE_TIMEOUT, recv).await {
+            Ok(r) => r.map_err(Error::io("receive pty master", &self.path)),
+            Err(_) => Err(Error::io("receive pty master", &self.path)(
+                io::ErrorKind::TimedOut.into(),
+            )),
+        }
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A pty master.
+pub struct Console {
+    master: AsyncFd<OwnedFd>,
+    eof_sent: Mutex<bool>,
+}
+
+impl Console {
+    /// Wraps a received master (made non-blocking).
+    pub fn new(master: OwnedFd) -> Result<Console> {
+        let flags = fcntl(master.as_raw_fd(), FcntlArg::F_GETFL).map_err(Error::sys("F_GETFL"))?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(Error::sys("F_SETFL"))?;
+        let master =
+            crate::sys::async_fd(master).map_err(Error::io("register pty master", "ptmx"))?;
+        Ok(Console {
+            master,
+            eof_sent: Mutex::new(false),
+        })
+    }
+
+    /// Sets the window size.
+    pub fn resize(&self, width: u16, height: u16) -> Result<()> {
+        crate::sys::set_winsize(self.master.as_raw_fd(), width, height)
+            .map_err(Error::io("resize pty", "ptmx"))
+    }
+
+    /// Reads output; Ok(0) once the terminal's other side is gone (EIO).
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.master.readable().await?;
+            match guard.try_io(|fd| Ok(nix::unistd::read(fd.as_raw_fd(), buf)?)) {
+                Ok(Ok(n)) => return Ok(n),
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes all of `buf` as input.
+    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let mut guard = self.master.writable().await?;
+            match guard.try_io(|fd| Ok(nix::unistd::write(fd.get_ref(), buf)?)) {
+                Ok(Ok(n)) => buf = &buf[n..],
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends input as a user at the terminal would: an EOF character, which a
+    /// reader in canonical mode sees as end of input. Sent once.
+    pub async fn send_eof(&self) {
+        let first = {
+            let mut sent = self.eof_sent.lock().unwrap_or_else(|p| p.into_inner());
+            !std::mem::replace(&mut *sent, true)
+        };
+        if first {
+            let _ = self.write_all(&[4]).await;
+        }
+    }
+}

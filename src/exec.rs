@@ -1,0 +1,152 @@
+//! Exec processes: registered by Exec, started by Start with an exec id.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::container::{deletable, never_ran_or, Container};
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::io::StdioPaths;
+use crate::process::{finished_error, ExitInfo, Phase, Process};
+
+impl Container {
+    /// Registers an exec (Exec): it runs only when started.
+    pub fn add_exec(&self, exec_id: &str, stdio: StdioPaths, spec_json: &[u8]) -> Result<()> {
+        if self.init.phase() != Phase::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot exec in container {:?}: its init process is not running",
+                self.id
+            )));
+        }
+        let mut spec: serde_json::Value = serde_json::from_slice(spec_json)
+            .map_err(|e| Error::InvalidArgument(format!("exec process spec: {e}")))?;
+        if !spec.is_object() {
+            return Err(Error::InvalidArgument(
+                "exec process spec is not an object".into(),
+            ));
+        }
+        // The request's flag decides, as with containerd's own shim.
+        spec["terminal"] = stdio.terminal.into();
+        let spec = serde_json::to_vec(&spec).expect("a JSON value serializes");
+        {
+            let mut execs = self.lock_execs();
+            if execs.contains_key(exec_id) {
+                return Err(Error::AlreadyExists(format!(
+                    "exec {exec_id:?} in container {:?}",
+                    self.id
+                )));
+            }
+            let p = Process::new(exec_id.to_string(), stdio, spec);
+            execs.insert(exec_id.to_string(), Arc::new(p));
+        }
+        self.publisher.publish(Event::ExecAdded {
+            id: self.id.clone(),
+            exec_id: exec_id.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Starts a registered exec.
+    pub(crate) async fn start_exec(self: &Arc<Self>, exec_id: &str) -> Result<u32> {
+        let p = self.process(exec_id)?;
+        if self.init.phase().finished() {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot start exec {exec_id:?}: the init process of container {:?} has exited",
+                self.id
+            )));
+        }
+        p.transition(|ph| match ph {
+            Phase::Created => Ok(Phase::Starting),
+            _ => Err(Error::FailedPrecondition(format!(
+                "exec {exec_id:?} is already started"
+            ))),
+        })?;
+        match self.run_exec(&p).await {
+            Ok(pid) => {
+                let early = self.register(&p);
+                self.publisher.publish(Event::ExecStarted {
+                    id: self.id.clone(),
+                    exec_id: exec_id.to_string(),
+                    pid,
+                });
+                p.set_phase(Phase::Running);
+                if let Some(exit) = early {
+                    tokio::spawn(self.clone().exited(p, exit));
+                }
+                Ok(pid)
+            }
+            Err(e) => {
+                p.close_io();
+                p.set_phase(Phase::Created);
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_exec(&self, p: &Process) -> Result<u32> {
+        // runc reads the spec from a file: no argument length limit applies.
+        let spec_file = self.bundle.join(format!(".exec-{}.json", p.exec_id));
+        let pid_file = self.bundle.join(format!("{}.pid", p.exec_id));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&spec_file)?;
+            f.write_all(&p.spec)
+        };
+        write().map_err(Error::io("write exec spec", &spec_file))?;
+        let (runc, id, spec, pid) = (&self.runc, &self.id, &spec_file, &pid_file);
+        let result = self
+            .spawn_with_io(p, &pid_file, |console, stdio| async move {
+                runc.exec(id, spec, pid, console.as_deref(), stdio).await
+            })
+            .await;
+        let _ = std::fs::remove_file(&spec_file);
+        result
+    }
+
+    pub(crate) fn kill_exec(&self, p: &Process, signal: u32) -> Result<()> {
+        if p.phase() != Phase::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "exec {:?} is not running",
+                p.exec_id
+            )));
+        }
+        let sig = Signal::try_from(signal as i32)
+            .map_err(|_| Error::InvalidArgument(format!("signal {signal} is not a signal")))?;
+        match kill(Pid::from_raw(p.pid() as i32), sig) {
+            Ok(()) => Ok(()),
+            Err(Errno::ESRCH) => Err(finished_error(&self.id, p)),
+            Err(e) => Err(Error::Sys {
+                op: "kill",
+                source: e,
+            }),
+        }
+    }
+
+    pub(crate) fn delete_exec(&self, exec_id: &str) -> Result<(u32, ExitInfo)> {
+        let p = self.process(exec_id)?;
+        let before = p.transition(|ph| deletable(&self.id, ph))?;
+        let info = never_ran_or(before);
+        self.lock_execs().remove(exec_id);
+        p.close_io();
+        self.router.forget(p.pid());
+        let _ = std::fs::remove_file(self.bundle.join(format!("{exec_id}.pid")));
+        p.set_phase(Phase::Deleted(info));
+        self.publisher.publish(Event::Delete {
+            id: self.id.clone(),
+            exec_id: exec_id.to_string(),
+            pid: p.pid(),
+            status: info.status,
+            at: Some(info.at),
+        });
+        Ok((p.pid(), info))
+    }
+}

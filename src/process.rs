@@ -1,0 +1,273 @@
+//! One supervised process (a container's init or an exec) and its phases.
+//!
+//! State lives in a `watch` channel, changed only through short, synchronous
+//! transitions; no lock is held while runc runs or while anything is awaited.
+//! Transitional phases (`Starting`, `Exited`, `Deleting`) stand in for a
+//! lifecycle lock: a second Start or Delete sees them and is refused, and the
+//! exit path waits for `Starting` to end, so the start event always precedes
+//! the exit event.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::io::{ProcessIo, StdioPaths};
+
+/// A finished process's exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Exit code, or 128 + signal.
+    pub status: u32,
+    /// When it exited.
+    pub at: SystemTime,
+}
+
+/// Where a process is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Created (init) or registered (exec), not started.
+    Created,
+    /// A Start is running the runtime.
+    Starting,
+    /// Started and not yet reaped.
+    Running,
+    /// Reaped; its output is being drained.
+    Exited,
+    /// Reaped and drained: the exit is reported.
+    Stopped(ExitInfo),
+    /// A Delete is running the runtime.
+    Deleting(Option<ExitInfo>),
+    /// Gone from the shim; kept for Wait callers holding a receiver.
+    Deleted(ExitInfo),
+}
+
+/// What State reports for a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Created, not started.
+    Created,
+    /// Running.
+    Running,
+    /// Exited.
+    Stopped,
+}
+
+impl Phase {
+    /// The status containerd sees.
+    pub fn status(&self) -> Status {
+        match self {
+            Phase::Created | Phase::Starting => Status::Created,
+            Phase::Running | Phase::Exited => Status::Running,
+            Phase::Stopped(_) | Phase::Deleting(_) | Phase::Deleted(_) => Status::Stopped,
+        }
+    }
+
+    /// The exit, once it is reported.
+    pub fn exit(&self) -> Option<ExitInfo> {
+        match self {
+            Phase::Stopped(e) | Phase::Deleted(e) | Phase::Deleting(Some(e)) => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// Whether the process has run and can no longer receive signals.
+    pub fn finished(&self) -> bool {
+        matches!(
+            self,
+            Phase::Exited | Phase::Stopped(_) | Phase::Deleting(_) | Phase::Deleted(_)
+        )
+    }
+}
+
+/// A process the shim supervises.
+pub struct Process {
+    /// The exec id; empty for the init process.
+    pub exec_id: String,
+    /// Its stdio, as the client sent it.
+    pub stdio: StdioPaths,
+    /// The OCI process spec (JSON) of an exec.
+    pub spec: Vec<u8>,
+    pid: AtomicU32,
+    phase: watch::Sender<Phase>,
+    io: Mutex<Option<ProcessIo>>,
+    /// Requests that came before the process had stdio.
+    pending: Mutex<Pending>,
+}
+
+/// What a client asked of a process's stdio before it had any (between Exec
+/// and the end of Start, CloseIO and ResizePty still count).
+#[derive(Default)]
+struct Pending {
+    size: Option<(u16, u16)>,
+    stdin_closed: bool,
+}
+
+impl Process {
+    /// A process in phase `Created`, with no pid until it has one.
+    pub fn new(exec_id: String, stdio: StdioPaths, spec: Vec<u8>) -> Process {
+        Process {
+            exec_id,
+            stdio,
+            spec,
+            pid: AtomicU32::new(0),
+            phase: watch::Sender::new(Phase::Created),
+            io: Mutex::new(None),
+            pending: Mutex::default(),
+        }
+    }
+
+    /// Whether this is the container's init process.
+    pub fn is_init(&self) -> bool {
+        self.exec_id.is_empty()
+    }
+
+    /// Its pid (0 before it has one).
+    pub fn pid(&self) -> u32 {
+        self.pid.load(Ordering::Acquire)
+    }
+
+    /// Records the pid and the stdio once the runtime has started it.
+    pub fn set_running_io(&self, pid: u32, mut io: ProcessIo) {
+        self.pid.store(pid, Ordering::Release);
+        // The pending lock is held while the stdio is installed, so a request
+        // lands either here or on the installed stdio, never in between.
+        let pending = self.lock_pending();
+        if let Some((w, h)) = pending.size {
+            if let Err(e) = io.resize(w, h) {
+                tracing::warn!(error = %e, "applying the terminal size");
+            }
+        }
+        if pending.stdin_closed {
+            io.close_stdin();
+        }
+        *self.lock_io() = Some(io);
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Moves to a new phase if `f` allows it; returns the phase before.
+    pub fn transition(&self, f: impl FnOnce(Phase) -> Result<Phase>) -> Result<Phase> {
+        let mut result = None;
+        self.phase.send_if_modified(|p| {
+            let before = *p;
+            match f(before) {
+                Ok(next) => {
+                    *p = next;
+                    result = Some(Ok(before));
+                    next != before
+                }
+                Err(e) => {
+                    result = Some(Err(e));
+                    false
+                }
+            }
+        });
+        result.expect("send_if_modified always runs the closure")
+    }
+
+    /// Sets the phase unconditionally.
+    pub fn set_phase(&self, phase: Phase) {
+        self.phase.send_replace(phase);
+    }
+
+    /// Waits until the phase satisfies `f`.
+    pub async fn wait_until(&self, f: impl Fn(&Phase) -> bool) -> Phase {
+        let mut rx = self.phase.subscribe();
+        let phase = *rx
+            .wait_for(f)
+            .await
+            .expect("the sender lives as long as the process");
+        phase
+    }
+
+    /// Waits until the exit is reported.
+    pub async fn wait(&self) -> ExitInfo {
+        let phase = self.wait_until(|p| p.exit().is_some()).await;
+        phase.exit().expect("waited for an exit")
+    }
+
+    /// Closes the process's stdin (CloseIO), now or when it starts.
+    pub fn close_stdin(&self) {
+        let mut pending = self.lock_pending();
+        pending.stdin_closed = true;
+        if let Some(io) = self.lock_io().as_mut() {
+            io.close_stdin();
+        }
+    }
+
+    /// Resizes the terminal, now or when the process starts.
+    pub fn resize(&self, width: u16, height: u16) -> Result<()> {
+        let mut pending = self.lock_pending();
+        pending.size = Some((width, height));
+        match self.lock_io().as_mut() {
+            Some(io) => io.resize(width, height),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the output to be copied (see [`ProcessIo::drain`]).
+    pub async fn drain(&self) {
+        let io = self.lock_io().take();
+        if let Some(mut io) = io {
+            io.drain().await;
+            *self.lock_io() = Some(io);
+        }
+    }
+
+    /// Drops the process's stdio: FIFOs, pipes, terminal, logger.
+    pub fn close_io(&self) {
+        self.lock_io().take();
+    }
+
+    fn lock_io(&self) -> std::sync::MutexGuard<'_, Option<ProcessIo>> {
+        self.io.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The error for a process that has already finished.
+pub fn finished_error(id: &str, p: &Process) -> Error {
+    Error::NotFound(format!(
+        "process {} of container {id:?} has already finished",
+        p.pid()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_phase() {
+        let e = ExitInfo {
+            status: 3,
+            at: SystemTime::UNIX_EPOCH,
+        };
+        assert_eq!(Phase::Starting.status(), Status::Created);
+        assert_eq!(Phase::Exited.status(), Status::Running);
+        assert_eq!(Phase::Stopped(e).status(), Status::Stopped);
+        assert_eq!(Phase::Exited.exit(), None);
+        assert_eq!(Phase::Deleted(e).exit(), Some(e));
+        assert!(Phase::Exited.finished() && !Phase::Created.finished());
+    }
+
+    #[test]
+    fn refused_transitions_change_nothing() {
+        let p = Process::new(String::new(), StdioPaths::default(), Vec::new());
+        p.transition(|_| Ok(Phase::Starting)).unwrap();
+        let e = p
+            .transition(|_| Err(Error::FailedPrecondition("no".into())))
+            .unwrap_err();
+        assert_eq!(e.code(), ttrpc::Code::FAILED_PRECONDITION);
+        assert_eq!(p.phase(), Phase::Starting);
+    }
+}
