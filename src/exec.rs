@@ -91,6 +91,17 @@ impl Container {
         // runc reads the spec from a file: no argument length limit applies.
         let spec_file = self.bundle.join(format!(".exec-{}.json", p.exec_id));
         let pid_file = self.bundle.join(format!("{}.pid", p.exec_id));
+        // A size set before Start: runc sizes the terminal before the process
+        // runs, which a resize after `runc exec` returned would be too late for.
+        let spec = match p.pending_size() {
+            Some((width, height)) if p.stdio.terminal => {
+                let mut spec: serde_json::Value =
+                    serde_json::from_slice(&p.spec).expect("validated at Exec");
+                spec["consoleSize"] = serde_json::json!({"width": width, "height": height});
+                serde_json::to_vec(&spec).expect("a JSON value serializes")
+            }
+            _ => p.spec.clone(),
+        };
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
@@ -99,7 +110,7 @@ impl Container {
                 .truncate(true)
                 .mode(0o600)
                 .open(&spec_file)?;
-            f.write_all(&p.spec)
+            f.write_all(&spec)
         };
         write().map_err(Error::io("write exec spec", &spec_file))?;
         let (runc, id, spec, pid) = (&self.runc, &self.id, &spec_file, &pid_file);

@@ -211,6 +211,11 @@ impl Process {
         }
     }
 
+    /// A terminal size requested before the process had stdio.
+    pub fn pending_size(&self) -> Option<(u16, u16)> {
+        self.lock_pending().size
+    }
+
     /// Waits for the output to be copied (see [`ProcessIo::drain`]).
     pub async fn drain(&self) {
         let io = self.lock_io().take();

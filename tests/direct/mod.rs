@@ -1,0 +1,307 @@
+//! A shim driven straight over ttrpc, as containerd drives it: started with
+//! `start` in a bundle made from busybox-static and `runc spec`, with an
+//! in-test receiver where containerd's events socket would be. Everything a
+//! fixture started is stopped when it is dropped, by pid.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protobuf::well_known_types::any::Any;
+use protobuf::Message;
+use tether::client::{connect, ShimSpawn};
+use tether::protos::forward::ForwardRequest;
+use tether::protos::forward_ttrpc::{create_events, Events};
+use tether::protos::shim::*;
+use tether::protos::shim_ttrpc::TaskClient;
+use ttrpc::r#async::TtrpcContext;
+
+pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-tether-v2");
+
+pub fn ctx() -> ttrpc::context::Context {
+    ttrpc::context::with_duration(Duration::from_secs(20))
+}
+
+pub fn require_root_and_runc() {
+    assert!(nix::unistd::geteuid().is_root(), "these tests need root");
+    for bin in ["runc", "/bin/busybox"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {bin}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "{bin} is required (apt-get install runc busybox-static)"
+        );
+    }
+}
+
+/// Events received on a stand-in for containerd's ttrpc events socket.
+#[derive(Default)]
+pub struct Sink {
+    pub got: Mutex<Vec<(String, Any)>>,
+}
+
+#[async_trait::async_trait]
+impl Events for Sink {
+    async fn forward(
+        &self,
+        _: &TtrpcContext,
+        req: ForwardRequest,
+    ) -> ttrpc::Result<protobuf::well_known_types::empty::Empty> {
+        let env = req.envelope.into_option().expect("an envelope");
+        assert!(env.timestamp.seconds > 0, "envelope timestamp must be set");
+        self.got.lock().unwrap().push((
+            env.topic.clone(),
+            env.event.into_option().expect("an event"),
+        ));
+        Ok(Default::default())
+    }
+}
+
+/// One shim, its bundle, its event sink; everything stopped on drop.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub namespace: String,
+    pub id: String,
+    pub address: String,
+    pub client: TaskClient,
+    pub sink: Arc<Sink>,
+    _events: ttrpc::r#async::Server,
+    pub shim_pid: u32,
+}
+
+pub static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl Fixture {
+    /// A bundle whose spec runs `args`, and a shim started for it.
+    pub async fn new(args: &[&str]) -> Fixture {
+        Fixture::with_spec(args, |_| {}).await
+    }
+
+    /// Like [`Fixture::new`], with a last say over the OCI spec.
+    pub async fn with_spec(args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) -> Fixture {
+        require_root_and_runc();
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let namespace = format!("tether-direct-{}-{n}", std::process::id());
+        let id = format!("c{n}");
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        make_bundle(&bundle, args, edit);
+
+        let events_sock = dir.path().join("events.sock");
+        let sink = Arc::new(Sink::default());
+        let mut events = ttrpc::r#async::Server::new()
+            .bind(&format!("unix://{}", events_sock.display()))
+            .unwrap()
+            .register_service(create_events(sink.clone()));
+        events.start().await.unwrap();
+
+        let fake_grpc = dir.path().join("containerd.sock").display().to_string();
+        let spawn = ShimSpawn {
+            binary: Path::new(SHIM),
+            bundle: &bundle,
+            namespace: &namespace,
+            id: &id,
+            address: &fake_grpc,
+            ttrpc_address: &events_sock.display().to_string(),
+        };
+        let address = spawn.start().expect("shim start");
+        assert!(
+            address.starts_with("unix:///run/containerd/s/"),
+            "{address}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(bundle.join("address")).unwrap(),
+            address
+        );
+        let client = connect(&address).await.expect("connect to the shim");
+        let shim_pid = client
+            .connect(ctx(), &ConnectRequest::default())
+            .await
+            .unwrap()
+            .shim_pid;
+        Fixture {
+            dir,
+            namespace,
+            id,
+            address,
+            client,
+            sink,
+            _events: events,
+            shim_pid,
+        }
+    }
+
+    pub fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        PathBuf::from(self.address.trim_start_matches("unix://"))
+    }
+
+    pub fn create_request(&self) -> CreateTaskRequest {
+        CreateTaskRequest {
+            id: self.id.clone(),
+            bundle: self.bundle().display().to_string(),
+            ..Default::default()
+        }
+    }
+
+    pub fn topics(&self) -> Vec<String> {
+        self.sink
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.0.clone())
+            .collect()
+    }
+
+    pub fn event<M: Message>(&self, topic: &str) -> M {
+        let got = self.sink.got.lock().unwrap();
+        let (_, any) = got
+            .iter()
+            .find(|e| e.0 == topic)
+            .unwrap_or_else(|| panic!("no {topic} event"));
+        M::parse_from_bytes(&any.value).unwrap()
+    }
+
+    /// Waits (up to 10 s) until `n` events of `topic` arrived.
+    pub async fn wait_for_topic(&self, topic: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.topics().iter().filter(|t| *t == topic).count() < n && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_for_events(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.sink.got.lock().unwrap().len() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Shutdown, then wait for the daemon to exit; asserts it does.
+    pub async fn shutdown_and_wait_exit(&self) {
+        let req = ShutdownRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        // The connection may close under the reply: that is success too.
+        let _ = self.client.shutdown(ctx(), &req).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(self.shim_pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(self.shim_pid), "shim still running after Shutdown");
+        assert!(!self.socket().exists(), "socket left behind");
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if alive(self.shim_pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.shim_pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let root = format!("/run/containerd/runc/{}", self.namespace);
+        let _ = Command::new("runc")
+            .args(["--root", &root, "delete", "--force", &self.id])
+            .output();
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = nix::mount::umount2(
+            &self.bundle().join("rootfs"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
+        let _ = std::fs::remove_file(self.socket());
+    }
+}
+
+/// Whether `pid` is a live (non-zombie) process.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Writes an OCI bundle: busybox rootfs, `runc spec` defaults, our args.
+pub fn make_bundle(bundle: &Path, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) {
+    let rootfs = bundle.join("rootfs");
+    for d in ["bin", "proc", "dev", "sys", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "sleep", "echo", "cat", "true", "seq", "stty", "head", "ls", "tty",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let out = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "runc spec: {:?}", out);
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = args.iter().map(|a| a.to_string()).collect();
+    spec["root"]["readonly"] = false.into();
+    edit(&mut spec);
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+}
+
+pub fn code_of<T: std::fmt::Debug>(r: ttrpc::Result<T>) -> (ttrpc::Code, String) {
+    match r {
+        Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message),
+        other => panic!("expected an error status, got {other:?}"),
+    }
+}
+
+pub fn mounted_under(path: &Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let p = path.display().to_string();
+    text.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&p)))
+}
+
+/// Connects to `socket` as root with group `gid`; true when the shim closed
+/// the connection at once (refused), false when it kept it open.
+pub fn refused_for_gid(socket: &Path, gid: u32) -> bool {
+    use std::os::unix::process::CommandExt;
+    let probe = "import socket,sys\n\
+                 s=socket.socket(socket.AF_UNIX)\n\
+                 s.connect(sys.argv[1])\n\
+                 s.settimeout(2)\n\
+                 try:\n    print('closed' if s.recv(1)==b'' else 'data')\n\
+                 except socket.timeout:\n    print('open')\n";
+    let out = Command::new("python3")
+        .args(["-c", probe])
+        .arg(socket)
+        .gid(gid)
+        .output()
+        .expect("python3 runs the probe");
+    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        verdict == "closed" || verdict == "open",
+        "probe failed: {verdict} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    verdict == "closed"
+}

@@ -1,0 +1,627 @@
+//! Exec, terminals, stdin and log URIs, driven over ttrpc with real runc.
+
+mod direct;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use direct::*;
+use protobuf::well_known_types::any::Any;
+use protobuf::{Message, MessageField};
+use tether::protos::events::{TaskExecStarted, TaskExit};
+use tether::protos::shim::*;
+use tether::protos::shim_ttrpc::TaskClient;
+
+/// An OCI process spec, as containerd sends it with Exec.
+fn process_spec(args: &[&str]) -> Any {
+    let spec = serde_json::json!({
+        "args": args,
+        "cwd": "/",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 0, "gid": 0},
+        "terminal": false,
+    });
+    Any {
+        type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+        value: serde_json::to_vec(&spec).unwrap(),
+        ..Default::default()
+    }
+}
+
+struct Exec<'a> {
+    client: &'a TaskClient,
+    id: String,
+    exec_id: String,
+}
+
+impl Exec<'_> {
+    async fn add<'a>(f: &'a Fixture, exec_id: &str, args: &[&str], io: (&str, &str)) -> Exec<'a> {
+        Exec::add_with(f, exec_id, args, io, false).await
+    }
+
+    async fn add_with<'a>(
+        f: &'a Fixture,
+        exec_id: &str,
+        args: &[&str],
+        (stdin, stdout): (&str, &str),
+        terminal: bool,
+    ) -> Exec<'a> {
+        let req = ExecProcessRequest {
+            id: f.id.clone(),
+            exec_id: exec_id.into(),
+            stdin: stdin.into(),
+            stdout: stdout.into(),
+            terminal,
+            spec: MessageField::some(process_spec(args)),
+            ..Default::default()
+        };
+        f.client.exec(ctx(), &req).await.unwrap();
+        Exec {
+            client: &f.client,
+            id: f.id.clone(),
+            exec_id: exec_id.into(),
+        }
+    }
+
+    async fn start(&self) -> ttrpc::Result<u32> {
+        let req = StartRequest {
+            id: self.id.clone(),
+            exec_id: self.exec_id.clone(),
+            ..Default::default()
+        };
+        self.client.start(ctx(), &req).await.map(|r| r.pid)
+    }
+
+    async fn wait(&self) -> u32 {
+        let req = WaitRequest {
+            id: self.id.clone(),
+            exec_id: self.exec_id.clone(),
+            ..Default::default()
+        };
+        self.client.wait(ctx(), &req).await.unwrap().exit_status
+    }
+
+    async fn kill(&self, signal: u32) -> ttrpc::Result<()> {
+        let req = KillRequest {
+            id: self.id.clone(),
+            exec_id: self.exec_id.clone(),
+            signal,
+            ..Default::default()
+        };
+        self.client.kill(ctx(), &req).await.map(drop)
+    }
+
+    async fn delete(&self) -> ttrpc::Result<DeleteResponse> {
+        let req = DeleteRequest {
+            id: self.id.clone(),
+            exec_id: self.exec_id.clone(),
+            ..Default::default()
+        };
+        self.client.delete(ctx(), &req).await
+    }
+
+    async fn resize(&self, width: u32, height: u32) {
+        let req = ResizePtyRequest {
+            id: self.id.clone(),
+            exec_id: self.exec_id.clone(),
+            width,
+            height,
+            ..Default::default()
+        };
+        self.client.resize_pty(ctx(), &req).await.unwrap();
+    }
+
+    async fn run(&self) -> u32 {
+        self.start().await.unwrap();
+        let status = self.wait().await;
+        self.delete().await.unwrap();
+        status
+    }
+}
+
+/// A fixture whose container is running `sleep`.
+async fn running(edit: impl FnOnce(&mut serde_json::Value)) -> Fixture {
+    let f = Fixture::with_spec(&["/bin/sleep", "1000"], edit).await;
+    f.client.create(ctx(), &f.create_request()).await.unwrap();
+    let start = StartRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.start(ctx(), &start).await.unwrap();
+    f
+}
+
+async fn stop_init(f: &Fixture) {
+    let kill = KillRequest {
+        id: f.id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    f.client.kill(ctx(), &kill).await.unwrap();
+    let wait = WaitRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(f.client.wait(ctx(), &wait).await.unwrap().exit_status, 137);
+    let del = DeleteRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.delete(ctx(), &del).await.unwrap();
+}
+
+fn out_path(f: &Fixture, name: &str) -> PathBuf {
+    f.dir.path().join(name)
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn fd_targets(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|t| t.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ptmx_count(pid: u32) -> usize {
+    fd_targets(pid)
+        .iter()
+        .filter(|t| t.ends_with("ptmx"))
+        .count()
+}
+
+/// Waits until `f` holds (the shim closes descriptors from tasks that end
+/// a moment after the RPC that ended them returned).
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn exec_statuses_errors_and_events() {
+    let f = running(|_| {}).await;
+    assert_eq!(
+        Exec::add(&f, "ok", &["/bin/true"], ("", ""))
+            .await
+            .run()
+            .await,
+        0
+    );
+    assert_eq!(
+        Exec::add(&f, "seven", &["/bin/sh", "-c", "exit 7"], ("", ""))
+            .await
+            .run()
+            .await,
+        7
+    );
+    let sleeper = Exec::add(&f, "sleeper", &["/bin/sleep", "100"], ("", "")).await;
+    // Not started yet: cannot be signalled.
+    let (code, _) = code_of(sleeper.kill(9).await);
+    assert_eq!(code, ttrpc::Code::FAILED_PRECONDITION);
+    sleeper.start().await.unwrap();
+    // Running: cannot be deleted.
+    let (code, _) = code_of(sleeper.delete().await);
+    assert_eq!(code, ttrpc::Code::FAILED_PRECONDITION);
+    sleeper.kill(9).await.unwrap();
+    assert_eq!(sleeper.wait().await, 137);
+    let (code, _) = code_of(sleeper.kill(9).await);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND, "signalling a finished exec");
+    sleeper.delete().await.unwrap();
+
+    // Duplicate exec ids are refused.
+    let dup = ExecProcessRequest {
+        id: f.id.clone(),
+        exec_id: "again".into(),
+        spec: MessageField::some(process_spec(&["/bin/true"])),
+        ..Default::default()
+    };
+    f.client.exec(ctx(), &dup).await.unwrap();
+    let (code, _) = code_of(f.client.exec(ctx(), &dup).await);
+    assert_eq!(code, ttrpc::Code::ALREADY_EXISTS);
+    // Created and never started: deletes with status 0.
+    let never = Exec {
+        client: &f.client,
+        id: f.id.clone(),
+        exec_id: "again".into(),
+    };
+    assert_eq!(never.delete().await.unwrap().exit_status, 0);
+
+    // A binary that does not exist: runc's message, no exit event.
+    let missing = Exec::add(&f, "missing", &["/no/such/binary"], ("", "")).await;
+    let (_, msg) = code_of(missing.start().await);
+    assert!(msg.contains("/no/such/binary"), "{msg}");
+    assert_eq!(missing.delete().await.unwrap().exit_status, 0);
+
+    stop_init(&f).await;
+    // Start after init exited is refused... but the container is gone now;
+    // the ordering check is in `concurrent_execs_...`.
+    f.wait_for_topic("/tasks/exit", 4).await;
+    let topics = f.topics();
+    let exits: Vec<TaskExit> = {
+        let got = f.sink.got.lock().unwrap();
+        got.iter()
+            .filter(|(t, _)| t == "/tasks/exit")
+            .map(|(_, a)| TaskExit::parse_from_bytes(&a.value).unwrap())
+            .collect()
+    };
+    let ids: Vec<_> = exits
+        .iter()
+        .map(|e| (e.id.as_str(), e.exit_status))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("ok", 0),
+            ("seven", 7),
+            ("sleeper", 137),
+            (f.id.as_str(), 137)
+        ],
+        "one exit per started process, init last; none for the failed start"
+    );
+    let started = topics
+        .iter()
+        .filter(|t| *t == "/tasks/exec-started")
+        .count();
+    let added = topics.iter().filter(|t| *t == "/tasks/exec-added").count();
+    assert_eq!((added, started), (5, 3), "{topics:?}");
+    let es: TaskExecStarted = f.event("/tasks/exec-started");
+    assert_eq!(
+        (es.container_id.as_str(), es.exec_id.as_str()),
+        (f.id.as_str(), "ok")
+    );
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn stdin_through_a_fifo_comes_back_exactly_and_closeio_ends_it() {
+    let f = running(|_| {}).await;
+    let fifo = out_path(&f, "stdin");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let out = out_path(&f, "stdout");
+    let cat = Exec::add(&f, "cat", &["/bin/cat"], (&s(&fifo), &s(&out))).await;
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    // The client side of the FIFO, as ctr does it: write, close, CloseIO.
+    let writer = {
+        let (fifo, data) = (fifo.clone(), data.clone());
+        std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            w.write_all(&data).unwrap();
+        })
+    };
+    cat.start().await.unwrap();
+    while !writer.is_finished() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    writer.join().unwrap();
+    let close = CloseIORequest {
+        id: f.id.clone(),
+        exec_id: "cat".into(),
+        stdin: true,
+        ..Default::default()
+    };
+    f.client.close_io(ctx(), &close).await.unwrap();
+    assert_eq!(cat.wait().await, 0, "cat saw end of input and exited");
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "stdin came back altered"
+    );
+    cat.delete().await.unwrap();
+    stop_init(&f).await;
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_20000_character_argument_arrives_intact() {
+    let f = running(|_| {}).await;
+    let arg: String = (0..20_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let out = out_path(&f, "echo");
+    let echo = Exec::add(&f, "long", &["/bin/echo", "-n", &arg], ("", &s(&out))).await;
+    assert_eq!(echo.run().await, 0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), arg);
+    stop_init(&f).await;
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn fifty_concurrent_execs_then_init_exit_last() {
+    let f = running(|_| {}).await;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let client = f.client.clone();
+        let id = f.id.clone();
+        tasks.spawn(async move {
+            let exec_id = format!("x{i}");
+            let args = ["/bin/sh", "-c", &format!("exit {}", i % 5)];
+            let req = ExecProcessRequest {
+                id: id.clone(),
+                exec_id: exec_id.clone(),
+                spec: MessageField::some(process_spec(&args)),
+                ..Default::default()
+            };
+            client.exec(ctx(), &req).await.unwrap();
+            let e = Exec {
+                client: &client,
+                id,
+                exec_id,
+            };
+            (i, e.run().await)
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let (i, status) = r.unwrap();
+        assert_eq!(status, i % 5, "exec x{i}");
+    }
+    eprintln!("50 concurrent execs took {:?}", started.elapsed());
+
+    // Registered now, started after init is gone.
+    let late = Exec::add(&f, "late", &["/bin/true"], ("", "")).await;
+    // Execs still running when init dies: their exits come first.
+    for i in 0..3 {
+        let e = Exec::add(&f, &format!("bg{i}"), &["/bin/sleep", "100"], ("", "")).await;
+        e.start().await.unwrap();
+    }
+    // One whose exit is slow to report: its output is stuck in a FIFO nobody
+    // reads, so draining it gives up only after the stall limit.
+    let stuck = out_path(&f, "stuck");
+    nix::unistd::mkfifo(&stuck, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let e = Exec::add(&f, "bg3", &["/bin/seq", "1000000000"], ("", &s(&stuck))).await;
+    e.start().await.unwrap();
+    let kill = KillRequest {
+        id: f.id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    f.client.kill(ctx(), &kill).await.unwrap();
+    let wait = WaitRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.wait(ctx(), &wait).await.unwrap();
+    // Too late to start an exec.
+    let (code, _) = code_of(late.start().await);
+    assert_eq!(code, ttrpc::Code::FAILED_PRECONDITION);
+
+    f.wait_for_topic("/tasks/exit", 55).await;
+    let exits: Vec<String> = {
+        let got = f.sink.got.lock().unwrap();
+        got.iter()
+            .filter(|(t, _)| t == "/tasks/exit")
+            .map(|(_, a)| TaskExit::parse_from_bytes(&a.value).unwrap().id)
+            .collect()
+    };
+    let mut hist = std::collections::BTreeMap::new();
+    for t in f.topics() {
+        *hist.entry(t).or_insert(0) += 1;
+    }
+    assert_eq!(exits.len(), 55, "{exits:?} {hist:?}");
+    let mut unique = exits.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 55, "duplicate exit events");
+    assert_eq!(
+        exits.last().unwrap(),
+        &f.id,
+        "init's exit is published last"
+    );
+    let del = DeleteRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.delete(ctx(), &del).await.unwrap();
+    f.shutdown_and_wait_exit().await;
+}
+
+fn terminal(spec: &mut serde_json::Value) {
+    spec["process"]["terminal"] = true.into();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn terminal_size_set_before_start_reaches_stty() {
+    let f = Fixture::with_spec(&["/bin/stty", "size"], terminal).await;
+    let out = out_path(&f, "tty");
+    let mut req = f.create_request();
+    req.terminal = true;
+    req.stdout = s(&out);
+    f.client.create(ctx(), &req).await.unwrap();
+    let resize = ResizePtyRequest {
+        id: f.id.clone(),
+        width: 123,
+        height: 45,
+        ..Default::default()
+    };
+    f.client.resize_pty(ctx(), &resize).await.unwrap();
+    let start = StartRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.start(ctx(), &start).await.unwrap();
+    let wait = WaitRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(f.client.wait(ctx(), &wait).await.unwrap().exit_status, 0);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.trim(), "45 123", "terminal output {text:?}");
+    let del = DeleteRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.delete(ctx(), &del).await.unwrap();
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn terminal_exec_resize_and_one_ptmx_per_live_terminal() {
+    let f = running(|_| {}).await;
+    let shim = f.shim_pid;
+    assert_eq!(ptmx_count(shim), 0);
+
+    // Resize before and after Start, on an exec.
+    let out = out_path(&f, "size");
+    let sized = Exec::add_with(&f, "sized", &["/bin/stty", "size"], ("", &s(&out)), true).await;
+    sized.resize(80, 24).await;
+    assert_eq!(sized.run().await, 0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "24 80");
+
+    let a = Exec::add_with(&f, "a", &["/bin/sleep", "100"], ("", ""), true).await;
+    let b = Exec::add_with(&f, "b", &["/bin/sleep", "100"], ("", ""), true).await;
+    a.start().await.unwrap();
+    assert_eq!(ptmx_count(shim), 1);
+    b.start().await.unwrap();
+    assert_eq!(ptmx_count(shim), 2);
+    b.resize(100, 30).await;
+    for e in [&a, &b] {
+        e.kill(9).await.unwrap();
+        assert_eq!(e.wait().await, 137);
+        e.delete().await.unwrap();
+    }
+    eventually("no pty master is left", || ptmx_count(shim) == 0);
+
+    // Output through a terminal is drained before the exit is reported.
+    let out = out_path(&f, "seq");
+    let seq = Exec::add_with(
+        &f,
+        "seq",
+        &["/bin/seq", "-s", " ", "1000000"],
+        ("", &s(&out)),
+        true,
+    )
+    .await;
+    assert_eq!(seq.run().await, 0);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.trim_end().ends_with("999999 1000000"),
+        "tail {:?}",
+        &text[text.len() - 40..]
+    );
+    stop_init(&f).await;
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn two_hundred_exec_cycles_leak_no_descriptor() {
+    let f = running(|_| {}).await;
+    // Warm up once so lazily created descriptors exist in the baseline.
+    let out = out_path(&f, "warm");
+    Exec::add(&f, "warm", &["/bin/true"], ("", &s(&out)))
+        .await
+        .run()
+        .await;
+    let baseline = fd_targets(f.shim_pid).len();
+    for i in 0..200 {
+        let out = out_path(&f, &format!("o{}", i % 3));
+        let terminal = i % 4 == 0;
+        let e = Exec::add_with(
+            &f,
+            &format!("c{i}"),
+            &["/bin/true"],
+            ("", &s(&out)),
+            terminal,
+        )
+        .await;
+        assert_eq!(e.run().await, 0);
+    }
+    eventually("the fd count is back at its baseline", || {
+        fd_targets(f.shim_pid).len() <= baseline
+    });
+    stop_init(&f).await;
+    f.shutdown_and_wait_exit().await;
+}
+
+/// A logger as containerd's binary:// protocol expects: fds 3 and 4 are the
+/// container's stdout and stderr, fd 5 says ready.
+fn write_logger(dir: &Path) -> PathBuf {
+    let path = dir.join("logger.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\n\
+         echo \"$CONTAINER_ID $CONTAINER_NAMESPACE\" > \"$3\"\n\
+         cat <&3 > \"$1\" &\n\
+         cat <&4 > \"$2\" &\n\
+         printf x >&5\n\
+         exec 5>&-\n\
+         wait\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn file_and_binary_log_uris_are_byte_exact() {
+    let f = running(|_| {}).await;
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let blob = f.bundle().join("rootfs/blob");
+    std::fs::write(&blob, &data).unwrap();
+
+    let log = out_path(&f, "logs/file.log");
+    let uri = format!("file://{}", s(&log));
+    let e = Exec::add(&f, "file", &["/bin/cat", "/blob"], ("", &uri)).await;
+    assert_eq!(e.run().await, 0);
+    assert!(
+        std::fs::read(&log).unwrap() == data,
+        "file:// output differs"
+    );
+    let mode = std::fs::metadata(&log).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o640
+    );
+
+    let logger = write_logger(f.dir.path());
+    let (lout, lerr, lenv) = (
+        out_path(&f, "l.out"),
+        out_path(&f, "l.err"),
+        out_path(&f, "l.env"),
+    );
+    let uri = format!(
+        "binary://{}?{}&{}&{}",
+        s(&logger),
+        s(&lout),
+        s(&lerr),
+        s(&lenv)
+    );
+    let e = Exec::add(
+        &f,
+        "bin",
+        &["/bin/sh", "-c", "cat /blob; echo oops >&2"],
+        ("", &uri),
+    )
+    .await;
+    e.start().await.unwrap();
+    assert_eq!(e.wait().await, 0);
+    eventually("the logger has written everything", || {
+        std::fs::metadata(&lout).map(|m| m.len()).unwrap_or(0) == data.len() as u64
+            && std::fs::read_to_string(&lerr).unwrap_or_default() == "oops\n"
+    });
+    assert!(
+        std::fs::read(&lout).unwrap() == data,
+        "binary:// output differs"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&lenv).unwrap().trim(),
+        format!("{} {}", f.id, f.namespace)
+    );
+    e.delete().await.unwrap();
+
+    // A logger that does not exist: a clear error at Start, nothing runs.
+    let uri = "binary:///no/such/logger";
+    let e = Exec::add(&f, "nolog", &["/bin/true"], ("", uri)).await;
+    let (_, msg) = code_of(e.start().await);
+    assert!(msg.contains("/no/such/logger"), "{msg}");
+    e.delete().await.unwrap();
+    stop_init(&f).await;
+    f.shutdown_and_wait_exit().await;
+}
