@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod console;
 pub mod container;
+pub mod ctl;
 pub mod error;
 pub mod events;
 pub mod exec;

@@ -156,3 +156,19 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // OwnedFd always reports the same raw descriptor.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
 }
+
+nix::ioctl_read_bad!(tiocgwinsz, libc::TIOCGWINSZ, libc::winsize);
+
+/// A terminal's window size (width, height), if `fd` is a terminal.
+pub fn get_winsize(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which
+    // points at a live local of that type for the duration of the call.
+    unsafe { tiocgwinsz(fd, &mut ws) }.ok()?;
+    Some((ws.ws_col, ws.ws_row))
+}

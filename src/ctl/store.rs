@@ -1,0 +1,192 @@
+//! tetherctl's state directory: one bundle per container, nothing else to
+//! trust. Whatever tetherctl needs later it reads from here or asks the shim.
+//!
+//! ```text
+//! <state>/events.sock            served by a running `tetherctl events`
+//! <state>/containers/<id>/       the bundle: config.json, address, log, ...
+//! ```
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::client::{connect, ShimSpawn};
+use crate::ids::validate;
+use crate::protos::shim::{ConnectRequest, ShutdownRequest};
+use crate::protos::shim_ttrpc::TaskClient;
+
+/// The namespace tetherctl's containers live in (runc root, events).
+pub const NAMESPACE: &str = "tether";
+/// The shim binary next to tetherctl, or on PATH.
+const SHIM_BINARY: &str = "containerd-shim-tether-v2";
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    events: String,
+}
+
+impl Store {
+    /// The store at `root`, created 0700 if missing.
+    pub fn open(root: &Path) -> Result<Store> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root.join("containers"))
+            .with_context(|| format!("creating the state directory {}", root.display()))?;
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("resolving {}", root.display()))?;
+        let events = root.join("events.sock").display().to_string();
+        Ok(Store { root, events })
+    }
+
+    /// Where `tetherctl events` listens and shims send events.
+    pub fn events_socket(&self) -> PathBuf {
+        PathBuf::from(&self.events)
+    }
+
+    /// The bundle of container `id`.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// Ids of all containers, sorted.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = fs::read_dir(self.root.join("containers"))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Creates the bundle directory of a new container.
+    pub fn create_bundle(&self, id: &str) -> Result<PathBuf> {
+        validate("container id", id)?;
+        let bundle = self.bundle(id);
+        match fs::DirBuilder::new().mode(0o700).create(&bundle) {
+            Ok(()) => Ok(bundle),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("container id {id:?} is already in use")
+            }
+            Err(e) => Err(e).with_context(|| format!("creating {}", bundle.display())),
+        }
+    }
+
+    /// How to start the shim for container `id`, as containerd would.
+    pub fn spawn_args<'a>(
+        &'a self,
+        id: &'a str,
+        bundle: &'a Path,
+        shim: &'a Path,
+    ) -> ShimSpawn<'a> {
+        ShimSpawn {
+            binary: shim,
+            bundle,
+            namespace: NAMESPACE,
+            id,
+            // Only hashed into the socket name; unique per state directory.
+            address: self.root.to_str().unwrap_or("/run/tether"),
+            ttrpc_address: &self.events,
+        }
+    }
+
+    /// The shim binary: next to this executable, else on PATH.
+    pub fn shim_binary() -> PathBuf {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join(SHIM_BINARY)))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from(SHIM_BINARY))
+    }
+
+    /// A client for container `id`'s shim.
+    pub async fn client(&self, id: &str) -> Result<Shim> {
+        validate("container id", id)?;
+        let bundle = self.bundle(id);
+        if !bundle.is_dir() {
+            bail!("no such container: {id}");
+        }
+        let address = fs::read_to_string(bundle.join("address"))
+            .with_context(|| format!("container {id} has no shim address"))?;
+        let client = tokio::time::timeout(Duration::from_secs(5), connect(address.trim()))
+            .await
+            .map_err(|_| anyhow::anyhow!("connecting to the shim of {id} timed out"))?
+            .with_context(|| format!("the shim of container {id} is not reachable"))?;
+        Ok(Shim {
+            id: id.to_string(),
+            client,
+        })
+    }
+}
+
+/// A connected shim serving one container.
+pub struct Shim {
+    /// The container id.
+    pub id: String,
+    /// The Task client.
+    pub client: TaskClient,
+}
+
+/// A context with a generous deadline for calls that return promptly.
+pub fn ctx() -> ttrpc::context::Context {
+    ttrpc::context::with_duration(Duration::from_secs(30))
+}
+
+impl Shim {
+    /// The shim daemon's pid.
+    pub async fn shim_pid(&self) -> Result<u32> {
+        let req = ConnectRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        Ok(self.client.connect(ctx(), &req).await?.shim_pid)
+    }
+
+    /// Asks the shim to exit and waits (bounded) until it has.
+    pub async fn shutdown(&self) {
+        let pid = self.shim_pid().await.ok();
+        let req = ShutdownRequest {
+            id: self.id.clone(),
+            now: false,
+            special_fields: Default::default(),
+        };
+        let _ = self.client.shutdown(ctx(), &req).await;
+        if let Some(pid) = pid {
+            for _ in 0..250 {
+                if !alive(pid) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Whether `pid` is a running (not zombie) process.
+pub fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Turns a ttrpc error into a message a person reads: what failed, and the
+/// shim's own words.
+pub fn rpc_err(what: impl std::fmt::Display) -> impl FnOnce(ttrpc::Error) -> anyhow::Error {
+    move |e| match e {
+        ttrpc::Error::RpcStatus(s) => anyhow::anyhow!("{what}: {}", s.message),
+        other => anyhow::anyhow!("{what}: {other}"),
+    }
+}
