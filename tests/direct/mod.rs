@@ -239,9 +239,8 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-/// Writes an OCI bundle: busybox rootfs, `runc spec` defaults, our args.
-pub fn make_bundle(bundle: &Path, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) {
-    let rootfs = bundle.join("rootfs");
+/// A root filesystem of busybox-static and the applets the tests use.
+pub fn make_rootfs(rootfs: &Path) {
     for d in ["bin", "proc", "dev", "sys", "tmp"] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
@@ -251,6 +250,11 @@ pub fn make_bundle(bundle: &Path, args: &[&str], edit: impl FnOnce(&mut serde_js
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
+}
+
+/// Writes an OCI bundle: busybox rootfs, `runc spec` defaults, our args.
+pub fn make_bundle(bundle: &Path, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) {
+    make_rootfs(&bundle.join("rootfs"));
     let out = Command::new("runc")
         .args(["spec", "--bundle"])
         .arg(bundle)

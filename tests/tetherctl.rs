@@ -1,0 +1,309 @@
+//! tetherctl end to end: real shims, real runc, a private state directory.
+
+mod direct;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use direct::{alive, make_rootfs, require_root_and_runc};
+
+const TETHERCTL: &str = env!("CARGO_BIN_EXE_tetherctl");
+
+/// A state directory and a rootfs; on drop every container in it is removed
+/// and any shim still serving it is killed by pid.
+struct Ctl {
+    dir: tempfile::TempDir,
+}
+
+impl Ctl {
+    fn new() -> Ctl {
+        require_root_and_runc();
+        let dir = tempfile::tempdir().unwrap();
+        make_rootfs(&dir.path().join("rootfs"));
+        Ctl { dir }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn rootfs(&self) -> String {
+        self.dir.path().join("rootfs").display().to_string()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(TETHERCTL);
+        c.arg("--state-dir").arg(self.state()).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "tetherctl {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Pids of processes whose working directory is under the state dir:
+    /// the shims (their cwd is the bundle).
+    fn shims(&self) -> Vec<u32> {
+        let state = self.state();
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) {
+                if cwd.starts_with(&state) && alive(pid) {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids
+    }
+
+    fn bundles(&self) -> Vec<String> {
+        std::fs::read_dir(self.state().join("containers"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn mounts_under_state(&self) -> usize {
+        let state = self.state().display().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&state)))
+            .count()
+    }
+
+    fn assert_nothing_left(&self) {
+        assert_eq!(self.bundles(), Vec::<String>::new(), "bundles left");
+        assert_eq!(self.shims(), Vec::<u32>::new(), "shims left");
+        assert_eq!(self.mounts_under_state(), 0, "mounts left");
+    }
+}
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        for id in self.bundles() {
+            let _ = self.run(&["rm", "-f", &id]);
+        }
+        for pid in self.shims() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn run_rm_prints_output_and_exits_with_the_status() {
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    let out = c.run(&["run", "--rm", "--rootfs", &rootfs, "t1", "sh", "-c", "echo hi; echo err >&2; exit 5"]);
+    assert_eq!(code(&out), 5, "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(stderr(&out), "err\n");
+    c.assert_nothing_left();
+}
+
+#[test]
+fn detached_containers_ps_exec_kill_wait_rm() {
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    for id in ["a", "b", "c"] {
+        assert_eq!(c.ok(&["run", "-d", "--rootfs", &rootfs, id, "sleep", "1000"]).trim(), id);
+    }
+    let ps = c.ok(&["ps"]);
+    for id in ["a", "b", "c"] {
+        let line = ps.lines().find(|l| l.starts_with(id)).expect(&ps);
+        assert!(line.ends_with("RUNNING"), "{ps}");
+    }
+    assert_eq!(c.ok(&["ps", "-q"]), "a\nb\nc\n");
+    let json: serde_json::Value = serde_json::from_str(&c.ok(&["ps", "--json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    assert!(json[0]["pid"].as_u64().unwrap() > 0);
+
+    let out = c.run(&["exec", "b", "sh", "-c", "exit 4"]);
+    assert_eq!(code(&out), 4, "{out:?}");
+    let out = c.run(&["exec", "b", "sh", "-c", "echo from-exec"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-exec\n");
+
+    c.ok(&["kill", "-s", "KILL", "a"]);
+    let out = c.run(&["wait", "a"]);
+    assert_eq!(code(&out), 137);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "137");
+    let state = c.ok(&["state", "a", "--json"]);
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["status"], "STOPPED");
+    assert_eq!(state["exit_status"], 137);
+
+    // A running container is not removed without -f.
+    let out = c.run(&["rm", "b"]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("running"), "{}", stderr(&out));
+    c.ok(&["rm", "a"]);
+    c.ok(&["rm", "-f", "b", "c"]);
+    c.assert_nothing_left();
+}
+
+#[test]
+fn a_killed_foreground_tetherctl_leaves_the_container_and_its_status() {
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    let mut fg = c
+        .cmd(&["run", "--rootfs", &rootfs, "f1", "sh", "-c", "sleep 3; exit 9"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    fg.kill().unwrap();
+    fg.wait().unwrap();
+    let out = c.run(&["wait", "f1"]);
+    assert_eq!(code(&out), 9, "{out:?}");
+    c.ok(&["rm", "f1"]);
+    c.assert_nothing_left();
+}
+
+/// Runs `script` (a pty) around a shell command line; returns its output
+/// and exit status.
+fn under_pty(c: &Ctl, line: &str, input: &str) -> (String, i32) {
+    let line = format!(
+        "{TETHERCTL_ENV}={} {line}",
+        c.state().display(),
+        TETHERCTL_ENV = "TETHER_STATE_DIR"
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = stdin.write_all(input.as_bytes());
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "script did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writer.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), code(&out))
+}
+
+#[test]
+fn terminal_size_input_and_restore() {
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    let before = c.dir.path().join("before");
+    let after = c.dir.path().join("after");
+    let line = format!(
+        "stty cols 101 rows 41; stty -g > {b}; {TETHERCTL} run -t --rm --rootfs {rootfs} t1 stty size; stty -g > {a}",
+        b = before.display(),
+        a = after.display()
+    );
+    let (out, _) = under_pty(&c, &line, "");
+    assert!(out.contains("41 101"), "terminal size not passed on: {out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&before).unwrap(),
+        std::fs::read_to_string(&after).unwrap(),
+        "the local terminal was not restored"
+    );
+
+    let line = format!("{TETHERCTL} run -t --rm --rootfs {rootfs} t2 sh");
+    let (out, status) = under_pty(&c, &line, "echo typed-$((6*7))\nexit 3\n");
+    assert!(out.contains("typed-42"), "typed input did not arrive: {out:?}");
+    assert_eq!(status, 3);
+    c.assert_nothing_left();
+}
+
+#[test]
+fn bad_input_is_named_and_leaves_nothing_behind() {
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--rm", "--rootfs", "/no/such/rootfs", "x1", "true"], "/no/such/rootfs"),
+        (&["run", "--rm", "--rootfs", &rootfs, "x2", "/no/such/cmd"], "/no/such/cmd"),
+        (&["run", "--rm", "--rootfs", &rootfs, "../x", "true"], "invalid container id"),
+        (&["wait", "nosuch"], "no such container: nosuch"),
+        (&["kill", "nosuch"], "no such container: nosuch"),
+        (&["exec", "nosuch", "true"], "no such container: nosuch"),
+        (&["rm", "nosuch"], "no such container: nosuch"),
+    ];
+    for (args, needle) in cases {
+        let out = c.run(args);
+        assert_ne!(code(&out), 0, "{args:?} succeeded");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        c.assert_nothing_left();
+    }
+    c.ok(&["run", "-d", "--rootfs", &rootfs, "used", "sleep", "1000"]);
+    let out = c.run(&["run", "--rootfs", &rootfs, "used", "true"]);
+    assert!(stderr(&out).contains("already in use"), "{}", stderr(&out));
+    let out = c.run(&["kill", "-s", "BOGUS", "used"]);
+    assert!(stderr(&out).contains("invalid signal name \"BOGUS\""), "{}", stderr(&out));
+    // Still running, untouched by the failed commands.
+    assert!(c.ok(&["ps"]).contains("RUNNING"));
+    c.ok(&["rm", "-f", "used"]);
+    c.assert_nothing_left();
+}
+
+#[test]
+fn events_are_streamed_while_tetherctl_events_runs() {
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    let events = c
+        .cmd(&["events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = c.state().join("events.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new(&sock).exists() {
+        assert!(Instant::now() < deadline, "events socket never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = c.run(&["run", "--rm", "--rootfs", &rootfs, "ev1", "sh", "-c", "exit 2"]);
+    assert_eq!(code(&out), 2);
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(events.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = events.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let topics: Vec<&str> = text.lines().filter_map(|l| l.split(' ').nth(2)).collect();
+    assert_eq!(
+        topics,
+        ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"],
+        "{text}"
+    );
+    assert!(text.contains("exit_status: 2"), "{text}");
+    c.assert_nothing_left();
+}
