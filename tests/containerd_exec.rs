@@ -1,0 +1,133 @@
+//! Exec, terminals and log URIs through a real containerd and `ctr`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{describe_output, poll_until, pseudo_random_bytes, Containerd, Rootfs};
+
+/// A shell command line running `cmd` (for `script`, which wants one string).
+fn shell_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Stops and removes a detached container, then checks nothing is left.
+fn finish(cd: &Containerd, rootfs: &Rootfs, id: &str) {
+    cd.ctr(&["task", "kill", "-s", "KILL", id]);
+    cd.wait_task(id, Duration::from_secs(30), |t| t.status == "STOPPED");
+    cd.ctr_ok(&["task", "rm", id]);
+    cd.ctr_ok(&["container", "rm", id]);
+    cd.assert_no_leftovers(id, rootfs, None, None);
+}
+
+#[test]
+fn ctr_exec_statuses_stdin_round_trip_and_kill() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let id = cd.unique_id("exec");
+    cd.run_detached(&rootfs, &id, &["/bin/sleep", "1000"]);
+
+    let out = cd.ctr(&["task", "exec", "--exec-id", "e0", &id, "/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
+    let out = cd.ctr(&["task", "exec", "--exec-id", "e7", &id, "/bin/sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", describe_output(&out));
+
+    // stdin piped into cat comes back exactly, and cat ends at EOF.
+    let data = pseudo_random_bytes(512 * 1024, 7);
+    let mut cat = cd.ctr_command();
+    cat.args(["task", "exec", "--exec-id", "cat", &id, "/bin/cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cat.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = data.clone();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&input).unwrap();
+    });
+    let mut echoed = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut echoed).unwrap();
+    writer.join().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(echoed.len(), data.len());
+    assert!(echoed == data, "stdin came back altered");
+
+    // An exec killed with SIGKILL reports 137.
+    let mut sleeper = cd.ctr_command();
+    sleeper
+        .args(["task", "exec", "--exec-id", "k", &id, "/bin/sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut child = sleeper.spawn().unwrap();
+    let killed = poll_until(Duration::from_secs(30), || {
+        let out = cd.ctr(&["task", "kill", "--exec-id", "k", "-s", "KILL", &id]);
+        out.status.success().then_some(())
+    });
+    assert!(killed.is_some(), "the exec never became killable");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+    finish(&cd, &rootfs, &id);
+}
+
+#[test]
+fn terminal_exec_output_is_complete_100_times_out_of_100() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let id = cd.unique_id("tty");
+    cd.run_detached(&rootfs, &id, &["/bin/sleep", "1000"]);
+    for i in 0..100 {
+        let mut ctr = cd.ctr_command();
+        ctr.args(["task", "exec", "-t", "--exec-id", &format!("s{i}"), &id]);
+        ctr.args(["/bin/seq", "-s", " ", "1000000"]);
+        let out = Command::new("script")
+            .args(["-qec", &shell_line(&ctr), "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tail = text.trim_end();
+        assert!(
+            tail.ends_with("999999 1000000"),
+            "run {i}: output ends with {:?}\n{}",
+            &tail[tail.len().saturating_sub(40)..],
+            describe_output(&out)
+        );
+    }
+    finish(&cd, &rootfs, &id);
+}
+
+#[test]
+fn file_log_uri_is_byte_exact_through_ctr() {
+    let rootfs = Rootfs::new();
+    let data = pseudo_random_bytes(8 << 20, 11);
+    rootfs.write_file("blob", &data);
+    let cd = Containerd::start();
+    let id = cd.unique_id("log");
+    let log = cd.dir().join("logs").join("out.log");
+    let uri = format!("file://{}", log.display());
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--log-uri",
+        &uri,
+        "--runtime",
+        &common::runtime(),
+        "--rootfs",
+        &rootfs.path().display().to_string(),
+        &id,
+        "/bin/cat",
+        "/blob",
+    ]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let got = std::fs::read(&log).unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "file:// output differs");
+    cd.assert_no_leftovers(&id, &rootfs, None, None);
+}
