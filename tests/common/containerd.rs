@@ -1,0 +1,520 @@
+//! `Containerd`: a private containerd daemon in a temporary directory
+//! (start, SIGKILL, restart), what belongs to it on the host (bundles, shim
+//! sockets and processes, container processes), the leftover check after a
+//! task, and the cleanup its `Drop` does. `ctr` invocations are in `ctr.rs`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::environment::{require_environment, runtime, runtime_binary};
+use super::events::EventStream;
+use super::mounts::{mounts_under, unmount_all_under};
+use super::procs::{
+    all_processes, kill_and_reap, kill_processes_where, processes_rooted_under, ProcInfo,
+};
+use super::rootfs::Rootfs;
+use super::sockets::{bound_unix_paths, socket_path_of_address, SocketDirSnapshot};
+use super::util::{next_serial, output_with_timeout, poll_until, sha256_hex, unique_name};
+use super::{RUNC_ROOT, SETTLE_TIMEOUT, SHIM_SOCKET_DIR};
+
+const LOG_TAIL_LINES: usize = 200;
+
+/// A private containerd: its config, root, state, socket, log and fifo dir all
+/// live in one temporary directory, and it serves one unique namespace.
+pub struct Containerd {
+    tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
+    namespace: String,
+    /// containerd's grpc socket (`ctr --address`).
+    pub(super) address: PathBuf,
+    config: PathBuf,
+    state: PathBuf,
+    log: PathBuf,
+    /// `ctr run --fifo-dir`.
+    pub(super) fifo_dir: PathBuf,
+    child: Option<Child>,
+    /// Every shim socket seen, so `Drop` can remove it if the shim could not.
+    known_sockets: Mutex<BTreeSet<PathBuf>>,
+}
+
+impl Containerd {
+    /// Writes a config and starts containerd; returns once it answers
+    /// `ctr version`.
+    pub fn start() -> Containerd {
+        require_environment();
+        let tmp = tempfile::Builder::new()
+            .prefix("tether-e2e-")
+            .tempdir()
+            .expect("creating a temporary directory for containerd");
+        let dir = fs::canonicalize(tmp.path()).expect("canonicalizing the temp dir");
+        let namespace = unique_name("tether-test");
+        let address = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        let root = dir.join("root");
+        let state = dir.join("state");
+        let log = dir.join("containerd.log");
+        let fifo_dir = dir.join("fifo");
+        for d in [&root, &state, &fifo_dir] {
+            fs::create_dir_all(d).expect("creating containerd directories");
+        }
+        let toml = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "{address}"
+
+[debug]
+  level = "debug"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+"#,
+            root = root.display(),
+            state = state.display(),
+            address = address.display(),
+            opt = dir.join("opt").display(),
+        );
+        fs::write(&config, toml).expect("writing containerd config");
+        eprintln!(
+            "[harness] containerd in {} (namespace {namespace}); runtime under test: {} ({})",
+            dir.display(),
+            runtime(),
+            runtime_binary().display()
+        );
+        let mut c = Containerd {
+            tmp: Some(tmp),
+            dir,
+            namespace,
+            address,
+            config,
+            state,
+            log,
+            fifo_dir,
+            child: None,
+            known_sockets: Mutex::new(BTreeSet::new()),
+        };
+        c.spawn_daemon();
+        c
+    }
+
+    fn spawn_daemon(&mut self) {
+        assert!(self.child.is_none(), "containerd is already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("opening containerd log");
+        let log2 = log.try_clone().expect("cloning log handle");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("CONTAINERD_ADDRESS")
+            .env_remove("CONTAINERD_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .expect("spawning containerd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let ready = poll_until(SETTLE_TIMEOUT, || {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    panic!(
+                        "containerd exited during startup ({status})\n{}",
+                        self.log_tail()
+                    );
+                }
+            }
+            Command::new("ctr")
+                .arg("--address")
+                .arg(&self.address)
+                .args(["--connect-timeout", "2s", "version"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+                .then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "containerd did not answer `ctr version` within {SETTLE_TIMEOUT:?}\n{}",
+            self.log_tail()
+        );
+    }
+
+    /// The namespace every `ctr` call of this instance uses.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The temporary directory holding everything of this instance.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A container id unique to this instance: `<tag>-<n>`.
+    pub fn unique_id(&self, tag: &str) -> String {
+        format!("{tag}-{}", next_serial())
+    }
+
+    /// Where containerd keeps the bundle of task `id` (the shim's cwd).
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.tasks_state_dir().join(id)
+    }
+
+    /// `<state>/io.containerd.runtime.v2.task/<namespace>`.
+    pub fn tasks_state_dir(&self) -> PathBuf {
+        self.state
+            .join("io.containerd.runtime.v2.task")
+            .join(&self.namespace)
+    }
+
+    /// `/run/containerd/runc/<namespace>`.
+    pub fn runc_root(&self) -> PathBuf {
+        Path::new(RUNC_ROOT).join(&self.namespace)
+    }
+
+    /// The shim address containerd recorded in the bundle of `id` (e.g.
+    /// `unix:///path`), if there is one.
+    pub fn shim_address(&self, id: &str) -> Option<String> {
+        let s = fs::read_to_string(self.bundle_dir(id).join("address")).ok()?;
+        Some(s.trim().to_string())
+    }
+
+    /// The filesystem path of the shim socket of `id` (panics if the bundle
+    /// has no `address` file or it is not a `unix://` path address), which
+    /// is remembered so `Drop` can remove it if the shim does not.
+    pub fn shim_socket(&self, id: &str) -> PathBuf {
+        let addr = self.shim_address(id).unwrap_or_else(|| {
+            panic!("bundle of {id} has no address file\n{}", self.diagnostics())
+        });
+        let path = socket_path_of_address(&addr)
+            .unwrap_or_else(|| panic!("shim address {addr:?} of {id} is not a unix:// path"));
+        self.known_sockets
+            .lock()
+            .expect("known_sockets lock")
+            .insert(path.clone());
+        path
+    }
+
+    /// The socket path containerd 1.6's own shims derive for `id`:
+    /// `/run/containerd/s/<hex sha256 of "<address>/<namespace>/<id>">`.
+    /// Other shims may name their socket differently.
+    pub fn conventional_socket_path(&self, id: &str) -> PathBuf {
+        let key = format!("{}/{}/{}", self.address.display(), self.namespace, id);
+        Path::new(SHIM_SOCKET_DIR).join(sha256_hex(key.as_bytes()))
+    }
+
+    /// Starts `ctr events` in the background (output to a file in the temp
+    /// dir) and returns once it provably receives events.
+    pub fn events(&self) -> EventStream {
+        EventStream::start(self)
+    }
+
+    /// SIGKILLs containerd by PID and reaps it.
+    pub fn kill9(&mut self) {
+        kill_and_reap(self.child.take().expect("containerd is not running"));
+    }
+
+    /// Stops containerd with SIGTERM (SIGKILL after 10 s) by PID and reaps it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let exited = poll_until(Duration::from_secs(10), || match child.try_wait() {
+                Ok(None) => None,
+                Ok(Some(_)) | Err(_) => Some(()),
+            });
+            if exited.is_none() {
+                kill_and_reap(child);
+            }
+        }
+    }
+
+    /// Starts containerd again with the same config and directories.
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart() while containerd still runs: call kill9() or stop() first"
+        );
+        self.spawn_daemon();
+    }
+
+    /// The last lines of containerd's log.
+    pub fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+        format!(
+            "--- containerd log ({}, last {} lines) ---\n{}\n--- end of containerd log ---",
+            self.log.display(),
+            lines.len() - start,
+            lines[start..].join("\n")
+        )
+    }
+
+    /// Log tail plus the processes that belong to this test.
+    pub fn diagnostics(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "namespace: {}, dir: {}",
+            self.namespace,
+            self.dir.display()
+        );
+        for p in self.related_processes() {
+            let _ = writeln!(s, "related process: {}", p.describe());
+        }
+        s.push_str(&self.log_tail());
+        s
+    }
+
+    /// Live processes of the shim under test that serve this namespace:
+    /// the runtime binary with the namespace in its command line, or any
+    /// process whose cwd is a bundle of this namespace (a shim's cwd is its
+    /// bundle). Excludes container processes.
+    pub fn shim_processes(&self) -> Vec<ProcInfo> {
+        let bin = runtime_binary();
+        let bin = fs::canonicalize(&bin).unwrap_or(bin);
+        let tasks_dir = self.tasks_state_dir();
+        let me = std::process::id() as i32;
+        all_processes()
+            .into_iter()
+            .filter(|p| p.pid != me && !p.is_zombie())
+            .filter(|p| !self.is_container_process(p))
+            .filter(|p| {
+                (p.exe.as_deref() == Some(bin.as_path()) && p.has_arg(&self.namespace))
+                    || p.cwd.as_deref().is_some_and(|c| c.starts_with(&tasks_dir))
+            })
+            .collect()
+    }
+
+    /// Live container processes of this namespace: their cgroup path is
+    /// `/<namespace>/<id>` (ctr's default cgroup path).
+    pub fn container_processes(&self) -> Vec<ProcInfo> {
+        all_processes()
+            .into_iter()
+            .filter(|p| !p.is_zombie() && self.is_container_process(p))
+            .collect()
+    }
+
+    fn is_container_process(&self, p: &ProcInfo) -> bool {
+        p.cgroup_paths()
+            .iter()
+            .any(|c| c.split('/').nth(1) == Some(self.namespace.as_str()))
+    }
+
+    /// True if `p` belongs to this test in any way: a shim or container
+    /// process, a process rooted or working under the temp dir, or one
+    /// mentioning the namespace or temp dir on its command line (including
+    /// ctr clients).
+    fn is_related(&self, p: &ProcInfo) -> bool {
+        let dir = self.dir.to_string_lossy();
+        p.has_arg(&self.namespace)
+            || p.cmdline.iter().any(|a| mentions_dir(a, &dir))
+            || p.is_rooted_under(&self.dir)
+            || self.is_container_process(p)
+    }
+
+    /// Every live process that belongs to this test in any way (see
+    /// `is_related`). Excludes this test process.
+    pub fn related_processes(&self) -> Vec<ProcInfo> {
+        let me = std::process::id() as i32;
+        all_processes()
+            .into_iter()
+            .filter(|p| p.pid != me && !p.is_zombie() && self.is_related(p))
+            .collect()
+    }
+
+    /// Panics unless, within `SETTLE_TIMEOUT`, everything task `id` had is
+    /// gone: shim and container processes of this namespace, processes
+    /// rooted in `rootfs`, mounts under the bundle and the rootfs, the bundle
+    /// directory, the task in `ctr task ls`, and the shim socket: `socket`
+    /// if given, the containerd-convention path, and, if `since` is given,
+    /// every socket file that appeared in /run/containerd/s after that
+    /// snapshot and that no live socket is bound to.
+    pub fn assert_no_leftovers(
+        &self,
+        id: &str,
+        rootfs: &Rootfs,
+        socket: Option<&Path>,
+        since: Option<&SocketDirSnapshot>,
+    ) {
+        let bundle = self.bundle_dir(id);
+        let conventional = self.conventional_socket_path(id);
+        let mut problems = Vec::new();
+        let clean = poll_until(SETTLE_TIMEOUT, || {
+            problems.clear();
+            for p in self.shim_processes() {
+                problems.push(format!("shim process left: {}", p.describe()));
+            }
+            for p in self.container_processes() {
+                problems.push(format!("container process left: {}", p.describe()));
+            }
+            for p in processes_rooted_under(rootfs.path()) {
+                problems.push(format!(
+                    "process rooted in the rootfs left: {}",
+                    p.describe()
+                ));
+            }
+            for m in mounts_under(&bundle)
+                .into_iter()
+                .chain(mounts_under(rootfs.path()))
+            {
+                problems.push(format!("mount left: {m}"));
+            }
+            if bundle.exists() {
+                problems.push(format!("bundle directory left: {}", bundle.display()));
+            }
+            for s in socket.into_iter().chain([conventional.as_path()]) {
+                if fs::symlink_metadata(s).is_ok() {
+                    problems.push(format!("shim socket file left: {}", s.display()));
+                }
+            }
+            for s in since.map(SocketDirSnapshot::stale_new).unwrap_or_default() {
+                problems.push(format!(
+                    "socket file in {SHIM_SOCKET_DIR} appeared since the snapshot and no live socket is \
+                     bound to it (leaked by this test, or by anything else creating shims meanwhile): {}",
+                    s.display()
+                ));
+            }
+            if let Some(t) = self.task(id) {
+                problems.push(format!("task still listed: {t:?}"));
+            }
+            problems.is_empty().then_some(())
+        });
+        if clean.is_none() {
+            panic!(
+                "leftovers of {id} after {SETTLE_TIMEOUT:?}:\n  {}\n{}",
+                problems.join("\n  "),
+                self.diagnostics()
+            );
+        }
+    }
+
+    /// Stops containerd and removes everything of this instance: processes
+    /// (by PID), runc state and cgroups of the namespace, stale shim sockets,
+    /// mounts and the temporary directory.
+    fn cleanup(&mut self) {
+        // Remember every shim socket before anything goes away.
+        let mut sockets: BTreeSet<PathBuf> = self
+            .known_sockets
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        if let Ok(entries) = fs::read_dir(self.tasks_state_dir()) {
+            for e in entries.flatten() {
+                let addr = self.shim_address(&e.file_name().to_string_lossy());
+                if let Some(p) = addr.as_deref().and_then(socket_path_of_address) {
+                    sockets.insert(p);
+                }
+            }
+        }
+
+        self.stop();
+
+        // Safety net: kill whatever of this test still runs, by PID.
+        let namespace = self.namespace.clone();
+        let dir = self.dir.clone();
+        let killed = kill_processes_where(|p| self.is_related(p));
+        if !killed.is_empty() {
+            eprintln!("[harness] killed leftover processes of namespace {namespace}: {killed:?}");
+        }
+
+        // runc state of this namespace only.
+        let runc_root = self.runc_root();
+        if let Ok(entries) = fs::read_dir(&runc_root) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().to_string();
+                eprintln!("[harness] runc state left for {namespace}/{id}; deleting it");
+                let _ = output_with_timeout(
+                    Command::new("runc")
+                        .arg("--root")
+                        .arg(&runc_root)
+                        .args(["delete", "--force", &id])
+                        .stdin(Stdio::null()),
+                    Duration::from_secs(30),
+                );
+            }
+        }
+        let _ = fs::remove_dir(&runc_root);
+
+        // Empty cgroups `/<namespace>/<id>` that ctr's default cgroup path
+        // created in every hierarchy.
+        if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
+            for h in hierarchies.flatten() {
+                let ns_dir = h.path().join(&namespace);
+                if let Ok(children) = fs::read_dir(&ns_dir) {
+                    for c in children.flatten() {
+                        if c.file_type().is_ok_and(|t| t.is_dir()) {
+                            let _ = fs::remove_dir(c.path());
+                        }
+                    }
+                    let _ = fs::remove_dir(&ns_dir);
+                }
+            }
+        }
+
+        // Socket files of shims that were killed above cannot have been
+        // removed by them; remove them unless something still listens.
+        let bound = bound_unix_paths();
+        for s in sockets {
+            let is_socket = fs::symlink_metadata(&s).is_ok_and(|m| m.file_type().is_socket());
+            if is_socket
+                && s.starts_with(SHIM_SOCKET_DIR)
+                && !bound.contains(&s.display().to_string())
+            {
+                eprintln!("[harness] removing stale shim socket {}", s.display());
+                let _ = fs::remove_file(&s);
+            }
+        }
+
+        unmount_all_under(&dir);
+        if let Some(tmp) = self.tmp.take() {
+            if let Err(e) = tmp.close() {
+                eprintln!("[harness] removing {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "[harness] test failed; diagnostics:\n{}",
+                self.diagnostics()
+            );
+        }
+        self.cleanup();
+    }
+}
+
+/// True if `arg` contains the path `dir` followed by the end of the
+/// argument, `/`, a quote or a space (so `/tmp/a` does not match `/tmp/ab`).
+fn mentions_dir(arg: &str, dir: &str) -> bool {
+    arg.match_indices(dir).any(|(i, _)| {
+        matches!(
+            arg[i + dir.len()..].chars().next(),
+            None | Some('/') | Some('"') | Some('\'') | Some(' ')
+        )
+    })
+}

@@ -1,0 +1,91 @@
+//! Unix sockets on the host (from /proc/net/unix and /proc/<pid>/fd) and
+//! the shim socket directory /run/containerd/s.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::io::ErrorKind;
+use std::path::PathBuf;
+
+use super::procs::ProcInfo;
+use super::SHIM_SOCKET_DIR;
+
+/// `unix:///path` (or a bare absolute path) to the path; `None` for
+/// abstract (`unix://@...`) or other addresses.
+pub fn socket_path_of_address(addr: &str) -> Option<PathBuf> {
+    let p = addr.strip_prefix("unix://").unwrap_or(addr);
+    p.starts_with('/').then(|| PathBuf::from(p))
+}
+
+/// One socket from /proc/net/unix.
+#[derive(Debug, Clone)]
+pub struct UnixSocket {
+    pub inode: u64,
+    /// Bound name; abstract names start with `@`. `None` if unbound.
+    pub path: Option<String>,
+    pub line: String,
+}
+
+/// Parses /proc/net/unix (this network namespace).
+pub fn unix_sockets() -> Vec<UnixSocket> {
+    fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(UnixSocket {
+                inode: f.get(6)?.parse().ok()?,
+                path: f.get(7).map(|s| s.to_string()),
+                line: l.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Paths that some live socket is bound to.
+pub fn bound_unix_paths() -> HashSet<String> {
+    unix_sockets().into_iter().filter_map(|s| s.path).collect()
+}
+
+/// Sockets of /proc/net/unix owned (by fd) by process `pid`.
+pub fn sockets_of(pid: i32) -> Vec<UnixSocket> {
+    let Some(p) = ProcInfo::read(pid) else {
+        return Vec::new();
+    };
+    let inodes: HashSet<u64> = p.socket_inodes().into_iter().collect();
+    unix_sockets()
+        .into_iter()
+        .filter(|s| inodes.contains(&s.inode))
+        .collect()
+}
+
+/// The entries of /run/containerd/s at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct SocketDirSnapshot(pub BTreeSet<PathBuf>);
+
+impl SocketDirSnapshot {
+    /// Lists /run/containerd/s now.
+    pub fn take() -> SocketDirSnapshot {
+        SocketDirSnapshot(socket_dir_entries())
+    }
+
+    /// Entries of /run/containerd/s that were not in the snapshot and that
+    /// no live socket is bound to (a shim that exited and left its file).
+    pub fn stale_new(&self) -> Vec<PathBuf> {
+        let bound = bound_unix_paths();
+        socket_dir_entries()
+            .into_iter()
+            .filter(|p| !self.0.contains(p))
+            .filter(|p| !bound.contains(&p.display().to_string()))
+            .collect()
+    }
+}
+
+/// Entries of /run/containerd/s.
+pub fn socket_dir_entries() -> BTreeSet<PathBuf> {
+    match fs::read_dir(SHIM_SOCKET_DIR) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Err(e) if e.kind() == ErrorKind::NotFound => BTreeSet::new(),
+        Err(e) => panic!("reading {SHIM_SOCKET_DIR}: {e}"),
+    }
+}

@@ -1,0 +1,183 @@
+//! Generic helpers: unique names, polling, running a command with a hang
+//! guard, and data helpers (deterministic test data, streaming comparison,
+//! SHA-256).
+
+use std::io::{ErrorKind, Read};
+use std::process::{ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::POLL;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A number never returned before by this test process.
+pub(super) fn next_serial() -> usize {
+    COUNTER.fetch_add(1, Ordering::SeqCst)
+}
+
+/// A name unique to this test process and call: `tether-test-<pid>-<n>`.
+/// Used for namespaces, so the machine-wide runc root
+/// (`/run/containerd/runc/<namespace>`) and cgroups never collide.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), next_serial())
+}
+
+/// Polls `f` until it returns `Some`, or `None` once `timeout` has passed.
+pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running commands
+// ---------------------------------------------------------------------------
+
+/// Spawns `cmd` with stdout and stderr piped, hands stdout to `consume` on a
+/// separate thread, collects stderr, and waits at most `timeout` for the
+/// command to exit. On timeout the command is killed (by PID) and this panics.
+pub fn spawn_and_wait<T: Send + 'static>(
+    cmd: &mut Command,
+    timeout: Duration,
+    consume: impl FnOnce(ChildStdout) -> T + Send + 'static,
+) -> (ExitStatus, T, Vec<u8>) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let out_thread = thread::spawn(move || consume(stdout));
+    let err_thread = thread::spawn(move || read_all(stderr));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = err_thread.join().unwrap_or_default();
+                panic!(
+                    "{cmd:?} did not finish within {timeout:?}; killed it (pid {}). stderr so far:\n{}",
+                    child.id(),
+                    String::from_utf8_lossy(&err)
+                );
+            }
+            Err(e) => panic!("waiting for {cmd:?}: {e}"),
+        }
+    };
+    let out = out_thread.join().expect("stdout reader thread panicked");
+    let err = err_thread.join().expect("stderr reader thread panicked");
+    (status, out, err)
+}
+
+/// Reads `r` to the end, keeping what was read before an error.
+fn read_all(mut r: impl Read) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let _ = r.read_to_end(&mut buf);
+    buf
+}
+
+/// Like `Command::output`, with a hang guard of `timeout`.
+pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let (status, stdout, stderr) = spawn_and_wait(cmd, timeout, read_all);
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Human-readable summary of an `Output`.
+pub fn describe_output(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Data helpers
+// ---------------------------------------------------------------------------
+
+/// Deterministic pseudo-random bytes (xorshift64*), so large outputs are not
+/// constant and misplaced or repeated chunks are detected.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Compares a stream with `expected` chunk by chunk without buffering it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamCompare {
+    /// Total bytes read.
+    pub len: u64,
+    /// Offset of the first byte that differs from `expected`, if any
+    /// (including the first byte beyond `expected`).
+    pub first_mismatch: Option<u64>,
+}
+
+/// Reads `r` to the end, comparing it against `expected`.
+pub fn compare_stream(mut r: impl Read, expected: &Arc<Vec<u8>>) -> StreamCompare {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len: u64 = 0;
+    let mut first_mismatch = None;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => panic!("reading stream: {e}"),
+        };
+        if first_mismatch.is_none() {
+            let start = len as usize;
+            let exp = expected.get(start..).unwrap_or(&[]);
+            let exp = &exp[..exp.len().min(n)];
+            if exp != &buf[..exp.len()] {
+                let i = exp
+                    .iter()
+                    .zip(&buf[..n])
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                first_mismatch = Some(len + i as u64);
+            } else if exp.len() < n {
+                first_mismatch = Some(len + exp.len() as u64);
+            }
+        }
+        len += n as u64;
+    }
+    StreamCompare {
+        len,
+        first_mismatch,
+    }
+}
+
+/// Lower-case hex SHA-256, used for containerd's socket naming.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
