@@ -129,6 +129,14 @@ impl Container {
             at: exit.at,
         };
         tracing::info!(id = %self.id, exec_id = %process.exec_id, pid = exit.pid, status = exit.status, "process exited");
+        if process.is_init() {
+            // On disk before anyone hears of it: if this daemon dies now,
+            // `delete` still reports the real status.
+            let record = crate::state::ExitRecord::new(exit.pid, info.status, info.at);
+            if let Err(e) = record.save(&self.bundle) {
+                tracing::warn!(id = %self.id, error = %e, "keeping the exit status on disk");
+            }
+        }
         // The event is queued and the phase set with no await in between, so
         // whoever reacts to the event finds the process stopped.
         self.publisher.publish(Event::Exit {

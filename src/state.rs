@@ -24,6 +24,8 @@ pub const INIT_PID_FILE: &str = "init.pid";
 pub const RUNTIME_FILE: &str = "runtime.json";
 /// runc's JSON log.
 pub const RUNC_LOG_FILE: &str = "log.json";
+/// The init process's exit, kept for `delete` after the daemon is gone.
+pub const INIT_EXIT_FILE: &str = "init.exit";
 
 /// Writes `data` to `path` so that a reader sees the old content or the new,
 /// never a part: temporary file, fsync, rename.
@@ -79,6 +81,52 @@ impl RuntimeRecord {
     }
 }
 
+/// An exit as it is kept on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Format version of this record.
+    pub version: u32,
+    /// The pid that exited.
+    pub pid: u32,
+    /// Exit code, or 128 + signal.
+    pub status: u32,
+    /// Exit time, seconds since the epoch.
+    pub seconds: i64,
+    /// Exit time, nanoseconds within the second.
+    pub nanos: u32,
+}
+
+impl ExitRecord {
+    /// The record of `status` at `at`.
+    pub fn new(pid: u32, status: u32, at: std::time::SystemTime) -> ExitRecord {
+        let d = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        ExitRecord {
+            version: 1,
+            pid,
+            status,
+            seconds: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+        }
+    }
+
+    /// The exit time.
+    pub fn at(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::new(self.seconds.max(0) as u64, self.nanos)
+    }
+
+    /// Saves the record (atomically, fsynced, 0600) in `bundle`.
+    pub fn save(&self, bundle: &Path) -> Result<()> {
+        let data = serde_json::to_vec(self).expect("an ExitRecord always serializes");
+        write_atomic(&bundle.join(INIT_EXIT_FILE), &data, 0o600)
+    }
+
+    /// The record in `bundle`, if there is a readable one.
+    pub fn load(bundle: &Path) -> Option<ExitRecord> {
+        let data = fs::read(bundle.join(INIT_EXIT_FILE)).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+}
+
 /// Reads a pid file as runc writes it; None when missing or unreadable.
 pub fn read_pid(path: &Path) -> Option<u32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
@@ -105,6 +153,18 @@ mod tests {
             1,
             "temp file left"
         );
+    }
+
+    #[test]
+    fn exit_record_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(ExitRecord::load(dir.path()), None);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123);
+        let r = ExitRecord::new(42, 7, at);
+        r.save(dir.path()).unwrap();
+        let back = ExitRecord::load(dir.path()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.at(), at);
     }
 
     #[test]

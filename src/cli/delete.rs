@@ -1,7 +1,7 @@
 //! `delete`: containerd's clean-up without RPC. It runs after every task and
 //! whenever a shim died, so it must work with the daemon gone: it finds the
 //! runtime from the bundle, force-deletes the container, unmounts the rootfs
-//! and prints a DeleteResponse.
+//! and prints a DeleteResponse: with the exit the daemon recorded, if it did.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,10 +16,27 @@ use crate::events::timestamp;
 use crate::ids::validate;
 use crate::protos::shim::DeleteResponse;
 use crate::runc::{record_for, RuntimeOptions};
-use crate::state::{read_pid, RuntimeRecord, INIT_PID_FILE};
+use crate::state::{read_pid, ExitRecord, RuntimeRecord, INIT_PID_FILE};
 
 /// The exit status reported for a task whose shim is gone: killed.
 const KILLED: u32 = 128 + libc::SIGKILL as u32;
+
+/// Removes the shim's socket file if no shim listens on it any more (the
+/// daemon was killed before it could). A live daemon serving other
+/// containers of the same group still answers, and keeps its socket.
+fn remove_dead_socket(bundle: &std::path::Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join(crate::state::ADDRESS_FILE)) else {
+        return;
+    };
+    let Some(path) = address.trim().strip_prefix("unix://") else {
+        return;
+    };
+    if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
 
 /// Runs `delete`.
 pub fn run(flags: &Flags) -> Result<()> {
@@ -54,12 +71,23 @@ pub fn run(flags: &Flags) -> Result<()> {
         Err(e) => eprintln!("running {}: {e}", record.binary),
     }
     crate::mount::unmount_all(&bundle.join("rootfs"));
+    remove_dead_socket(&bundle);
 
-    let resp = DeleteResponse {
-        pid: read_pid(&bundle.join(INIT_PID_FILE)).unwrap_or(0),
-        exit_status: KILLED,
-        exited_at: MessageField::some(timestamp(Some(SystemTime::now()))),
-        ..Default::default()
+    // The real exit, if the daemon recorded one before it went away;
+    // otherwise what the container got from `delete --force`: SIGKILL, now.
+    let resp = match ExitRecord::load(&bundle) {
+        Some(exit) => DeleteResponse {
+            pid: exit.pid,
+            exit_status: exit.status,
+            exited_at: MessageField::some(timestamp(Some(exit.at()))),
+            ..Default::default()
+        },
+        None => DeleteResponse {
+            pid: read_pid(&bundle.join(INIT_PID_FILE)).unwrap_or(0),
+            exit_status: KILLED,
+            exited_at: MessageField::some(timestamp(Some(SystemTime::now()))),
+            ..Default::default()
+        },
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&resp.write_to_bytes()?)?;
