@@ -16,6 +16,8 @@ const PROTOS: &[&str] = &[
     "proto/forward.proto",
     "proto/runc_options.proto",
     "proto/runtimeoptions.proto",
+    "proto/cgroup1_metrics.proto",
+    "proto/cgroup2_metrics.proto",
 ];
 
 fn main() {

@@ -38,6 +38,12 @@ pub struct Container {
     /// The container shares a pid namespace: on init's exit, the rest of its
     /// processes are killed (its own pid namespace does that by itself).
     pub kill_all_on_exit: bool,
+    /// The container's cgroup, found right after `runc create`.
+    pub cgroup: std::sync::OnceLock<crate::cgroup::Cgroup>,
+    /// OOM kills already reported.
+    pub(crate) oom: std::sync::OnceLock<crate::oom::OomSeen>,
+    /// Frozen by Pause.
+    pub(crate) paused: std::sync::atomic::AtomicBool,
     pub(crate) publisher: Publisher,
     pub(crate) reaper: Reaper,
     pub(crate) router: Arc<Router>,
@@ -121,6 +127,8 @@ impl Container {
             }
             process.drain().await;
             self.wait_for_execs().await;
+            // An OOM kill that ended the container is reported before its exit.
+            self.check_oom();
         } else {
             process.drain().await;
         }
@@ -151,6 +159,36 @@ impl Container {
             at: info.at,
         });
         process.set_phase(Phase::Stopped(info));
+    }
+
+    /// Publishes `/tasks/oom` if the cgroup's OOM kill count grew; returns
+    /// whether it did.
+    pub fn check_oom(&self) -> bool {
+        let (Some(cgroup), Some(seen)) = (self.cgroup.get(), self.oom.get()) else {
+            return false;
+        };
+        let grew = seen.grew(cgroup);
+        if grew {
+            tracing::info!(id = %self.id, "OOM kill in the container");
+            self.publisher.publish(Event::Oom {
+                id: self.id.clone(),
+            });
+        }
+        grew
+    }
+
+    /// Finds the container's cgroup (its init has a pid now) and starts
+    /// watching it for OOM kills.
+    pub(crate) fn watch_cgroup(self: &Arc<Self>) {
+        let Some(cgroup) = crate::cgroup::Cgroup::of_pid(self.init.pid()) else {
+            tracing::warn!(id = %self.id, "the container's cgroup was not found");
+            return;
+        };
+        let _ = self.oom.set(crate::oom::OomSeen::baseline(&cgroup));
+        if let Err(e) = crate::oom::watch(self, &cgroup) {
+            tracing::warn!(id = %self.id, error = %e, "OOM kills will not be reported");
+        }
+        let _ = self.cgroup.set(cgroup);
     }
 
     /// Waits until no exec is starting or running any more (bounded).

@@ -69,6 +69,28 @@ pub enum Event {
         /// Pid.
         pid: u32,
     },
+    /// `/tasks/oom`.
+    Oom {
+        /// Container id.
+        id: String,
+    },
+    /// `/tasks/paused`.
+    Paused {
+        /// Container id.
+        id: String,
+    },
+    /// `/tasks/resumed`.
+    Resumed {
+        /// Container id.
+        id: String,
+    },
+    /// `/tasks/checkpointed`.
+    Checkpointed {
+        /// Container id.
+        id: String,
+        /// Where the image went.
+        checkpoint: String,
+    },
     /// `/tasks/exit`.
     Exit {
         /// Container id.
@@ -150,6 +172,27 @@ impl Event {
                 m.exec_id = exec_id.clone();
                 m.pid = *pid;
                 ("/tasks/exec-started", any(&m))
+            }
+            Event::Oom { id } => {
+                let mut m = wire::TaskOOM::new();
+                m.container_id = id.clone();
+                ("/tasks/oom", any(&m))
+            }
+            Event::Paused { id } => {
+                let mut m = wire::TaskPaused::new();
+                m.container_id = id.clone();
+                ("/tasks/paused", any(&m))
+            }
+            Event::Resumed { id } => {
+                let mut m = wire::TaskResumed::new();
+                m.container_id = id.clone();
+                ("/tasks/resumed", any(&m))
+            }
+            Event::Checkpointed { id, checkpoint } => {
+                let mut m = wire::TaskCheckpointed::new();
+                m.container_id = id.clone();
+                m.checkpoint = checkpoint.clone();
+                ("/tasks/checkpointed", any(&m))
             }
             Event::Exit {
                 id,

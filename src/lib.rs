@@ -4,6 +4,8 @@
 //! runtime's containers as their subreaper, serves containerd's Task API over
 //! ttrpc, and publishes task events. See README.md for the big picture.
 
+pub mod cgroup;
+pub mod cgroup_stats;
 pub mod cli;
 pub mod client;
 pub mod console;
@@ -17,9 +19,11 @@ pub mod io;
 pub mod logger;
 pub mod logging;
 pub mod mount;
+pub mod oom;
 pub mod process;
 pub mod protos;
 pub mod reaper;
+pub mod resources;
 pub mod router;
 pub mod runc;
 pub mod service;

@@ -21,4 +21,6 @@ generated!(
     forward_ttrpc,
     runc_options,
     runtimeoptions,
+    cgroup1_metrics,
+    cgroup2_metrics,
 );

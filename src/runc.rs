@@ -162,6 +162,27 @@ impl Runc {
         self.run("delete", cmd, true).await.map(drop)
     }
 
+    /// `runc pause id`.
+    pub async fn pause(&self, id: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.args(["pause", id]);
+        self.run("pause", cmd, true).await.map(drop)
+    }
+
+    /// `runc resume id`.
+    pub async fn resume(&self, id: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.args(["resume", id]);
+        self.run("resume", cmd, true).await.map(drop)
+    }
+
+    /// `runc update --resources <file> id`.
+    pub async fn update(&self, id: &str, resources: &Path) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.args(["update", "--resources"]).arg(resources).arg(id);
+        self.run("update", cmd, true).await.map(drop)
+    }
+
     /// `runc ps --format json id`: the pids in the container.
     pub async fn ps(&self, id: &str) -> Result<Vec<u32>> {
         let mut cmd = self.command();

@@ -171,7 +171,12 @@ impl TaskService {
             id: req.id.clone(),
             bundle: c.bundle.display().to_string(),
             pid: p.pid(),
-            status: wire_status(phase.status()).into(),
+            status: if p.is_init() && c.is_paused() && phase.status() == Status::Running {
+                WireStatus::PAUSED
+            } else {
+                wire_status(phase.status())
+            }
+            .into(),
             stdin: p.stdio.stdin.clone(),
             stdout: p.stdio.stdout.clone(),
             stderr: p.stdio.stderr.clone(),
@@ -363,24 +368,48 @@ impl Task for TaskService {
         reply("ResizePty", &req.id, r).map(|()| Empty::new())
     }
 
-    async fn pause(&self, _: &TtrpcContext, _: PauseRequest) -> ttrpc::Result<Empty> {
-        Err(Error::Unimplemented("Pause").into())
+    async fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
+        let r = async {
+            validate("container id", &req.id)?;
+            self.shim.get(&req.id)?.pause().await
+        };
+        reply("Pause", &req.id, r.await).map(|()| Empty::new())
     }
 
-    async fn resume(&self, _: &TtrpcContext, _: ResumeRequest) -> ttrpc::Result<Empty> {
-        Err(Error::Unimplemented("Resume").into())
+    async fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
+        let r = async {
+            validate("container id", &req.id)?;
+            self.shim.get(&req.id)?.resume().await
+        };
+        reply("Resume", &req.id, r.await).map(|()| Empty::new())
     }
 
     async fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
         Err(Error::Unimplemented("Checkpoint").into())
     }
 
-    async fn update(&self, _: &TtrpcContext, _: UpdateTaskRequest) -> ttrpc::Result<Empty> {
-        Err(Error::Unimplemented("Update").into())
+    async fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        let r = async {
+            validate("container id", &req.id)?;
+            let resources = req.resources.as_ref().filter(|r| !r.value.is_empty());
+            let Some(resources) = resources else {
+                return Err(Error::InvalidArgument("update needs resources".into()));
+            };
+            self.shim.get(&req.id)?.update(&resources.value).await
+        };
+        reply("Update", &req.id, r.await).map(|()| Empty::new())
     }
 
-    async fn stats(&self, _: &TtrpcContext, _: StatsRequest) -> ttrpc::Result<StatsResponse> {
-        Err(Error::Unimplemented("Stats").into())
+    async fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        let r = (|| {
+            validate("container id", &req.id)?;
+            let stats = self.shim.get(&req.id)?.stats()?;
+            Ok(StatsResponse {
+                stats: MessageField::some(stats),
+                ..Default::default()
+            })
+        })();
+        reply("Stats", &req.id, r)
     }
 }
 

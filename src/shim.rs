@@ -124,6 +124,9 @@ impl Shim {
             rootfs_mounted: mounted,
             kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
             publisher: self.publisher.clone(),
+            cgroup: Default::default(),
+            oom: Default::default(),
+            paused: Default::default(),
             reaper: self.reaper.clone(),
             router: self.router.clone(),
         });
@@ -148,6 +151,8 @@ impl Shim {
                 return Err(e);
             }
         };
+        // Right after create, before anything runs: an OOM at start counts.
+        container.watch_cgroup();
         self.table()
             .containers
             .insert(req.id.clone(), container.clone());

@@ -1,0 +1,137 @@
+//! Watching a container's cgroup for OOM kills.
+//!
+//! The kernel's own counter of OOM kills (`oom_kill` in v1's
+//! memory.oom_control, v2's memory.events) is the truth: an event is
+//! published only when it has grown since last seen, so a notification with
+//! no kill behind it (v1 also signals when the cgroup is removed) reports
+//! nothing. The watcher wakes on the kernel's notification; the exit path
+//! checks the counter once more before publishing the init's exit, so a
+//! `/tasks/oom` always comes before the `/tasks/exit` it caused.
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
+
+use nix::sys::eventfd::EfdFlags;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+use crate::cgroup::Cgroup;
+use crate::container::Container;
+use crate::error::{Error, Result};
+
+/// The OOM kills already reported for a container.
+#[derive(Debug, Default)]
+pub struct OomSeen(AtomicU64);
+
+impl OomSeen {
+    /// Starts from the counter as it is now (a new cgroup: zero).
+    pub fn baseline(cgroup: &Cgroup) -> OomSeen {
+        OomSeen(AtomicU64::new(cgroup.oom_kills().unwrap_or(0)))
+    }
+
+    /// Whether the counter grew past what was reported; records it if so.
+    /// True at most once per growth, whoever asks.
+    pub fn grew(&self, cgroup: &Cgroup) -> bool {
+        let Some(now) = cgroup.oom_kills() else {
+            return false;
+        };
+        let before = self.0.fetch_max(now, Ordering::AcqRel);
+        now > before
+    }
+}
+
+/// Starts watching `container`'s cgroup; the watch ends when the cgroup is
+/// removed or the container is gone.
+pub fn watch(container: &std::sync::Arc<Container>, cgroup: &Cgroup) -> Result<()> {
+    let weak = std::sync::Arc::downgrade(container);
+    match cgroup {
+        Cgroup::V1(_) => {
+            let dir = cgroup
+                .v1_dir("memory")
+                .ok_or_else(|| Error::NotFound("no memory cgroup to watch".into()))?
+                .to_path_buf();
+            watch_v1(weak, dir)
+        }
+        Cgroup::V2(dir) => watch_v2(weak, dir.clone()),
+    }
+}
+
+/// v1: an eventfd registered for memory.oom_control through
+/// cgroup.event_control.
+fn watch_v1(container: Weak<Container>, dir: PathBuf) -> Result<()> {
+    let control_path = dir.join("memory.oom_control");
+    let control = File::open(&control_path).map_err(Error::io("open", &control_path))?;
+    #[allow(deprecated)]
+    let efd = nix::sys::eventfd::eventfd(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+        .map_err(Error::sys("eventfd"))?;
+    let register = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
+    let event_control = dir.join("cgroup.event_control");
+    fs::write(&event_control, register).map_err(Error::io("write", &event_control))?;
+    let efd = crate::sys::async_fd(efd).map_err(Error::io("register eventfd", &event_control))?;
+    tokio::spawn(async move {
+        let _control = control;
+        loop {
+            let Ok(mut guard) = efd.readable().await else {
+                return;
+            };
+            let mut buf = [0u8; 8];
+            let _ = guard.try_io(|fd| Ok(nix::unistd::read(fd.as_raw_fd(), &mut buf)?));
+            if !control_path.exists() {
+                return;
+            }
+            // The notification comes when the cgroup runs out of memory, a
+            // moment before the kernel picks and kills a victim: give the
+            // kill counter a short while to move.
+            for _ in 0..KILL_WAIT_STEPS {
+                let Some(c) = container.upgrade() else { return };
+                if c.check_oom() {
+                    break;
+                }
+                drop(c);
+                tokio::time::sleep(KILL_WAIT_STEP).await;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// How long (steps × step) an OOM notification waits for the kill it
+/// announces; an OOM the kernel resolved without killing reports nothing.
+const KILL_WAIT_STEPS: u32 = 50;
+const KILL_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// v2: inotify on memory.events.
+fn watch_v2(container: Weak<Container>, dir: PathBuf) -> Result<()> {
+    let events = dir.join("memory.events");
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+        .map_err(Error::sys("inotify_init"))?;
+    inotify
+        .add_watch(&events, AddWatchFlags::IN_MODIFY)
+        .map_err(Error::sys("inotify_add_watch"))?;
+    // A second descriptor of the same inotify instance, owned, for readiness.
+    let ready = std::os::fd::AsFd::as_fd(&inotify)
+        .try_clone_to_owned()
+        .map_err(Error::io("dup inotify", &events))?;
+    let ready = crate::sys::async_fd(ready).map_err(Error::io("register inotify", &events))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = ready.readable().await else {
+                return;
+            };
+            let read = guard.try_io(|_| Ok(inotify.read_events()?));
+            let Some(c) = container.upgrade() else { return };
+            if let Ok(Ok(evs)) = read {
+                if evs
+                    .iter()
+                    .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED))
+                {
+                    return;
+                }
+            }
+            c.check_oom();
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Pause, resume, resource updates and statistics of a container.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::Ordering;
+
+use crate::container::Container;
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::process::Phase;
+
+impl Container {
+    fn require_running(&self, what: &str) -> Result<()> {
+        if self.init.phase() == Phase::Running {
+            Ok(())
+        } else {
+            Err(Error::FailedPrecondition(format!(
+                "cannot {what} container {:?}: it is not running",
+                self.id
+            )))
+        }
+    }
+
+    /// Whether Pause froze the container.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Freezes every process of the container.
+    pub async fn pause(&self) -> Result<()> {
+        self.require_running("pause")?;
+        if self.is_paused() {
+            return Err(Error::FailedPrecondition(format!(
+                "container {:?} is already paused",
+                self.id
+            )));
+        }
+        self.runc.pause(&self.id).await?;
+        self.paused.store(true, Ordering::Release);
+        self.publisher.publish(Event::Paused {
+            id: self.id.clone(),
+        });
+        Ok(())
+    }
+
+    /// Thaws a paused container.
+    pub async fn resume(&self) -> Result<()> {
+        if !self.is_paused() {
+            return Err(Error::FailedPrecondition(format!(
+                "container {:?} is not paused",
+                self.id
+            )));
+        }
+        self.runc.resume(&self.id).await?;
+        self.paused.store(false, Ordering::Release);
+        self.publisher.publish(Event::Resumed {
+            id: self.id.clone(),
+        });
+        Ok(())
+    }
+
+    /// Applies new resource limits (OCI LinuxResources JSON).
+    pub async fn update(&self, resources_json: &[u8]) -> Result<()> {
+        if self.init.phase().finished() {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot update container {:?}: it has exited",
+                self.id
+            )));
+        }
+        serde_json::from_slice::<serde_json::Value>(resources_json)
+            .map_err(|e| Error::InvalidArgument(format!("resources: {e}")))?;
+        let path = self.bundle.join(".update-resources.json");
+        let write = || {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?
+                .write_all(resources_json)
+        };
+        write().map_err(Error::io("write", &path))?;
+        let result = self.runc.update(&self.id, &path).await;
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    /// The cgroup's statistics.
+    pub fn stats(&self) -> Result<protobuf::well_known_types::any::Any> {
+        self.cgroup
+            .get()
+            .ok_or_else(|| Error::NotFound(format!("container {:?} has no cgroup", self.id)))?
+            .stats()
+    }
+}

@@ -1,0 +1,153 @@
+//! Metrics, OOM events, pause and resume through a real containerd and ctr.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{describe_output, Containerd, Rootfs};
+
+/// Stops and removes a detached container.
+fn finish(cd: &Containerd, rootfs: &Rootfs, id: &str) {
+    cd.ctr(&["task", "kill", "-s", "KILL", id]);
+    cd.wait_task(id, Duration::from_secs(30), |t| t.status == "STOPPED");
+    cd.ctr_ok(&["task", "rm", id]);
+    cd.ctr_ok(&["container", "rm", id]);
+    cd.assert_no_leftovers(id, rootfs, None, None);
+}
+
+/// The value of one metric in `ctr task metrics` output.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next()? == name).then(|| f.next()?.parse().ok())?
+    })
+}
+
+#[test]
+fn metrics_show_memory_held_by_the_container() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let id = cd.unique_id("metrics");
+    // dd's 60 MiB buffer stays allocated while it waits to write to sleep.
+    let hold = "/bin/dd if=/dev/zero bs=60M count=1 | /bin/sleep 1000";
+    cd.run_detached(&rootfs, &id, &["/bin/sh", "-c", hold]);
+    let usage = common::poll_until(Duration::from_secs(30), || {
+        let out = cd.ctr_ok(&["task", "metrics", &id]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        metric(&text, "memory.usage_in_bytes").filter(|u| *u >= 60 << 20)
+    });
+    assert!(usage.is_some(), "memory usage never reached 60 MiB");
+    finish(&cd, &rootfs, &id);
+    // Gone with the task: containerd answers not found.
+    let out = cd.ctr(&["task", "metrics", &id]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn oom_is_reported_once_and_before_the_exit_20_of_20() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let events = cd.events();
+    for i in 0..20 {
+        let id = cd.unique_id(&format!("oom{i}"));
+        let args = [
+            "/bin/dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=64M",
+            "count=1",
+        ];
+        let out = cd.run(&["--rm", "--memory-limit", "16777216"], &rootfs, &id, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(137),
+            "run {i}: {}",
+            describe_output(&out)
+        );
+        let deleted = events.wait_for("/tasks/delete", &id, Duration::from_secs(30));
+        assert_eq!(deleted.exit_status(), 137);
+        let ooms = events.find("/tasks/oom", &id);
+        assert_eq!(ooms.len(), 1, "run {i}: {ooms:?}");
+        let all = events.events();
+        let at = |topic: &str| {
+            all.iter()
+                .position(|e| e.topic == topic && e.line.contains(&format!("\"{id}\"")))
+                .unwrap_or_else(|| panic!("run {i}: no {topic}"))
+        };
+        assert!(
+            at("/tasks/oom") < at("/tasks/exit"),
+            "run {i}: OOM after exit"
+        );
+        cd.assert_no_leftovers(&id, &rootfs, None, None);
+    }
+    // Normal exits report no OOM.
+    for i in 0..100 {
+        let id = cd.unique_id(&format!("ok{i}"));
+        let out = cd.run(&["--rm"], &rootfs, &id, &["/bin/true"]);
+        assert!(out.status.success(), "{}", describe_output(&out));
+        events.wait_for("/tasks/delete", &id, Duration::from_secs(30));
+        assert!(
+            events.find("/tasks/oom", &id).is_empty(),
+            "OOM reported for {id}"
+        );
+    }
+}
+
+#[test]
+fn oom_of_a_child_is_reported_while_the_container_runs() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let events = cd.events();
+    let id = cd.unique_id("oomchild");
+    let script = "/bin/dd if=/dev/zero of=/dev/null bs=64M count=1; /bin/sleep 1000";
+    let out = cd.run(
+        &["-d", "--memory-limit", "16777216"],
+        &rootfs,
+        &id,
+        &["/bin/sh", "-c", script],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    events.wait_for("/tasks/oom", &id, Duration::from_secs(30));
+    let t = cd.wait_task(&id, Duration::from_secs(5), |t| t.status == "RUNNING");
+    assert!(t.pid > 0);
+    assert_eq!(events.find("/tasks/oom", &id).len(), 1);
+    finish(&cd, &rootfs, &id);
+    assert_eq!(
+        events.find("/tasks/oom", &id).len(),
+        1,
+        "an OOM reported at removal"
+    );
+}
+
+#[test]
+fn pause_freezes_and_resume_thaws() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let events = cd.events();
+    let id = cd.unique_id("pause");
+    cd.run_detached(&rootfs, &id, &["/bin/sleep", "1000"]);
+    cd.ctr_ok(&["task", "pause", &id]);
+    let t = cd.wait_task(&id, Duration::from_secs(10), |t| t.status == "PAUSED");
+    let freezer = format!(
+        "/sys/fs/cgroup/freezer/{}/{id}/freezer.state",
+        cd.namespace()
+    );
+    let state = std::fs::read_to_string(&freezer)
+        .or_else(|_| {
+            std::fs::read_to_string(format!(
+                "/sys/fs/cgroup/{}/{id}/cgroup.freeze",
+                cd.namespace()
+            ))
+        })
+        .unwrap();
+    assert!(
+        matches!(state.trim(), "FROZEN" | "1"),
+        "freezer says {state:?}"
+    );
+    cd.ctr_ok(&["task", "resume", &id]);
+    let t2 = cd.wait_task(&id, Duration::from_secs(10), |t| t.status == "RUNNING");
+    assert_eq!(t.pid, t2.pid);
+    events.wait_for("/tasks/paused", &id, Duration::from_secs(10));
+    events.wait_for("/tasks/resumed", &id, Duration::from_secs(10));
+    finish(&cd, &rootfs, &id);
+}
