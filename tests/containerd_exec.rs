@@ -35,7 +35,16 @@ fn ctr_exec_statuses_stdin_round_trip_and_kill() {
 
     let out = cd.ctr(&["task", "exec", "--exec-id", "e0", &id, "/bin/true"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe_output(&out));
-    let out = cd.ctr(&["task", "exec", "--exec-id", "e7", &id, "/bin/sh", "-c", "exit 7"]);
+    let out = cd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e7",
+        &id,
+        "/bin/sh",
+        "-c",
+        "exit 7",
+    ]);
     assert_eq!(out.status.code(), Some(7), "{}", describe_output(&out));
 
     // stdin piped into cat comes back exactly, and cat ends at EOF.
@@ -52,7 +61,12 @@ fn ctr_exec_statuses_stdin_round_trip_and_kill() {
         stdin.write_all(&input).unwrap();
     });
     let mut echoed = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut echoed).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut echoed)
+        .unwrap();
     writer.join().unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));

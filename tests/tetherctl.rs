@@ -119,7 +119,16 @@ fn stderr(out: &Output) -> String {
 fn run_rm_prints_output_and_exits_with_the_status() {
     let c = Ctl::new();
     let rootfs = c.rootfs();
-    let out = c.run(&["run", "--rm", "--rootfs", &rootfs, "t1", "sh", "-c", "echo hi; echo err >&2; exit 5"]);
+    let out = c.run(&[
+        "run",
+        "--rm",
+        "--rootfs",
+        &rootfs,
+        "t1",
+        "sh",
+        "-c",
+        "echo hi; echo err >&2; exit 5",
+    ]);
     assert_eq!(code(&out), 5, "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     assert_eq!(stderr(&out), "err\n");
@@ -131,7 +140,11 @@ fn detached_containers_ps_exec_kill_wait_rm() {
     let c = Ctl::new();
     let rootfs = c.rootfs();
     for id in ["a", "b", "c"] {
-        assert_eq!(c.ok(&["run", "-d", "--rootfs", &rootfs, id, "sleep", "1000"]).trim(), id);
+        assert_eq!(
+            c.ok(&["run", "-d", "--rootfs", &rootfs, id, "sleep", "1000"])
+                .trim(),
+            id
+        );
     }
     let ps = c.ok(&["ps"]);
     for id in ["a", "b", "c"] {
@@ -171,7 +184,15 @@ fn a_killed_foreground_tetherctl_leaves_the_container_and_its_status() {
     let c = Ctl::new();
     let rootfs = c.rootfs();
     let mut fg = c
-        .cmd(&["run", "--rootfs", &rootfs, "f1", "sh", "-c", "sleep 3; exit 9"])
+        .cmd(&[
+            "run",
+            "--rootfs",
+            &rootfs,
+            "f1",
+            "sh",
+            "-c",
+            "sleep 3; exit 9",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -213,7 +234,10 @@ fn under_pty(c: &Ctl, line: &str, input: &str) -> (String, i32) {
     }
     writer.join().unwrap();
     let out = child.wait_with_output().unwrap();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), code(&out))
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        code(&out),
+    )
 }
 
 #[test]
@@ -228,7 +252,10 @@ fn terminal_size_input_and_restore() {
         a = after.display()
     );
     let (out, _) = under_pty(&c, &line, "");
-    assert!(out.contains("41 101"), "terminal size not passed on: {out:?}");
+    assert!(
+        out.contains("41 101"),
+        "terminal size not passed on: {out:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(&before).unwrap(),
         std::fs::read_to_string(&after).unwrap(),
@@ -237,7 +264,10 @@ fn terminal_size_input_and_restore() {
 
     let line = format!("{TETHERCTL} run -t --rm --rootfs {rootfs} t2 sh");
     let (out, status) = under_pty(&c, &line, "echo typed-$((6*7))\nexit 3\n");
-    assert!(out.contains("typed-42"), "typed input did not arrive: {out:?}");
+    assert!(
+        out.contains("typed-42"),
+        "typed input did not arrive: {out:?}"
+    );
     assert_eq!(status, 3);
     c.assert_nothing_left();
 }
@@ -247,9 +277,18 @@ fn bad_input_is_named_and_leaves_nothing_behind() {
     let c = Ctl::new();
     let rootfs = c.rootfs();
     let cases: &[(&[&str], &str)] = &[
-        (&["run", "--rm", "--rootfs", "/no/such/rootfs", "x1", "true"], "/no/such/rootfs"),
-        (&["run", "--rm", "--rootfs", &rootfs, "x2", "/no/such/cmd"], "/no/such/cmd"),
-        (&["run", "--rm", "--rootfs", &rootfs, "../x", "true"], "invalid container id"),
+        (
+            &["run", "--rm", "--rootfs", "/no/such/rootfs", "x1", "true"],
+            "/no/such/rootfs",
+        ),
+        (
+            &["run", "--rm", "--rootfs", &rootfs, "x2", "/no/such/cmd"],
+            "/no/such/cmd",
+        ),
+        (
+            &["run", "--rm", "--rootfs", &rootfs, "../x", "true"],
+            "invalid container id",
+        ),
         (&["wait", "nosuch"], "no such container: nosuch"),
         (&["kill", "nosuch"], "no such container: nosuch"),
         (&["exec", "nosuch", "true"], "no such container: nosuch"),
@@ -265,7 +304,11 @@ fn bad_input_is_named_and_leaves_nothing_behind() {
     let out = c.run(&["run", "--rootfs", &rootfs, "used", "true"]);
     assert!(stderr(&out).contains("already in use"), "{}", stderr(&out));
     let out = c.run(&["kill", "-s", "BOGUS", "used"]);
-    assert!(stderr(&out).contains("invalid signal name \"BOGUS\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid signal name \"BOGUS\""),
+        "{}",
+        stderr(&out)
+    );
     // Still running, untouched by the failed commands.
     assert!(c.ok(&["ps"]).contains("RUNNING"));
     c.ok(&["rm", "-f", "used"]);
@@ -288,7 +331,9 @@ fn events_are_streamed_while_tetherctl_events_runs() {
         assert!(Instant::now() < deadline, "events socket never appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = c.run(&["run", "--rm", "--rootfs", &rootfs, "ev1", "sh", "-c", "exit 2"]);
+    let out = c.run(&[
+        "run", "--rm", "--rootfs", &rootfs, "ev1", "sh", "-c", "exit 2",
+    ]);
     assert_eq!(code(&out), 2);
     std::thread::sleep(Duration::from_millis(500));
     nix::sys::signal::kill(
@@ -301,7 +346,12 @@ fn events_are_streamed_while_tetherctl_events_runs() {
     let topics: Vec<&str> = text.lines().filter_map(|l| l.split(' ').nth(2)).collect();
     assert_eq!(
         topics,
-        ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"],
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
         "{text}"
     );
     assert!(text.contains("exit_status: 2"), "{text}");
