@@ -83,6 +83,33 @@ impl Cgroup {
     }
 }
 
+/// Moves `pid` into the cgroup at `path` (relative to the hierarchy roots),
+/// in every hierarchy where that cgroup exists. Returns how many it joined.
+pub fn add_pid(path: &str, pid: u32) -> Result<usize> {
+    let dirs: Vec<PathBuf> = if Path::new(UNIFIED_ROOT).join("cgroup.controllers").exists() {
+        vec![join(Path::new(UNIFIED_ROOT), path)]
+    } else {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(Error::io("read", "/proc/self/mountinfo"))?;
+        v1_mounts(&mountinfo)
+            .into_iter()
+            .map(|m| join(&m.point, path))
+            .collect()
+    };
+    let mut joined = 0;
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        let procs = dir.join("cgroup.procs");
+        fs::write(&procs, pid.to_string()).map_err(Error::io("write", &procs))?;
+        joined += 1;
+    }
+    if joined == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "cgroup {path:?} does not exist"
+        )));
+    }
+    Ok(joined)
+}
+
 /// `root` joined with an absolute cgroup path.
 fn join(root: &Path, rel: &str) -> PathBuf {
     root.join(rel.trim_start_matches('/'))

@@ -24,6 +24,9 @@ pub struct ShimSpawn<'a> {
     pub address: &'a str,
     /// containerd's ttrpc address for events ("" for none).
     pub ttrpc_address: &'a str,
+    /// What `start` reads on stdin: the runtime options as a protobuf Any,
+    /// or nothing.
+    pub options: &'a [u8],
 }
 
 impl ShimSpawn<'_> {
@@ -43,7 +46,17 @@ impl ShimSpawn<'_> {
 
     /// Runs `start` and returns the address it printed.
     pub fn start(&self) -> std::io::Result<String> {
-        let out = self.command("start").stderr(Stdio::piped()).output()?;
+        use std::io::Write;
+        let mut child = self
+            .command("start")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(self.options)?;
+        }
+        let out = child.wait_with_output()?;
         if !out.status.success() {
             return Err(std::io::Error::other(format!(
                 "shim start failed ({}): {}{}",

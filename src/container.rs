@@ -33,6 +33,10 @@ pub struct Container {
     pub(crate) execs: Mutex<HashMap<String, Arc<Process>>>,
     /// The runtime managing it.
     pub runc: Runc,
+    /// The runtime options it was created with.
+    pub options: crate::runc::RuntimeOptions,
+    /// The checkpoint image Start restores from, if created from one.
+    pub restore_from: Option<PathBuf>,
     /// Whether the shim mounted the rootfs (and so unmounts it).
     pub rootfs_mounted: bool,
     /// The container shares a pid namespace: on init's exit, the rest of its
@@ -55,6 +59,7 @@ impl Container {
         Owner {
             id: &self.id,
             namespace: &self.namespace,
+            io_owner: (self.options.io_uid, self.options.io_gid),
         }
     }
 
@@ -79,6 +84,9 @@ impl Container {
     pub async fn start(self: &Arc<Self>, exec_id: &str) -> Result<u32> {
         if !exec_id.is_empty() {
             return self.start_exec(exec_id).await;
+        }
+        if self.restore_from.is_some() {
+            return self.start_restore().await;
         }
         let init = &self.init;
         init.transition(|p| match p {

@@ -47,6 +47,8 @@ pub struct Owner<'a> {
     pub id: &'a str,
     /// containerd namespace.
     pub namespace: &'a str,
+    /// uid and gid to own the container's stdio pipes (0, 0: root's).
+    pub io_owner: (u32, u32),
 }
 
 type Sink = Box<dyn AsyncWrite + Send + Unpin>;
@@ -135,14 +137,14 @@ impl ProcessIo {
             return Ok((io, stdio, Some(ConsoleSocket::new()?)));
         }
         if let Some(source) = input {
-            let (r, w) = pipe()?;
+            let (r, w) = owned_pipe(owner.io_owner)?;
             stdio.stdin = Some(r);
             let sink = sender(w)?;
             io.input = Some(tokio::spawn(copy(source, sink, None)));
         }
         for (slot, sink) in [(&mut stdio.stdout, out_sink), (&mut stdio.stderr, err_sink)] {
             let Some(sink) = sink else { continue };
-            let (r, w) = pipe()?;
+            let (r, w) = owned_pipe(owner.io_owner)?;
             *slot = Some(w);
             let source = pipe::Receiver::from_owned_fd(r).map_err(Error::io("pipe", "output"))?;
             let progress = Some(io.progress.clone());
@@ -245,6 +247,23 @@ impl Drop for ProcessIo {
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe2"))
+}
+
+/// A pipe for the container's stdio, owned by `owner` so that a process in a
+/// user namespace can reopen it (e.g. through /dev/stdout).
+fn owned_pipe(owner: (u32, u32)) -> Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = pipe()?;
+    if owner != (0, 0) {
+        let (uid, gid) = (
+            Some(nix::unistd::Uid::from_raw(owner.0)),
+            Some(nix::unistd::Gid::from_raw(owner.1)),
+        );
+        for fd in [&r, &w] {
+            nix::unistd::fchown(std::os::fd::AsRawFd::as_raw_fd(fd), uid, gid)
+                .map_err(Error::sys("fchown stdio pipe"))?;
+        }
+    }
+    Ok((r, w))
 }
 
 fn sender(fd: OwnedFd) -> Result<pipe::Sender> {

@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod cgroup_stats;
+pub mod checkpoint;
 pub mod cli;
 pub mod client;
 pub mod console;

@@ -31,6 +31,43 @@ pub struct RuntimeOptions {
     pub no_pivot_root: bool,
     /// `create --no-new-keyring`.
     pub no_new_keyring: bool,
+    /// cgroup `start` moves the shim daemon into.
+    pub shim_cgroup: String,
+    /// Owner of the container's stdio pipes (user-namespaced containers).
+    pub io_uid: u32,
+    /// Group of the container's stdio pipes.
+    pub io_gid: u32,
+    /// criu binary for checkpoint and restore (`--criu`).
+    pub criu_path: String,
+    /// Default checkpoint image directory.
+    pub criu_image_path: String,
+    /// Default criu work directory.
+    pub criu_work_path: String,
+}
+
+/// How to checkpoint (containerd.runc.v1.CheckpointOptions, in our terms).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointArgs {
+    /// Where the image goes.
+    pub image_path: PathBuf,
+    /// criu's work directory (its logs land here).
+    pub work_path: PathBuf,
+    /// Stop the container after the checkpoint (else it keeps running).
+    pub exit: bool,
+    /// `--tcp-established`.
+    pub open_tcp: bool,
+    /// `--ext-unix-sk`.
+    pub external_unix_sockets: bool,
+    /// `--shell-job`.
+    pub terminal: bool,
+    /// `--file-locks`.
+    pub file_locks: bool,
+    /// `--empty-ns` (repeated).
+    pub empty_namespaces: Vec<String>,
+    /// `--manage-cgroups-mode`.
+    pub cgroups_mode: String,
+    /// `--parent-path`.
+    pub parent_path: String,
 }
 
 /// The stdio a runtime invocation hands to the container process.
@@ -49,6 +86,7 @@ pub struct ProcessStdio {
 pub struct Runc {
     record: RuntimeRecord,
     log: PathBuf,
+    criu: String,
     reaper: Reaper,
 }
 
@@ -63,6 +101,7 @@ impl Runc {
         Runc {
             record: record_for(opts, namespace),
             log: bundle.join(crate::state::RUNC_LOG_FILE),
+            criu: opts.criu_path.clone(),
             reaper,
         }
     }
@@ -181,6 +220,78 @@ impl Runc {
         let mut cmd = self.command();
         cmd.args(["update", "--resources"]).arg(resources).arg(id);
         self.run("update", cmd, true).await.map(drop)
+    }
+
+    /// `runc checkpoint`: dumps the container with criu.
+    pub async fn checkpoint(&self, id: &str, a: &CheckpointArgs) -> Result<()> {
+        let mut cmd = self.criu_command();
+        cmd.arg("checkpoint");
+        cmd.arg("--image-path").arg(&a.image_path);
+        cmd.arg("--work-path").arg(&a.work_path);
+        if !a.exit {
+            cmd.arg("--leave-running");
+        }
+        for (on, flag) in [
+            (a.open_tcp, "--tcp-established"),
+            (a.external_unix_sockets, "--ext-unix-sk"),
+            (a.terminal, "--shell-job"),
+            (a.file_locks, "--file-locks"),
+        ] {
+            if on {
+                cmd.arg(flag);
+            }
+        }
+        for ns in &a.empty_namespaces {
+            cmd.args(["--empty-ns", ns]);
+        }
+        if !a.cgroups_mode.is_empty() {
+            cmd.args(["--manage-cgroups-mode", &a.cgroups_mode]);
+        }
+        if !a.parent_path.is_empty() {
+            cmd.args(["--parent-path", &a.parent_path]);
+        }
+        cmd.arg(id);
+        self.run("checkpoint", cmd, true).await.map(drop)
+    }
+
+    /// `runc restore --detach`: the container from a checkpoint image, with
+    /// `stdio` as its stdio.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn restore(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        a: &CheckpointArgs,
+        opts: &RuntimeOptions,
+        console_socket: Option<&Path>,
+        stdio: ProcessStdio,
+    ) -> Result<()> {
+        let mut cmd = self.criu_command();
+        cmd.args(["restore", "--detach", "--bundle"]).arg(bundle);
+        cmd.arg("--pid-file").arg(pid_file);
+        cmd.arg("--image-path").arg(&a.image_path);
+        cmd.arg("--work-path").arg(&a.work_path);
+        if let Some(socket) = console_socket {
+            cmd.arg("--console-socket").arg(socket);
+        }
+        if opts.no_pivot_root {
+            cmd.arg("--no-pivot");
+        }
+        if a.terminal {
+            cmd.arg("--shell-job");
+        }
+        cmd.arg(id);
+        set_stdio(&mut cmd, stdio);
+        self.run("restore", cmd, false).await.map(drop)
+    }
+
+    fn criu_command(&self) -> Command {
+        let mut cmd = self.command();
+        if !self.criu.is_empty() {
+            cmd.arg("--criu").arg(&self.criu);
+        }
+        cmd
     }
 
     /// `runc ps --format json id`: the pids in the container.

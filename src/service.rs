@@ -15,12 +15,12 @@ use crate::ids::validate;
 use crate::io::StdioPaths;
 use crate::mount::Mount;
 use crate::process::Status;
-use crate::protos::runc_options::{Options as RuncOptions, ProcessDetails};
+use crate::protos::runc_options::{CheckpointOptions, Options as RuncOptions, ProcessDetails};
 use crate::protos::runtimeoptions::Options as CriOptions;
 use crate::protos::shim::*;
 use crate::protos::shim_ttrpc::Task;
 use crate::protos::status::{ProcessInfo, Status as WireStatus};
-use crate::runc::RuntimeOptions;
+use crate::runc::{CheckpointArgs, RuntimeOptions};
 use crate::shim::{CreateRequest, Shim};
 
 /// The version Connect reports.
@@ -77,6 +77,12 @@ pub fn runtime_options(any: Option<&Any>) -> Result<RuntimeOptions> {
                 systemd_cgroup: o.systemd_cgroup,
                 no_pivot_root: o.no_pivot_root,
                 no_new_keyring: o.no_new_keyring,
+                shim_cgroup: o.shim_cgroup,
+                io_uid: o.io_uid,
+                io_gid: o.io_gid,
+                criu_path: o.criu_path,
+                criu_image_path: o.criu_image_path,
+                criu_work_path: o.criu_work_path,
             })
         }
         "runtimeoptions.v1.Options" => {
@@ -104,6 +110,12 @@ fn toml_options(text: &str) -> std::result::Result<RuntimeOptions, toml::de::Err
         systemd_cgroup: bool,
         no_pivot_root: bool,
         no_new_keyring: bool,
+        shim_cgroup: String,
+        io_uid: u32,
+        io_gid: u32,
+        criu_path: String,
+        criu_image_path: String,
+        criu_work_path: String,
     }
     let t: Table = toml::from_str(text)?;
     Ok(RuntimeOptions {
@@ -112,6 +124,12 @@ fn toml_options(text: &str) -> std::result::Result<RuntimeOptions, toml::de::Err
         systemd_cgroup: t.systemd_cgroup,
         no_pivot_root: t.no_pivot_root,
         no_new_keyring: t.no_new_keyring,
+        shim_cgroup: t.shim_cgroup,
+        io_uid: t.io_uid,
+        io_gid: t.io_gid,
+        criu_path: t.criu_path,
+        criu_image_path: t.criu_image_path,
+        criu_work_path: t.criu_work_path,
     })
 }
 
@@ -384,8 +402,52 @@ impl Task for TaskService {
         reply("Resume", &req.id, r.await).map(|()| Empty::new())
     }
 
-    async fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
-        Err(Error::Unimplemented("Checkpoint").into())
+    async fn checkpoint(
+        &self,
+        _: &TtrpcContext,
+        req: CheckpointTaskRequest,
+    ) -> ttrpc::Result<Empty> {
+        let r = async {
+            validate("container id", &req.id)?;
+            let c = self.shim.get(&req.id)?;
+            let o = match req.options.as_ref().filter(|a| !a.type_url.is_empty()) {
+                Some(a) if a.type_url.ends_with("containerd.runc.v1.CheckpointOptions") => {
+                    CheckpointOptions::parse_from_bytes(&a.value)
+                        .map_err(|e| Error::InvalidArgument(format!("checkpoint options: {e}")))?
+                }
+                Some(a) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "checkpoint options of type {} are not supported",
+                        a.type_url
+                    )))
+                }
+                None => CheckpointOptions::new(),
+            };
+            let image = [req.path.as_str(), o.image_path.as_str()]
+                .into_iter()
+                .find(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| c.default_image_path())
+                .ok_or_else(|| Error::InvalidArgument("no checkpoint path".into()))?;
+            let args = CheckpointArgs {
+                image_path: image,
+                work_path: if o.work_path.is_empty() {
+                    c.default_work_path()
+                } else {
+                    PathBuf::from(&o.work_path)
+                },
+                exit: o.exit,
+                open_tcp: o.open_tcp,
+                external_unix_sockets: o.external_unix_sockets,
+                terminal: o.terminal,
+                file_locks: o.file_locks,
+                empty_namespaces: o.empty_namespaces,
+                cgroups_mode: o.cgroups_mode,
+                parent_path: o.parent_path,
+            };
+            c.checkpoint(args).await
+        };
+        reply("Checkpoint", &req.id, r.await).map(|()| Empty::new())
     }
 
     async fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {

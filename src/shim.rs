@@ -98,9 +98,6 @@ impl Shim {
 
     /// Creates a container: mounts, stdio, `runc create`, and `/tasks/create`.
     pub async fn create(&self, req: CreateRequest) -> Result<u32> {
-        if !req.checkpoint.is_empty() {
-            return Err(Error::Unimplemented("Create from a checkpoint"));
-        }
         let _reservation = self.reserve(&req.id)?;
         let runc = Runc::new(
             &req.options,
@@ -121,6 +118,8 @@ impl Shim {
             init: Arc::new(Process::new(String::new(), req.stdio.clone(), Vec::new())),
             execs: Mutex::default(),
             runc,
+            options: req.options.clone(),
+            restore_from: (!req.checkpoint.is_empty()).then(|| PathBuf::from(&req.checkpoint)),
             rootfs_mounted: mounted,
             kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
             publisher: self.publisher.clone(),
@@ -132,13 +131,18 @@ impl Shim {
         });
         let pid_file = req.bundle.join(INIT_PID_FILE);
         let (c, opts, pid) = (&container, &req.options, &pid_file);
-        let created = container
-            .spawn_with_io(&container.init, &pid_file, |console, stdio| async move {
-                c.runc
-                    .create(&c.id, &c.bundle, pid, opts, console.as_deref(), stdio)
-                    .await
-            })
-            .await;
+        let created = if container.restore_from.is_some() {
+            // Restored at Start, as containerd's own shim does: no process yet.
+            Ok(0)
+        } else {
+            container
+                .spawn_with_io(&container.init, &pid_file, |console, stdio| async move {
+                    c.runc
+                        .create(&c.id, &c.bundle, pid, opts, console.as_deref(), stdio)
+                        .await
+                })
+                .await
+        };
         let pid = match created {
             Ok(pid) => pid,
             Err(e) => {
@@ -151,12 +155,16 @@ impl Shim {
                 return Err(e);
             }
         };
-        // Right after create, before anything runs: an OOM at start counts.
-        container.watch_cgroup();
         self.table()
             .containers
             .insert(req.id.clone(), container.clone());
-        let early = container.register(&container.init);
+        let early = if pid == 0 {
+            None
+        } else {
+            // Right after create, before anything runs: an OOM at start counts.
+            container.watch_cgroup();
+            container.register(&container.init)
+        };
         self.publisher.publish(Event::Create {
             id: req.id,
             bundle: req.bundle.display().to_string(),

@@ -107,3 +107,147 @@ async fn update_changes_the_cgroup_and_stats_follow_the_task() {
     assert!(p < r);
     f.shutdown_and_wait_exit().await;
 }
+
+fn runc_options(o: tether::protos::runc_options::Options) -> Any {
+    Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: o.write_to_bytes().unwrap(),
+        ..Default::default()
+    }
+}
+
+/// The owner of the container's stdout pipe, seen through its init.
+async fn stdout_owner(io_owner: Option<u32>) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new(&["/bin/sleep", "1000"]).await;
+    let mut req = f.create_request();
+    req.stdout = f.dir.path().join("out").display().to_string();
+    if let Some(id) = io_owner {
+        let o = tether::protos::runc_options::Options {
+            io_uid: id,
+            io_gid: id,
+            ..Default::default()
+        };
+        req.options = MessageField::some(runc_options(o));
+    }
+    let pid = f.client.create(ctx(), &req).await.unwrap().pid;
+    let meta = std::fs::metadata(format!("/proc/{pid}/fd/1")).unwrap();
+    let kill = KillRequest {
+        id: f.id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    f.client.kill(ctx(), &kill).await.unwrap();
+    let wait = WaitRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.wait(ctx(), &wait).await.unwrap();
+    let del = DeleteRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.delete(ctx(), &del).await.unwrap();
+    f.shutdown_and_wait_exit().await;
+    (meta.uid(), meta.gid())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn io_uid_and_gid_own_the_stdio_pipes() {
+    // runc re-owns stdio to the process's user (root here) where it can, but
+    // keeps the group: a user-namespaced container, where runc cannot, keeps
+    // both as the shim set them.
+    let (_, gid) = stdout_owner(Some(1234)).await;
+    assert_eq!(gid, 1234);
+    let (_, gid) = stdout_owner(None).await;
+    assert_eq!(gid, 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn shim_cgroup_takes_the_shim() {
+    let name = format!("tether-shimcg-{}", std::process::id());
+    let dir = std::path::Path::new("/sys/fs/cgroup/memory").join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = tether::protos::runc_options::Options {
+        shim_cgroup: format!("/{name}"),
+        ..Default::default()
+    };
+    let bytes = runc_options(o).write_to_bytes().unwrap();
+    let f = Fixture::build(&["/bin/true"], |_| {}, &bytes).await;
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    let member = procs.lines().any(|l| l == f.shim_pid.to_string());
+    f.shutdown_and_wait_exit().await;
+    let _ = std::fs::remove_dir(&dir);
+    assert!(
+        member,
+        "shim {} not in {}: {procs:?}",
+        f.shim_pid,
+        dir.display()
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn checkpoint_and_restore_work_or_name_criu_s_reason() {
+    let f = Fixture::new(&["/bin/sleep", "1000"]).await;
+    f.client.create(ctx(), &f.create_request()).await.unwrap();
+    let start = StartRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.start(ctx(), &start).await.unwrap();
+    let image = f.dir.path().join("image");
+    let req = CheckpointTaskRequest {
+        id: f.id.clone(),
+        path: image.display().to_string(),
+        ..Default::default()
+    };
+    match f.client.checkpoint(ctx(), &req).await {
+        Ok(_) => {
+            // criu works here: the container keeps running, the event came.
+            f.wait_for_topic("/tasks/checkpointed", 1).await;
+            assert!(image.join("inventory.img").exists());
+        }
+        Err(e) => {
+            let (_, msg) = code_of::<()>(Err(e));
+            assert!(msg.contains("criu: "), "criu's reason missing: {msg}");
+            assert!(f.topics().iter().all(|t| t != "/tasks/checkpointed"));
+        }
+    }
+    let state = StateRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let s = f.client.state(ctx(), &state).await.unwrap();
+    assert_eq!(
+        s.status.enum_value(),
+        Ok(Status::RUNNING),
+        "checkpoint stopped it"
+    );
+    let kill = KillRequest {
+        id: f.id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    f.client.kill(ctx(), &kill).await.unwrap();
+    let wait = WaitRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.wait(ctx(), &wait).await.unwrap();
+    let del = DeleteRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    f.client.delete(ctx(), &del).await.unwrap();
+
+    // Restore from an image that is not one: Create takes it, Start fails
+    // with the runtime's reason, Delete cleans up.
+    std::fs::create_dir_all(&image).unwrap();
+    let mut create = f.create_request();
+    create.checkpoint = image.display().to_string();
+    assert_eq!(f.client.create(ctx(), &create).await.unwrap().pid, 0);
+    let (_, msg) = code_of(f.client.start(ctx(), &start).await);
+    assert!(msg.contains("restore"), "{msg}");
+    f.client.delete(ctx(), &del).await.unwrap();
+    f.shutdown_and_wait_exit().await;
+}

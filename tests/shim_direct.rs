@@ -350,6 +350,7 @@ async fn delete_subcommand_cleans_up_after_a_dead_shim() {
         id: &f.id,
         address: "/run/containerd/containerd.sock",
         ttrpc_address: "",
+        options: &[],
     };
     let resp = spawn.delete().expect("delete subcommand");
     assert_eq!(resp.pid, pid);

@@ -72,6 +72,14 @@ pub fn run(flags: &Flags) -> Result<()> {
         }
     };
     set_oom_score(pid);
+    if let Err(e) = join_shim_cgroup(&options, pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = fs::remove_file(&socket);
+        return Err(e);
+    }
     write_atomic(&bundle.join(ADDRESS_FILE), address.as_bytes(), 0o600)?;
     print_address(&address)
 }
@@ -138,6 +146,28 @@ fn spawn_daemon(flags: &Flags, listener: &UnixListener) -> Result<u32> {
         .spawn()
         .with_context(|| format!("starting the shim daemon {}", exe.display()))?;
     Ok(child.id())
+}
+
+/// Moves the daemon into the ShimCgroup of the runtime options on stdin, if
+/// they name one (a protobuf Any, as containerd sends it).
+fn join_shim_cgroup(stdin: &[u8], pid: u32) -> Result<()> {
+    use protobuf::Message;
+    if stdin.is_empty() {
+        return Ok(());
+    }
+    let Ok(any) = protobuf::well_known_types::any::Any::parse_from_bytes(stdin) else {
+        return Ok(());
+    };
+    // Options that do not parse are refused at Create, with the reason.
+    let Ok(opts) = crate::service::runtime_options(Some(&any)) else {
+        return Ok(());
+    };
+    if opts.shim_cgroup.is_empty() {
+        return Ok(());
+    }
+    crate::cgroup::add_pid(&opts.shim_cgroup, pid)
+        .with_context(|| format!("moving the shim into its cgroup {:?}", opts.shim_cgroup))?;
+    Ok(())
 }
 
 /// Makes the daemon a likelier OOM victim than containerd (its parent's score

@@ -94,6 +94,7 @@ impl Store {
             // Only hashed into the socket name; unique per state directory.
             address: self.root.to_str().unwrap_or("/run/tether"),
             ttrpc_address: &self.events,
+            options: &[],
         }
     }
 

@@ -85,6 +85,15 @@ impl Fixture {
 
     /// Like [`Fixture::new`], with a last say over the OCI spec.
     pub async fn with_spec(args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) -> Fixture {
+        Fixture::build(args, edit, &[]).await
+    }
+
+    /// Like [`Fixture::with_spec`], with runtime options for `start`'s stdin.
+    pub async fn build(
+        args: &[&str],
+        edit: impl FnOnce(&mut serde_json::Value),
+        options: &[u8],
+    ) -> Fixture {
         require_root_and_runc();
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let namespace = format!("tether-direct-{}-{n}", std::process::id());
@@ -109,6 +118,7 @@ impl Fixture {
             id: &id,
             address: &fake_grpc,
             ttrpc_address: &events_sock.display().to_string(),
+            options,
         };
         let address = spawn.start().expect("shim start");
         assert!(
