@@ -135,3 +135,31 @@ fn watch_v2(container: Weak<Container>, dir: PathBuf) -> Result<()> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_counts_only_kills_and_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("memory.events");
+        let write = |oom: u32, kills: u32| {
+            let text = format!("low 0\nhigh 0\nmax 9\noom {oom}\noom_kill {kills}\n");
+            fs::write(&events, text).unwrap();
+        };
+        write(0, 0);
+        let cg = Cgroup::V2(dir.path().into());
+        let seen = OomSeen::baseline(&cg);
+        assert!(!seen.grew(&cg));
+        // The limit was hit, but nothing was killed: no OOM to report.
+        write(1, 0);
+        assert!(!seen.grew(&cg));
+        write(2, 1);
+        assert!(seen.grew(&cg), "a kill is reported");
+        assert!(!seen.grew(&cg), "and only once");
+        // A cgroup that is gone reports nothing.
+        fs::remove_file(&events).unwrap();
+        assert!(!seen.grew(&cg));
+    }
+}
