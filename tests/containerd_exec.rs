@@ -17,15 +17,6 @@ fn shell_line(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// Stops and removes a detached container, then checks nothing is left.
-fn finish(cd: &Containerd, rootfs: &Rootfs, id: &str) {
-    cd.ctr(&["task", "kill", "-s", "KILL", id]);
-    cd.wait_task(id, Duration::from_secs(30), |t| t.status == "STOPPED");
-    cd.ctr_ok(&["task", "rm", id]);
-    cd.ctr_ok(&["container", "rm", id]);
-    cd.assert_no_leftovers(id, rootfs, None, None);
-}
-
 #[test]
 fn ctr_exec_statuses_stdin_round_trip_and_kill() {
     let rootfs = Rootfs::new();
@@ -87,7 +78,7 @@ fn ctr_exec_statuses_stdin_round_trip_and_kill() {
     assert!(killed.is_some(), "the exec never became killable");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(137));
-    finish(&cd, &rootfs, &id);
+    cd.kill_and_remove(&id, &rootfs);
 }
 
 #[test]
@@ -114,7 +105,7 @@ fn terminal_exec_output_is_complete_100_times_out_of_100() {
             describe_output(&out)
         );
     }
-    finish(&cd, &rootfs, &id);
+    cd.kill_and_remove(&id, &rootfs);
 }
 
 #[test]

@@ -6,15 +6,6 @@ use std::time::Duration;
 
 use common::{describe_output, Containerd, Rootfs};
 
-/// Stops and removes a detached container.
-fn finish(cd: &Containerd, rootfs: &Rootfs, id: &str) {
-    cd.ctr(&["task", "kill", "-s", "KILL", id]);
-    cd.wait_task(id, Duration::from_secs(30), |t| t.status == "STOPPED");
-    cd.ctr_ok(&["task", "rm", id]);
-    cd.ctr_ok(&["container", "rm", id]);
-    cd.assert_no_leftovers(id, rootfs, None, None);
-}
-
 /// The value of one metric in `ctr task metrics` output.
 fn metric(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| {
@@ -37,7 +28,7 @@ fn metrics_show_memory_held_by_the_container() {
         metric(&text, "memory.usage_in_bytes").filter(|u| *u >= 60 << 20)
     });
     assert!(usage.is_some(), "memory usage never reached 60 MiB");
-    finish(&cd, &rootfs, &id);
+    cd.kill_and_remove(&id, &rootfs);
     // Gone with the task: containerd answers not found.
     let out = cd.ctr(&["task", "metrics", &id]);
     assert!(!out.status.success());
@@ -111,7 +102,7 @@ fn oom_of_a_child_is_reported_while_the_container_runs() {
     let t = cd.wait_task(&id, Duration::from_secs(5), |t| t.status == "RUNNING");
     assert!(t.pid > 0);
     assert_eq!(events.find("/tasks/oom", &id).len(), 1);
-    finish(&cd, &rootfs, &id);
+    cd.kill_and_remove(&id, &rootfs);
     assert_eq!(
         events.find("/tasks/oom", &id).len(),
         1,
@@ -149,5 +140,5 @@ fn pause_freezes_and_resume_thaws() {
     assert_eq!(t.pid, t2.pid);
     events.wait_for("/tasks/paused", &id, Duration::from_secs(10));
     events.wait_for("/tasks/resumed", &id, Duration::from_secs(10));
-    finish(&cd, &rootfs, &id);
+    cd.kill_and_remove(&id, &rootfs);
 }

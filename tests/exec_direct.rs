@@ -124,31 +124,12 @@ impl Exec<'_> {
 async fn running(edit: impl FnOnce(&mut serde_json::Value)) -> Fixture {
     let f = Fixture::with_spec(&["/bin/sleep", "1000"], edit).await;
     f.client.create(ctx(), &f.create_request()).await.unwrap();
-    let start = StartRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.start(ctx(), &start).await.unwrap();
+    f.start().await;
     f
 }
 
 async fn stop_init(f: &Fixture) {
-    let kill = KillRequest {
-        id: f.id.clone(),
-        signal: 9,
-        ..Default::default()
-    };
-    f.client.kill(ctx(), &kill).await.unwrap();
-    let wait = WaitRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    assert_eq!(f.client.wait(ctx(), &wait).await.unwrap().exit_status, 137);
-    let del = DeleteRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.delete(ctx(), &del).await.unwrap();
+    assert_eq!(f.stop_and_delete().await, 137);
 }
 
 fn out_path(f: &Fixture, name: &str) -> PathBuf {
@@ -415,11 +396,7 @@ async fn fifty_concurrent_execs_then_init_exit_last() {
         &f.id,
         "init's exit is published last"
     );
-    let del = DeleteRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.delete(ctx(), &del).await.unwrap();
+    f.delete().await;
     f.shutdown_and_wait_exit().await;
 }
 
@@ -442,11 +419,7 @@ async fn terminal_size_set_before_start_reaches_stty() {
         ..Default::default()
     };
     f.client.resize_pty(ctx(), &resize).await.unwrap();
-    let start = StartRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.start(ctx(), &start).await.unwrap();
+    f.start().await;
     let wait = WaitRequest {
         id: f.id.clone(),
         ..Default::default()
@@ -454,11 +427,7 @@ async fn terminal_size_set_before_start_reaches_stty() {
     assert_eq!(f.client.wait(ctx(), &wait).await.unwrap().exit_status, 0);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.trim(), "45 123", "terminal output {text:?}");
-    let del = DeleteRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.delete(ctx(), &del).await.unwrap();
+    f.delete().await;
     f.shutdown_and_wait_exit().await;
 }
 

@@ -28,11 +28,7 @@ async fn update_changes_the_cgroup_and_stats_follow_the_task() {
         .await
         .unwrap()
         .pid;
-    let start = StartRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.start(ctx(), &start).await.unwrap();
+    f.start().await;
 
     let limit = 48u64 << 20;
     let update = UpdateTaskRequest {
@@ -82,22 +78,7 @@ async fn update_changes_the_cgroup_and_stats_follow_the_task() {
     let s = f.client.state(ctx(), &state).await.unwrap();
     assert_eq!(s.status.enum_value(), Ok(Status::RUNNING));
 
-    let kill = KillRequest {
-        id: f.id.clone(),
-        signal: 9,
-        ..Default::default()
-    };
-    f.client.kill(ctx(), &kill).await.unwrap();
-    let wait = WaitRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.wait(ctx(), &wait).await.unwrap();
-    let del = DeleteRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.delete(ctx(), &del).await.unwrap();
+    f.stop_and_delete().await;
     let (code, _) = code_of(f.client.stats(ctx(), &stats).await);
     assert_eq!(code, ttrpc::Code::NOT_FOUND, "Stats of a deleted task");
     f.wait_for_topic("/tasks/resumed", 1).await;
@@ -132,22 +113,7 @@ async fn stdout_owner(io_owner: Option<u32>) -> (u32, u32) {
     }
     let pid = f.client.create(ctx(), &req).await.unwrap().pid;
     let meta = std::fs::metadata(format!("/proc/{pid}/fd/1")).unwrap();
-    let kill = KillRequest {
-        id: f.id.clone(),
-        signal: 9,
-        ..Default::default()
-    };
-    f.client.kill(ctx(), &kill).await.unwrap();
-    let wait = WaitRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.wait(ctx(), &wait).await.unwrap();
-    let del = DeleteRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.delete(ctx(), &del).await.unwrap();
+    f.stop_and_delete().await;
     f.shutdown_and_wait_exit().await;
     (meta.uid(), meta.gid())
 }
@@ -190,11 +156,7 @@ async fn shim_cgroup_takes_the_shim() {
 async fn checkpoint_and_restore_work_or_name_criu_s_reason() {
     let f = Fixture::new(&["/bin/sleep", "1000"]).await;
     f.client.create(ctx(), &f.create_request()).await.unwrap();
-    let start = StartRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.start(ctx(), &start).await.unwrap();
+    f.start().await;
     let image = f.dir.path().join("image");
     let req = CheckpointTaskRequest {
         id: f.id.clone(),
@@ -223,22 +185,7 @@ async fn checkpoint_and_restore_work_or_name_criu_s_reason() {
         Ok(Status::RUNNING),
         "checkpoint stopped it"
     );
-    let kill = KillRequest {
-        id: f.id.clone(),
-        signal: 9,
-        ..Default::default()
-    };
-    f.client.kill(ctx(), &kill).await.unwrap();
-    let wait = WaitRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.wait(ctx(), &wait).await.unwrap();
-    let del = DeleteRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.delete(ctx(), &del).await.unwrap();
+    f.stop_and_delete().await;
 
     // Restore from an image that is not one: Create takes it, Start fails
     // with the runtime's reason, Delete cleans up.
@@ -246,8 +193,12 @@ async fn checkpoint_and_restore_work_or_name_criu_s_reason() {
     let mut create = f.create_request();
     create.checkpoint = image.display().to_string();
     assert_eq!(f.client.create(ctx(), &create).await.unwrap().pid, 0);
+    let start = StartRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
     let (_, msg) = code_of(f.client.start(ctx(), &start).await);
     assert!(msg.contains("restore"), "{msg}");
-    f.client.delete(ctx(), &del).await.unwrap();
+    f.delete().await;
     f.shutdown_and_wait_exit().await;
 }

@@ -107,11 +107,7 @@ async fn missing_runtime_binary_is_a_clear_error_and_cleans_up() {
     req.options = MessageField::none();
     let created = f.client.create(ctx(), &req).await.unwrap();
     assert!(created.pid > 0);
-    let del = DeleteRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.delete(ctx(), &del).await.unwrap();
+    f.delete().await;
     assert!(
         !mounted_under(&f.bundle()),
         "rootfs left mounted after Delete"
@@ -264,25 +260,25 @@ async fn running_container_kill_all_delete_rules_and_shutdown() {
     }
     f.client.delete(ctx(), &del).await.unwrap();
 
-    // Methods owned by later work answer Unimplemented, never hang.
-    let (code, _) = code_of(
-        f.client
-            .pause(
-                ctx(),
-                &PauseRequest {
-                    id: f.id.clone(),
-                    ..Default::default()
-                },
-            )
-            .await,
-    );
-    assert_eq!(code, ttrpc::Code::UNIMPLEMENTED);
+    // Every method on a deleted container is NotFound, never a hang.
+    let pause = PauseRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let (code, _) = code_of(f.client.pause(ctx(), &pause).await);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND);
     let update = UpdateTaskRequest {
         id: f.id.clone(),
         ..Default::default()
     };
     let (code, _) = code_of(f.client.update(ctx(), &update).await);
-    assert_eq!(code, ttrpc::Code::UNIMPLEMENTED);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND);
+    let stats = StatsRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let (code, _) = code_of(f.client.stats(ctx(), &stats).await);
+    assert_eq!(code, ttrpc::Code::NOT_FOUND);
     f.shutdown_and_wait_exit().await;
 }
 

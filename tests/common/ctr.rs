@@ -105,6 +105,16 @@ impl Containerd {
 
     /// Polls `ctr task ls` until the row of `id` satisfies `pred`; panics
     /// with the last rows seen and containerd's log after `timeout`.
+    /// SIGKILLs a detached container, removes its task and container, and
+    /// checks that nothing of it is left.
+    pub fn kill_and_remove(&self, id: &str, rootfs: &Rootfs) {
+        self.ctr(&["task", "kill", "-s", "KILL", id]);
+        self.wait_task(id, Duration::from_secs(30), |t| t.status == "STOPPED");
+        self.ctr_ok(&["task", "rm", id]);
+        self.ctr_ok(&["container", "rm", id]);
+        self.assert_no_leftovers(id, rootfs, None, None);
+    }
+
     pub fn wait_task(
         &self,
         id: &str,

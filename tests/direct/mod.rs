@@ -198,6 +198,52 @@ impl Fixture {
         }
     }
 
+    /// Starts the init process; returns its pid.
+    pub async fn start(&self) -> u32 {
+        let req = StartRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.start(ctx(), &req).await.unwrap().pid
+    }
+
+    /// Sends `signal` to the init process.
+    pub async fn kill(&self, signal: u32) {
+        let req = KillRequest {
+            id: self.id.clone(),
+            signal,
+            ..Default::default()
+        };
+        self.client.kill(ctx(), &req).await.unwrap();
+    }
+
+    /// Waits for the init process; returns its exit status.
+    pub async fn wait(&self) -> u32 {
+        let req = WaitRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.wait(ctx(), &req).await.unwrap().exit_status
+    }
+
+    /// Deletes the container.
+    pub async fn delete(&self) -> DeleteResponse {
+        let req = DeleteRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.delete(ctx(), &req).await.unwrap()
+    }
+
+    /// SIGKILLs the init, waits for it and deletes the container; returns
+    /// the exit status.
+    pub async fn stop_and_delete(&self) -> u32 {
+        self.kill(9).await;
+        let status = self.wait().await;
+        self.delete().await;
+        status
+    }
+
     /// Shutdown, then wait for the daemon to exit; asserts it does.
     pub async fn shutdown_and_wait_exit(&self) {
         let req = ShutdownRequest {
