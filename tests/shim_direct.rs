@@ -269,6 +269,11 @@ async fn running_container_kill_all_delete_rules_and_shutdown() {
     assert_eq!(code, ttrpc::Code::NOT_FOUND);
     let update = UpdateTaskRequest {
         id: f.id.clone(),
+        resources: MessageField::some(Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+            value: br#"{"pids":{"limit":10}}"#.to_vec(),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let (code, _) = code_of(f.client.update(ctx(), &update).await);
