@@ -109,6 +109,22 @@ impl Console {
         }
     }
 
+    /// Writes some of `buf` as input; how much.
+    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.master.writable().await?;
+            match guard.try_io(|fd| Ok(nix::unistd::write(fd.get_ref(), buf)?)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// The master's descriptor, for a handover.
+    pub fn into_fd(self) -> OwnedFd {
+        self.master.into_inner()
+    }
+
     /// Writes all of `buf` as input.
     pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::console::{Console, ConsoleSocket};
+use crate::copy::{copy, Sink, Source, Stopped};
 use crate::error::{Error, Result};
 use crate::logger::{Logger, Target};
 use crate::reaper::Reaper;
@@ -51,30 +52,61 @@ pub struct Owner<'a> {
     pub io_owner: (u32, u32),
 }
 
-type Sink = Box<dyn AsyncWrite + Send + Unpin>;
-type Source = Box<dyn AsyncRead + Send + Unpin>;
-
 /// The shim's side of a process's stdio.
 pub struct ProcessIo {
     /// Kept open so the stdin FIFO does not report EOF while a client is
     /// between writers; dropping it (CloseIO) lets EOF through.
     stdin_holder: Option<File>,
-    input: Option<JoinHandle<()>>,
-    outputs: Vec<JoinHandle<()>>,
+    input: Option<Loop>,
+    outputs: Vec<Loop>,
     progress: Arc<AtomicU64>,
+    stop: watch::Sender<bool>,
     console: Option<Arc<Console>>,
     /// Terminal only: input and output waiting for the pty master.
     pending: Option<(Option<Source>, Option<Sink>)>,
     /// A size set before the terminal existed.
     pending_size: Option<(u16, u16)>,
-    _logger: Option<Logger>,
+    logger: Option<Logger>,
+}
+
+/// A running copy loop; what it hands back when stopped.
+type Loop = JoinHandle<Option<Stopped>>;
+
+/// What a stopped [`ProcessIo`] hands over: every descriptor it held, and
+/// where each copy loop stood. [`ProcessIo::resume`] takes it back.
+#[derive(Debug, Default)]
+pub struct IoHandover {
+    /// The shim's own writer of the stdin FIFO (until CloseIO).
+    pub stdin_holder: Option<OwnedFd>,
+    /// Copy loops that were still running.
+    pub streams: Vec<StreamHandover>,
+    /// The terminal's master side.
+    pub console: Option<OwnedFd>,
+    /// A running `binary://` logger.
+    pub logger_pid: Option<u32>,
+}
+
+/// One copy loop, stopped.
+#[derive(Debug)]
+pub struct StreamHandover {
+    /// Output (counts towards draining) or input.
+    pub output: bool,
+    /// The source: a pipe/FIFO, a file, or (None) the terminal.
+    pub from: Option<OwnedFd>,
+    /// Whether `from` is a regular file.
+    pub from_file: bool,
+    /// The sink: a pipe/FIFO, a file, or (None) the terminal.
+    pub to: Option<OwnedFd>,
+    /// Whether `to` is a regular file.
+    pub to_file: bool,
+    /// Read and not yet written.
+    pub pending: Vec<u8>,
 }
 
 /// How long output may make no progress before the exit is reported anyway
 /// (a reader that went away must not hold an exit back forever; copying goes
 /// on in the background).
 const DRAIN_STALL: Duration = Duration::from_secs(5);
-const COPY_BUF: usize = 64 * 1024;
 
 impl ProcessIo {
     /// Opens the client's paths, makes the pipes (or the console socket for a
@@ -86,16 +118,7 @@ impl ProcessIo {
         reaper: &Reaper,
     ) -> Result<(ProcessIo, ProcessStdio, Option<ConsoleSocket>)> {
         let target = Target::parse(&paths.stdout)?;
-        let mut io = ProcessIo {
-            stdin_holder: None,
-            input: None,
-            outputs: Vec::new(),
-            progress: Arc::default(),
-            console: None,
-            pending: None,
-            pending_size: None,
-            _logger: None,
-        };
+        let mut io = ProcessIo::empty();
         let mut stdio = ProcessStdio::default();
 
         let input = match paths.stdin.as_str() {
@@ -124,10 +147,11 @@ impl ProcessIo {
                 let (out_r, out_w) = pipe()?;
                 let (err_r, err_w) = pipe()?;
                 let ids = (owner.id, owner.namespace);
-                io._logger = Some(Logger::start(reaper, binary, args, ids, out_r, err_r).await?);
-                let out: Sink = Box::new(sender(out_w)?);
-                let err: Sink = Box::new(sender(err_w)?);
-                (Some(out), Some(err))
+                io.logger = Some(Logger::start(reaper, binary, args, ids, out_r, err_r).await?);
+                (
+                    Some(Sink::Pipe(sender(out_w)?)),
+                    Some(Sink::Pipe(sender(err_w)?)),
+                )
             }
         };
 
@@ -139,18 +163,109 @@ impl ProcessIo {
         if let Some(source) = input {
             let (r, w) = owned_pipe(owner.io_owner)?;
             stdio.stdin = Some(r);
-            let sink = sender(w)?;
-            io.input = Some(tokio::spawn(copy(source, sink, None)));
+            let sink = Sink::Pipe(sender(w)?);
+            io.input = Some(io.spawn(source, sink, Vec::new(), false));
         }
         for (slot, sink) in [(&mut stdio.stdout, out_sink), (&mut stdio.stderr, err_sink)] {
             let Some(sink) = sink else { continue };
             let (r, w) = owned_pipe(owner.io_owner)?;
             *slot = Some(w);
             let source = pipe::Receiver::from_owned_fd(r).map_err(Error::io("pipe", "output"))?;
-            let progress = Some(io.progress.clone());
-            io.outputs.push(tokio::spawn(copy(source, sink, progress)));
+            let output = io.spawn(Source::Pipe(source), sink, Vec::new(), true);
+            io.outputs.push(output);
         }
         Ok((io, stdio, None))
+    }
+
+    fn empty() -> ProcessIo {
+        ProcessIo {
+            stdin_holder: None,
+            input: None,
+            outputs: Vec::new(),
+            progress: Arc::default(),
+            stop: watch::Sender::new(false),
+            console: None,
+            pending: None,
+            pending_size: None,
+            logger: None,
+        }
+    }
+
+    fn spawn(&self, from: Source, to: Sink, pending: Vec<u8>, output: bool) -> Loop {
+        let progress = output.then(|| self.progress.clone());
+        tokio::spawn(copy(from, to, pending, progress, self.stop.subscribe()))
+    }
+
+    /// Stops every copy loop where it stands and hands over all descriptors.
+    pub async fn stop(mut self) -> std::io::Result<IoHandover> {
+        self.stop.send_replace(true);
+        let mut h = IoHandover {
+            stdin_holder: self.stdin_holder.take().map(OwnedFd::from),
+            ..Default::default()
+        };
+        let loops = self.input.take().into_iter().map(|l| (l, false));
+        let loops: Vec<_> = loops
+            .chain(self.outputs.drain(..).map(|l| (l, true)))
+            .collect();
+        for (handle, output) in loops {
+            let Ok(Some(stopped)) = handle.await else {
+                continue;
+            };
+            let from_file = matches!(stopped.from, Source::File(_));
+            let to_file = matches!(stopped.to, Sink::File(_));
+            h.streams.push(StreamHandover {
+                output,
+                from: stopped.from.into_fd().await?,
+                from_file,
+                to: stopped.to.into_fd().await?,
+                to_file,
+                pending: stopped.pending,
+            });
+        }
+        if let Some(console) = self.console.take() {
+            match Arc::try_unwrap(console) {
+                Ok(c) => h.console = Some(c.into_fd()),
+                Err(_) => return Err(std::io::Error::other("the terminal is still in use")),
+            }
+        }
+        h.logger_pid = self.logger.take().map(Logger::release);
+        Ok(h)
+    }
+
+    /// Picks up where a stopped [`ProcessIo`] left off.
+    pub fn resume(h: IoHandover) -> Result<ProcessIo> {
+        let mut io = ProcessIo::empty();
+        io.stdin_holder = h.stdin_holder.map(File::from);
+        io.logger = h.logger_pid.map(Logger::adopt);
+        if let Some(master) = h.console {
+            io.console = Some(Arc::new(Console::new(master)?));
+        }
+        for s in h.streams {
+            let console = || {
+                io.console.clone().ok_or_else(|| {
+                    Error::InvalidArgument("a terminal stream without a terminal".into())
+                })
+            };
+            let from = match (s.from, s.from_file) {
+                (Some(fd), true) => Source::File(tokio::fs::File::from_std(File::from(fd))),
+                (Some(fd), false) => Source::Pipe(
+                    pipe::Receiver::from_owned_fd(fd).map_err(Error::io("resume", "pipe"))?,
+                ),
+                (None, _) => Source::Console(console()?),
+            };
+            let to = match (s.to, s.to_file) {
+                (Some(fd), true) => Sink::File(tokio::fs::File::from_std(File::from(fd))),
+                (Some(fd), false) => Sink::Pipe(sender(fd)?),
+                (None, _) => Sink::Console(console()?),
+            };
+            let l = io.spawn(from, to, s.pending, s.output);
+            if s.output {
+                io.outputs.push(l);
+            } else {
+                io.input = Some(l);
+            }
+        }
+        Ok(io)
     }
 
     /// Takes the pty master runc sent and starts copying through it.
@@ -160,37 +275,14 @@ impl ProcessIo {
             console.resize(w, h)?;
         }
         let (input, output) = self.pending.take().unwrap_or((None, None));
-        if let Some(mut source) = input {
-            let c = console.clone();
-            self.input = Some(tokio::spawn(async move {
-                let mut buf = vec![0u8; COPY_BUF];
-                loop {
-                    match source.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if c.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-                // The client closed stdin: end the terminal's input.
-                c.send_eof().await;
-            }));
+        if let Some(source) = input {
+            // The client closing stdin ends the terminal's input (VEOF).
+            self.input =
+                Some(self.spawn(source, Sink::Console(console.clone()), Vec::new(), false));
         }
-        if let Some(mut sink) = output {
-            let c = console.clone();
-            let progress = self.progress.clone();
-            self.outputs.push(tokio::spawn(async move {
-                let mut buf = vec![0u8; COPY_BUF];
-                while let Ok(n @ 1..) = c.read(&mut buf).await {
-                    if sink.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    progress.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                let _ = sink.flush().await;
-            }));
+        if let Some(sink) = output {
+            let l = self.spawn(Source::Console(console.clone()), sink, Vec::new(), true);
+            self.outputs.push(l);
         }
         self.console = Some(console);
         Ok(())
@@ -239,8 +331,8 @@ impl ProcessIo {
 
 impl Drop for ProcessIo {
     fn drop(&mut self) {
-        for h in self.outputs.iter().chain(&self.input) {
-            h.abort();
+        for l in self.outputs.iter().chain(&self.input) {
+            l.abort();
         }
     }
 }
@@ -276,7 +368,7 @@ fn open_input(path: &Path) -> Result<(Source, Option<File>)> {
     let meta = std::fs::metadata(path).map_err(Error::io("stat stdin", path))?;
     if !meta.file_type().is_fifo() {
         let f = File::open(path).map_err(Error::io("open stdin", path))?;
-        return Ok((Box::new(tokio::fs::File::from_std(f)), None));
+        return Ok((Source::File(tokio::fs::File::from_std(f)), None));
     }
     let rx = pipe::OpenOptions::new()
         .open_receiver(path)
@@ -287,7 +379,7 @@ fn open_input(path: &Path) -> Result<(Source, Option<File>)> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(Error::io("open stdin for writing", path))?;
-    Ok((Box::new(rx), Some(holder)))
+    Ok((Source::Pipe(rx), Some(holder)))
 }
 
 /// Opens an output path: a FIFO read-write (so writing never fails for want
@@ -303,7 +395,7 @@ fn open_output(path: &str) -> Result<Option<Sink>> {
                 .read_write(true)
                 .open_sender(path)
                 .map_err(Error::io("open output", path))?;
-            Ok(Some(Box::new(tx)))
+            Ok(Some(Sink::Pipe(tx)))
         }
         _ => append(path).map(Some),
     }
@@ -317,28 +409,5 @@ fn append(path: &Path) -> Result<Sink> {
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
         .map_err(Error::io("open output", path))?;
-    Ok(Box::new(tokio::fs::File::from_std(f)))
-}
-
-/// Copies until EOF on `from` (or an error on `to`), then closes `to`.
-async fn copy(
-    mut from: impl AsyncRead + Unpin,
-    mut to: impl AsyncWrite + Unpin,
-    progress: Option<Arc<AtomicU64>>,
-) {
-    let mut buf = vec![0u8; COPY_BUF];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if let Err(e) = to.write_all(&buf[..n]).await {
-            tracing::warn!(error = %e, "stdio copy stopped");
-            break;
-        }
-        if let Some(p) = &progress {
-            p.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    }
-    let _ = to.flush().await;
+    Ok(Sink::File(tokio::fs::File::from_std(f)))
 }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod console;
 pub mod container;
+pub mod copy;
 pub mod ctl;
 pub mod error;
 pub mod events;

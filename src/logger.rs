@@ -135,13 +135,41 @@ impl Logger {
     }
 }
 
+impl Logger {
+    /// Lets go of the logger without stopping it (a handover); its pid.
+    pub fn release(mut self) -> u32 {
+        self.exit = None;
+        std::mem::take(&mut self.pid)
+    }
+
+    /// Takes charge of a running logger handed over by an earlier shim.
+    pub fn adopt(pid: u32) -> Logger {
+        Logger { pid, exit: None }
+    }
+}
+
 impl Drop for Logger {
     fn drop(&mut self) {
-        let Some(exit) = self.exit.take() else { return };
+        if self.pid == 0 {
+            return;
+        }
         let pid = Pid::from_raw(self.pid as i32);
         let _ = kill(pid, Signal::SIGTERM);
+        let exit = self.exit.take();
         tokio::spawn(async move {
-            if tokio::time::timeout(STOP_GRACE, exit.wait()).await.is_err() {
+            let stopped = match exit {
+                Some(exit) => tokio::time::timeout(STOP_GRACE, exit.wait()).await.is_ok(),
+                // Adopted: its exit goes to the shim's reaper; watch /proc.
+                None => {
+                    let gone = async {
+                        while crate::reaper::is_alive(pid.as_raw() as u32) {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                    };
+                    tokio::time::timeout(STOP_GRACE, gone).await.is_ok()
+                }
+            };
+            if !stopped {
                 let _ = kill(pid, Signal::SIGKILL);
             }
         });

@@ -170,18 +170,7 @@ impl Shim {
     }
 }
 
-/// Whether `pid` is a running (not zombie) process.
-pub fn alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
+pub use crate::reaper::is_alive as alive;
 
 /// Turns a ttrpc error into a message a person reads: what failed, and the
 /// shim's own words.
