@@ -25,6 +25,7 @@ pub mod oom;
 pub mod process;
 pub mod protos;
 pub mod reaper;
+pub mod relay;
 pub mod resources;
 pub mod router;
 pub mod runc;

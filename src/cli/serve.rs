@@ -21,6 +21,7 @@ use crate::events::Publisher;
 use crate::ids::validate;
 use crate::protos::shim_ttrpc::create_task;
 use crate::reaper::Reaper;
+use crate::relay::Relays;
 use crate::service::TaskService;
 use crate::shim::Shim;
 
@@ -49,36 +50,59 @@ pub fn run(flags: &Flags) -> Result<()> {
     result
 }
 
-/// Accepts only connections from processes running as the shim's own user
-/// and group (containerd's), as containerd's own shims do: the socket's mode
-/// already keeps others out, and this holds even if the mode were changed.
-fn same_user_only(listener: tokio::net::UnixListener) -> Listener {
+/// Accepts connections and hands them to the relays, while `paused` is
+/// false. Only processes running as the shim's own user and group
+/// (containerd's) are accepted, as containerd's own shims do: the socket's
+/// mode already keeps others out, and this holds even if it were changed.
+pub async fn accept_loop(
+    listener: Arc<tokio::net::UnixListener>,
+    relays: Arc<Relays>,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
     let (uid, gid) = (
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
     );
-    Listener::new(futures_util::stream::unfold(
-        listener,
-        move |l| async move {
-            loop {
-                match l.accept().await {
-                    Ok((conn, _)) => match conn.peer_cred() {
-                        Ok(c) if c.uid() == uid && c.gid() == gid => return Some((Ok(conn), l)),
-                        Ok(c) => tracing::warn!(
-                            uid = c.uid(),
-                            gid = c.gid(),
-                            pid = c.pid(),
-                            "refused a connection from another user"
-                        ),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "refused a connection: no peer credentials")
-                        }
-                    },
-                    Err(e) => return Some((Err(e), l)),
+    loop {
+        // While an upgrade is under way, connections wait in the backlog.
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = paused.wait_for(|p| *p) => continue,
+        };
+        let conn = match accepted {
+            Ok((conn, _)) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match conn.peer_cred() {
+            Ok(c) if c.uid() == uid && c.gid() == gid => {
+                if let Err(e) = relays.add(conn, Vec::new()) {
+                    tracing::warn!(error = %e, "relaying a connection");
                 }
             }
-        },
-    ))
+            Ok(c) => tracing::warn!(
+                uid = c.uid(),
+                gid = c.gid(),
+                pid = c.pid(),
+                "refused a connection from another user"
+            ),
+            Err(e) => tracing::warn!(error = %e, "refused a connection: no peer credentials"),
+        }
+    }
+}
+
+/// The ttrpc server's listener: the server's ends of the relays' socketpairs.
+fn relayed(rx: tokio::sync::mpsc::UnboundedReceiver<tokio::net::UnixStream>) -> Listener {
+    Listener::new(futures_util::stream::unfold(rx, |mut rx| async move {
+        let conn = rx.recv().await?;
+        Some((Ok(conn), rx))
+    }))
 }
 
 async fn serve(flags: &Flags, listener: StdUnixListener) -> Result<()> {
@@ -108,10 +132,14 @@ async fn serve(flags: &Flags, listener: StdUnixListener) -> Result<()> {
     if let Some(v3) = create_task(service).remove(TASK_V2) {
         services.insert(TASK_V3.to_string(), v3);
     }
+    let (to_server, from_relays) = tokio::sync::mpsc::unbounded_channel();
+    let relays = Relays::new(to_server);
     let mut server = Server::new()
-        .add_listener(same_user_only(listener))
+        .add_listener(relayed(from_relays))
         .register_service(services);
     server.start().await.context("starting the ttrpc server")?;
+    let (_accepting, paused) = tokio::sync::watch::channel(false);
+    tokio::spawn(accept_loop(Arc::new(listener), relays.clone(), paused));
     tracing::info!(id = flags.id, pid = std::process::id(), "shim serving");
 
     shutdown.notified().await;

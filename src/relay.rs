@@ -1,0 +1,261 @@
+//! Client connections, relayed frame by frame to the ttrpc server.
+//!
+//! Every accepted connection is joined to the ttrpc server through a
+//! socketpair, with two small tasks moving whole ttrpc frames (10-byte
+//! header, payload) across. The relay knows which requests have had no
+//! response yet, and it can stop between frames. That is what lets a live
+//! upgrade keep containerd's connection open across exec (containerd takes a
+//! closed shim connection for a dead shim): the client's socket and its
+//! unanswered requests are handed to the next binary, which replays them.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protobuf::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// ttrpc's frame header length and its largest payload.
+const HEADER: usize = 10;
+const MAX_PAYLOAD: usize = 4 << 20;
+const REQUEST: u8 = 1;
+const RESPONSE: u8 = 2;
+
+/// A request still waiting for its response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The method (`Wait`, `State`, ...).
+    pub method: String,
+    /// The whole frame, as the client sent it.
+    pub frame: Vec<u8>,
+}
+
+/// A relayed connection, stopped: the client's socket and what it awaits.
+#[derive(Debug)]
+pub struct ConnHandover {
+    /// The client's socket.
+    pub client: OwnedFd,
+    /// Requests without a response, by stream id.
+    pub pending: Vec<Pending>,
+}
+
+type Table = Arc<Mutex<BTreeMap<u32, Pending>>>;
+
+struct Conn {
+    pending: Table,
+    /// Reads requests from the client; hands back the client's read half.
+    up: JoinHandle<io::Result<OwnedReadHalf>>,
+    /// Writes responses to the client; hands back its write half.
+    down: JoinHandle<io::Result<OwnedWriteHalf>>,
+}
+
+/// All relayed connections of this shim.
+pub struct Relays {
+    conns: Mutex<Vec<Conn>>,
+    /// Stops reading requests from clients (between frames).
+    stop_up: watch::Sender<bool>,
+    /// Stops writing responses to clients (between frames).
+    stop_down: watch::Sender<bool>,
+    to_server: mpsc::UnboundedSender<UnixStream>,
+}
+
+impl Relays {
+    /// Relays feeding the ttrpc server through `to_server`, which takes the
+    /// server's ends of the socketpairs.
+    pub fn new(to_server: mpsc::UnboundedSender<UnixStream>) -> Arc<Relays> {
+        Arc::new(Relays {
+            conns: Mutex::default(),
+            stop_up: watch::Sender::new(false),
+            stop_down: watch::Sender::new(false),
+            to_server,
+        })
+    }
+
+    /// Relays a client connection; `replay` are requests an earlier shim had
+    /// not answered, sent to the server before anything else.
+    pub fn add(&self, client: UnixStream, replay: Vec<Pending>) -> io::Result<()> {
+        let (ours, theirs) = UnixStream::pair()?;
+        self.to_server
+            .send(theirs)
+            .map_err(|_| io::Error::other("the ttrpc server is gone"))?;
+        let (c_read, c_write) = client.into_split();
+        let (s_read, s_write) = ours.into_split();
+        let table: BTreeMap<u32, Pending> = replay
+            .into_iter()
+            .filter_map(|p| Some((header_of(&p.frame)?.0, p)))
+            .collect();
+        let replay: Vec<Vec<u8>> = table.values().map(|p| p.frame.clone()).collect();
+        let pending: Table = Arc::new(Mutex::new(table));
+        let up = tokio::spawn(relay_up(
+            c_read,
+            s_write,
+            replay,
+            pending.clone(),
+            self.stop_up.subscribe(),
+        ));
+        let down = tokio::spawn(relay_down(
+            s_read,
+            c_write,
+            pending.clone(),
+            self.stop_down.subscribe(),
+        ));
+        let mut conns = lock(&self.conns);
+        conns.retain(|c| !(c.up.is_finished() && c.down.is_finished()));
+        conns.push(Conn { pending, up, down });
+        Ok(())
+    }
+
+    /// Stops taking requests, then waits (bounded) until every request still
+    /// unanswered is a Wait, which may take forever and is handed over.
+    pub async fn quiesce(&self) -> Result<(), String> {
+        self.stop_up.send_replace(true);
+        let settled = async {
+            loop {
+                let busy = lock(&self.conns).iter().any(|c| {
+                    !c.up.is_finished() || lock(&c.pending).values().any(|p| p.method != "Wait")
+                });
+                if !busy {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(QUIESCE_LIMIT, settled)
+            .await
+            .map_err(|_| format!("requests still running after {QUIESCE_LIMIT:?}"))
+    }
+
+    /// Stops relaying responses and takes every connection out: the client
+    /// sockets and their unanswered requests. The server's ends close.
+    pub async fn detach(&self) -> Vec<ConnHandover> {
+        self.stop_down.send_replace(true);
+        let conns: Vec<Conn> = lock(&self.conns).drain(..).collect();
+        let mut out = Vec::new();
+        for c in conns {
+            let (Ok(Ok(read)), Ok(Ok(write))) = (c.up.await, c.down.await) else {
+                continue; // the client had gone
+            };
+            let Ok(stream) = read.reunite(write) else {
+                continue;
+            };
+            let Ok(std) = stream.into_std() else { continue };
+            let pending = lock(&c.pending).values().cloned().collect();
+            out.push(ConnHandover {
+                client: std.into(),
+                pending,
+            });
+        }
+        self.stop_up.send_replace(false);
+        self.stop_down.send_replace(false);
+        out
+    }
+
+    /// Takes connections back (after a handover, in this binary or the next).
+    pub fn restore(&self, conns: Vec<ConnHandover>) -> io::Result<()> {
+        for c in conns {
+            let std = std::os::unix::net::UnixStream::from(c.client);
+            std.set_nonblocking(true)?;
+            self.add(UnixStream::from_std(std)?, c.pending)?;
+        }
+        Ok(())
+    }
+}
+
+async fn relay_up(
+    mut client: OwnedReadHalf,
+    mut server: OwnedWriteHalf,
+    replay: Vec<Vec<u8>>,
+    pending: Table,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<OwnedReadHalf> {
+    for frame in replay {
+        server.write_all(&frame).await?;
+    }
+    loop {
+        // Stop only between frames: wait for data or the stop, then read a
+        // whole frame (clients write whole frames).
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return Ok(client),
+            r = client.readable() => r?,
+        }
+        let Some(frame) = read_frame(&mut client).await? else {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        };
+        if let Some((id, REQUEST)) = header_of(&frame) {
+            let method = method_of(&frame).unwrap_or_default();
+            lock(&pending).insert(
+                id,
+                Pending {
+                    method,
+                    frame: frame.clone(),
+                },
+            );
+        }
+        server.write_all(&frame).await?;
+    }
+}
+
+async fn relay_down(
+    mut server: OwnedReadHalf,
+    mut client: OwnedWriteHalf,
+    pending: Table,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<OwnedWriteHalf> {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return Ok(client),
+            r = server.readable() => r?,
+        }
+        let Some(frame) = read_frame(&mut server).await? else {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        };
+        client.write_all(&frame).await?;
+        if let Some((id, RESPONSE)) = header_of(&frame) {
+            lock(&pending).remove(&id);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Stream id and type of a frame.
+fn header_of(frame: &[u8]) -> Option<(u32, u8)> {
+    let h = frame.get(..HEADER)?;
+    Some((u32::from_be_bytes([h[4], h[5], h[6], h[7]]), h[8]))
+}
+
+/// The method a request frame calls.
+fn method_of(frame: &[u8]) -> Option<String> {
+    let req = ttrpc::Request::parse_from_bytes(frame.get(HEADER..)?).ok()?;
+    Some(req.method)
+}
+
+/// Reads one whole frame; None at a clean end of stream.
+async fn read_frame(r: &mut OwnedReadHalf) -> io::Result<Option<Vec<u8>>> {
+    let mut frame = vec![0u8; HEADER];
+    match r.read_exact(&mut frame).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(io::Error::other(format!("a ttrpc frame of {len} bytes")));
+    }
+    frame.resize(HEADER + len, 0);
+    r.read_exact(&mut frame[HEADER..]).await?;
+    Ok(Some(frame))
+}
+
+/// How long an upgrade waits for requests other than Wait to be answered.
+pub const QUIESCE_LIMIT: Duration = Duration::from_secs(10);
