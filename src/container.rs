@@ -53,7 +53,56 @@ pub struct Container {
     pub(crate) router: Arc<Router>,
 }
 
+/// What a container is made of, apart from its processes.
+pub struct Parts {
+    /// Container id.
+    pub id: String,
+    /// containerd namespace.
+    pub namespace: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Runtime options.
+    pub options: crate::runc::RuntimeOptions,
+    /// Checkpoint image to restore from at Start.
+    pub restore_from: Option<PathBuf>,
+    /// Whether the shim mounted the rootfs.
+    pub rootfs_mounted: bool,
+    /// Whether init's exit kills the rest of the container.
+    pub kill_all_on_exit: bool,
+}
+
 impl Container {
+    /// Builds a container around its init process.
+    pub fn assemble(
+        parts: Parts,
+        init: Process,
+        (publisher, reaper, router): (Publisher, Reaper, Arc<Router>),
+    ) -> Arc<Container> {
+        Arc::new(Container {
+            runc: Runc::new(
+                &parts.options,
+                &parts.namespace,
+                &parts.bundle,
+                reaper.clone(),
+            ),
+            id: parts.id,
+            namespace: parts.namespace,
+            bundle: parts.bundle,
+            init: Arc::new(init),
+            execs: Mutex::default(),
+            options: parts.options,
+            restore_from: parts.restore_from,
+            rootfs_mounted: parts.rootfs_mounted,
+            kill_all_on_exit: parts.kill_all_on_exit,
+            cgroup: Default::default(),
+            oom: Default::default(),
+            paused: Default::default(),
+            publisher,
+            reaper,
+            router,
+        })
+    }
+
     /// Who the container's processes belong to, for loggers.
     pub fn owner(&self) -> Owner<'_> {
         Owner {
@@ -188,11 +237,21 @@ impl Container {
     /// Finds the container's cgroup (its init has a pid now) and starts
     /// watching it for OOM kills.
     pub(crate) fn watch_cgroup(self: &Arc<Self>) {
+        self.watch_cgroup_from(None);
+    }
+
+    /// Like `watch_cgroup`, counting OOM kills from `seen` (what an earlier
+    /// shim already reported) instead of from now.
+    pub(crate) fn watch_cgroup_from(self: &Arc<Self>, seen: Option<u64>) {
         let Some(cgroup) = crate::cgroup::Cgroup::of_pid(self.init.pid()) else {
             tracing::warn!(id = %self.id, "the container's cgroup was not found");
             return;
         };
-        let _ = self.oom.set(crate::oom::OomSeen::baseline(&cgroup));
+        let seen = match seen {
+            Some(n) => crate::oom::OomSeen::from_count(n),
+            None => crate::oom::OomSeen::baseline(&cgroup),
+        };
+        let _ = self.oom.set(seen);
         if let Err(e) = crate::oom::watch(self, &cgroup) {
             tracing::warn!(id = %self.id, error = %e, "OOM kills will not be reported");
         }

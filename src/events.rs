@@ -262,6 +262,10 @@ pub struct Publisher {
     wake: Arc<Notify>,
     drained: Arc<Notify>,
     namespace: String,
+    address: String,
+    /// Stops the sender between two events (for a live upgrade).
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    sender: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Publisher {
@@ -269,21 +273,59 @@ impl Publisher {
     /// (a path, as in TTRPC_ADDRESS). An empty address disables sending:
     /// events are queued (and dropped past the bound) but go nowhere.
     pub fn start(address: String, namespace: String) -> Publisher {
+        Publisher::with_queue(address, namespace, Vec::new())
+    }
+
+    /// Like [`Publisher::start`], with events an earlier shim had queued.
+    pub fn with_queue(
+        address: String,
+        namespace: String,
+        queued: Vec<ForwardRequest>,
+    ) -> Publisher {
         let p = Publisher {
             queue: Arc::new(Mutex::new(Queue {
-                events: VecDeque::new(),
+                events: queued.into(),
                 dropped: 0,
             })),
             wake: Arc::default(),
             drained: Arc::default(),
             namespace,
+            address,
+            stop: Arc::new(tokio::sync::watch::Sender::new(false)),
+            sender: Arc::default(),
         };
-        if address.is_empty() {
+        if p.address.is_empty() {
             tracing::warn!("TTRPC_ADDRESS is not set: task events will not be published");
-        } else {
-            tokio::spawn(p.clone().run(address));
         }
+        p.resume(Vec::new());
         p
+    }
+
+    /// Starts sending again after [`Publisher::stop`], `events` first.
+    pub fn resume(&self, events: Vec<ForwardRequest>) {
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            for e in events.into_iter().rev() {
+                q.events.push_front(e);
+            }
+        }
+        self.stop.send_replace(false);
+        if !self.address.is_empty() {
+            let task = tokio::spawn(self.clone().run(self.address.clone()));
+            *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        }
+    }
+
+    /// Stops sending (after the event in flight, if any) and takes what is
+    /// queued, oldest first.
+    pub async fn stop(&self) -> Vec<ForwardRequest> {
+        self.stop.send_replace(true);
+        let task = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.events.drain(..).collect()
     }
 
     /// Enqueues `event`; never blocks.
@@ -342,10 +384,17 @@ impl Publisher {
         let url = format!("unix://{}", address.trim_start_matches("unix://"));
         let mut client: Option<EventsClient> = None;
         let mut backoff = Duration::from_millis(50);
+        let mut stop = self.stop.subscribe();
         loop {
+            if *stop.borrow() {
+                return;
+            }
             let Some(req) = self.head() else {
                 self.drained.notify_waiters();
-                self.wake.notified().await;
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
                 continue;
             };
             if client.is_none() {
@@ -382,7 +431,10 @@ impl Publisher {
                 }
             } else {
                 client = None;
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }

@@ -29,7 +29,7 @@ use crate::reaper::Reaper;
 use crate::runc::ProcessStdio;
 
 /// The client's view of a process's stdio, as sent in Create or Exec.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StdioPaths {
     /// Path the shim reads the process's input from ("" for none).
     pub stdin: String,

@@ -33,3 +33,4 @@ pub mod service;
 pub mod shim;
 pub mod state;
 pub mod sys;
+pub mod upgrade;

@@ -34,7 +34,7 @@ impl Write for LogWriter {
 /// `path`. Without a readable FIFO there, logs go nowhere.
 pub fn init(path: &Path, debug: bool) {
     let file = OpenOptions::new()
-        .write(true)
+        .append(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .or_else(|_| OpenOptions::new().write(true).open("/dev/null"));

@@ -12,6 +12,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(state) = &flags.upgrade_check {
+        return match tether::upgrade::check(state.as_ref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("containerd-shim-tether-v2: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if flags.version {
         println!("containerd-shim-tether-v2 {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;

@@ -31,6 +31,16 @@ impl OomSeen {
         OomSeen(AtomicU64::new(cgroup.oom_kills().unwrap_or(0)))
     }
 
+    /// Starts from a count an earlier shim had reported.
+    pub fn from_count(count: u64) -> OomSeen {
+        OomSeen(AtomicU64::new(count))
+    }
+
+    /// The count reported so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
     /// Whether the counter grew past what was reported; records it if so.
     /// True at most once per growth, whoever asks.
     pub fn grew(&self, cgroup: &Cgroup) -> bool {

@@ -211,6 +211,34 @@ impl Process {
         }
     }
 
+    /// Takes the stdio out (for a handover); see [`Process::put_io`].
+    pub fn take_io(&self) -> Option<ProcessIo> {
+        self.lock_io().take()
+    }
+
+    /// Puts stdio (back) in place.
+    pub fn put_io(&self, io: ProcessIo) {
+        *self.lock_io() = Some(io);
+    }
+
+    /// Sets the pid (restoring a handed-over process).
+    pub fn set_pid(&self, pid: u32) {
+        self.pid.store(pid, Ordering::Release);
+    }
+
+    /// Requests that came before the process had stdio: size, stdin closed.
+    pub fn pending_requests(&self) -> (Option<(u16, u16)>, bool) {
+        let p = self.lock_pending();
+        (p.size, p.stdin_closed)
+    }
+
+    /// Restores those requests (see [`Process::pending_requests`]).
+    pub fn set_pending_requests(&self, size: Option<(u16, u16)>, stdin_closed: bool) {
+        let mut p = self.lock_pending();
+        p.size = size;
+        p.stdin_closed = stdin_closed;
+    }
+
     /// A terminal size requested before the process had stdio.
     pub fn pending_size(&self) -> Option<(u16, u16)> {
         self.lock_pending().size

@@ -37,6 +37,9 @@ pub struct Exit {
 pub struct Reaper {
     claims: Arc<Mutex<HashMap<u32, oneshot::Sender<Exit>>>>,
     unclaimed: mpsc::UnboundedSender<Exit>,
+    /// While set, nothing is reaped: exits wait as zombies (for a live
+    /// upgrade, whose next binary reaps them).
+    paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The exit of a process spawned through [`Reaper::spawn`].
@@ -61,6 +64,7 @@ impl Reaper {
         let reaper = Reaper {
             claims: Arc::default(),
             unclaimed: tx,
+            paused: Arc::default(),
         };
         let mut sigchld = signal(SignalKind::child())?;
         let r = reaper.clone();
@@ -85,9 +89,21 @@ impl Reaper {
         Ok((child, ExitFuture(rx)))
     }
 
+    /// Stops or restarts reaping; restarting reaps what exited meanwhile.
+    pub fn pause(&self, paused: bool) {
+        self.paused
+            .store(paused, std::sync::atomic::Ordering::SeqCst);
+        if !paused {
+            self.reap();
+        }
+    }
+
     /// Reaps every child that has exited.
     fn reap(&self) {
         let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        if self.paused.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         loop {
             let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, code as u32),

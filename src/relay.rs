@@ -49,8 +49,10 @@ type Table = Arc<Mutex<BTreeMap<u32, Pending>>>;
 
 struct Conn {
     pending: Table,
-    /// Reads requests from the client; hands back the client's read half.
-    up: JoinHandle<io::Result<OwnedReadHalf>>,
+    /// Reads requests from the client; hands back the client's read half
+    /// and the server's write half (dropping that would close the server's
+    /// connection, and with it, through the other task, the client's).
+    up: JoinHandle<io::Result<(OwnedReadHalf, OwnedWriteHalf)>>,
     /// Writes responses to the client; hands back its write half.
     down: JoinHandle<io::Result<OwnedWriteHalf>>,
 }
@@ -138,12 +140,14 @@ impl Relays {
         let conns: Vec<Conn> = lock(&self.conns).drain(..).collect();
         let mut out = Vec::new();
         for c in conns {
-            let (Ok(Ok(read)), Ok(Ok(write))) = (c.up.await, c.down.await) else {
+            let (Ok(Ok((read, server))), Ok(Ok(write))) = (c.up.await, c.down.await) else {
                 continue; // the client had gone
             };
             let Ok(stream) = read.reunite(write) else {
                 continue;
             };
+            // The old server connection ends; the client's stays open.
+            drop(server);
             let Ok(std) = stream.into_std() else { continue };
             let pending = lock(&c.pending).values().cloned().collect();
             out.push(ConnHandover {
@@ -173,20 +177,13 @@ async fn relay_up(
     replay: Vec<Vec<u8>>,
     pending: Table,
     mut stop: watch::Receiver<bool>,
-) -> io::Result<OwnedReadHalf> {
+) -> io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
     for frame in replay {
         server.write_all(&frame).await?;
     }
     loop {
-        // Stop only between frames: wait for data or the stop, then read a
-        // whole frame (clients write whole frames).
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => return Ok(client),
-            r = client.readable() => r?,
-        }
-        let Some(frame) = read_frame(&mut client).await? else {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        let Some(frame) = next_frame(&mut client, &mut stop).await? else {
+            return Ok((client, server));
         };
         if let Some((id, REQUEST)) = header_of(&frame) {
             let method = method_of(&frame).unwrap_or_default();
@@ -209,13 +206,8 @@ async fn relay_down(
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<OwnedWriteHalf> {
     loop {
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => return Ok(client),
-            r = server.readable() => r?,
-        }
-        let Some(frame) = read_frame(&mut server).await? else {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        let Some(frame) = next_frame(&mut server, &mut stop).await? else {
+            return Ok(client);
         };
         client.write_all(&frame).await?;
         if let Some((id, RESPONSE)) = header_of(&frame) {
@@ -240,14 +232,29 @@ fn method_of(frame: &[u8]) -> Option<String> {
     Some(req.method)
 }
 
-/// Reads one whole frame; None at a clean end of stream.
-async fn read_frame(r: &mut OwnedReadHalf) -> io::Result<Option<Vec<u8>>> {
+/// The next whole frame, or None once `stop` is set. Stops only between
+/// frames: nothing is consumed until the first byte of a frame is in hand,
+/// and from then on the frame is read to its end (peers write whole frames).
+async fn next_frame(
+    r: &mut OwnedReadHalf,
+    stop: &mut watch::Receiver<bool>,
+) -> io::Result<Option<Vec<u8>>> {
     let mut frame = vec![0u8; HEADER];
-    match r.read_exact(&mut frame).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
+    let got = loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return Ok(None),
+            ready = r.readable() => ready?,
+        }
+        // readable() may be stale; try_read tells, and clears it if so.
+        match r.try_read(&mut frame) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    r.read_exact(&mut frame[got..]).await?;
     let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
     if len > MAX_PAYLOAD {
         return Err(io::Error::other(format!("a ttrpc frame of {len} bytes")));

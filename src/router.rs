@@ -77,6 +77,19 @@ impl Router {
         None
     }
 
+    /// Exits nobody has registered yet (for a handover).
+    pub fn early_exits(&self) -> Vec<Exit> {
+        self.lock().early.iter().map(|(e, _)| *e).collect()
+    }
+
+    /// Takes exits an earlier shim had kept.
+    pub fn keep_early(&self, exits: Vec<Exit>) {
+        let now = Instant::now();
+        self.lock()
+            .early
+            .extend(exits.into_iter().map(|e| (e, now)));
+    }
+
     /// Forgets the registration of `pid` (its process is being deleted).
     pub fn forget(&self, pid: u32) {
         self.lock().owners.remove(&pid);

@@ -19,7 +19,8 @@ use crate::reaper::Reaper;
 use crate::state::RuntimeRecord;
 
 /// How the runtime is invoked for one container.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RuntimeOptions {
     /// Runtime binary; `runc` when empty.
     pub binary: String,

@@ -337,7 +337,7 @@ impl Task for TaskService {
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
-            version: VERSION.to_string(),
+            version: format!("{VERSION} (upgraded {} times)", self.shim.upgrades()),
             ..Default::default()
         })
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, Notify};
 
-use crate::container::Container;
+use crate::container::{Container, Parts};
 use crate::error::{Error, Result};
 use crate::events::{Event, Publisher};
 use crate::io::StdioPaths;
@@ -15,7 +15,7 @@ use crate::mount::{mount_all, unmount_all, Mount};
 use crate::process::{ExitInfo, Process};
 use crate::reaper::{Exit, Reaper};
 use crate::router::Router;
-use crate::runc::{Runc, RuntimeOptions};
+use crate::runc::RuntimeOptions;
 use crate::state::INIT_PID_FILE;
 
 /// A Create request in domain terms.
@@ -51,6 +51,7 @@ pub struct Shim {
     router: Arc<Router>,
     table: Mutex<Table>,
     shutdown: Arc<Notify>,
+    upgrades: std::sync::atomic::AtomicU32,
 }
 
 impl Shim {
@@ -69,6 +70,7 @@ impl Shim {
             router: Arc::default(),
             table: Mutex::default(),
             shutdown,
+            upgrades: Default::default(),
         });
         tokio::spawn(shim.clone().monitor(exits));
         shim
@@ -87,6 +89,35 @@ impl Shim {
             .ok_or_else(|| Error::ContainerNotFound(id.to_string()))
     }
 
+    /// How many times this daemon was upgraded in place.
+    pub fn upgrades(&self) -> u32 {
+        self.upgrades.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records the upgrade count handed over.
+    pub fn set_upgrades(&self, n: u32) {
+        self.upgrades.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Every container, for a handover.
+    pub fn containers(&self) -> Vec<Arc<Container>> {
+        self.table().containers.values().cloned().collect()
+    }
+
+    /// Takes a container an earlier shim served.
+    pub fn adopt(&self, c: Arc<Container>) {
+        self.table().containers.insert(c.id.clone(), c);
+    }
+
+    /// The pieces containers are built from.
+    pub fn parts(&self) -> (Publisher, Reaper, Arc<Router>) {
+        (
+            self.publisher.clone(),
+            self.reaper.clone(),
+            self.router.clone(),
+        )
+    }
+
     /// Routes every unclaimed exit to its process.
     async fn monitor(self: Arc<Self>, mut exits: mpsc::UnboundedReceiver<Exit>) {
         while let Some(exit) = exits.recv().await {
@@ -99,36 +130,23 @@ impl Shim {
     /// Creates a container: mounts, stdio, `runc create`, and `/tasks/create`.
     pub async fn create(&self, req: CreateRequest) -> Result<u32> {
         let _reservation = self.reserve(&req.id)?;
-        let runc = Runc::new(
-            &req.options,
-            &self.namespace,
-            &req.bundle,
-            self.reaper.clone(),
-        );
-        runc.record().save(&req.bundle)?;
         let rootfs = req.bundle.join("rootfs");
         let mounted = !req.rootfs.is_empty();
-        if mounted {
-            mount_all(&req.rootfs, &rootfs)?;
-        }
-        let container = Arc::new(Container {
+        let parts = Parts {
             id: req.id.clone(),
             namespace: self.namespace.clone(),
             bundle: req.bundle.clone(),
-            init: Arc::new(Process::new(String::new(), req.stdio.clone(), Vec::new())),
-            execs: Mutex::default(),
-            runc,
             options: req.options.clone(),
             restore_from: (!req.checkpoint.is_empty()).then(|| PathBuf::from(&req.checkpoint)),
             rootfs_mounted: mounted,
             kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
-            publisher: self.publisher.clone(),
-            cgroup: Default::default(),
-            oom: Default::default(),
-            paused: Default::default(),
-            reaper: self.reaper.clone(),
-            router: self.router.clone(),
-        });
+        };
+        let init = Process::new(String::new(), req.stdio.clone(), Vec::new());
+        let container = Container::assemble(parts, init, self.parts());
+        container.runc.record().save(&req.bundle)?;
+        if mounted {
+            mount_all(&req.rootfs, &rootfs)?;
+        }
         let pid_file = req.bundle.join(INIT_PID_FILE);
         let (c, opts, pid) = (&container, &req.options, &pid_file);
         let created = if container.restore_from.is_some() {

@@ -172,3 +172,35 @@ pub fn get_winsize(fd: RawFd) -> Option<(u16, u16)> {
     unsafe { tiocgwinsz(fd, &mut ws) }.ok()?;
     Some((ws.ws_col, ws.ws_row))
 }
+
+/// Takes ownership of a descriptor inherited across exec from the previous
+/// shim binary (a live upgrade), whose state file lists it.
+///
+/// The caller must pass each listed number once; the state file is written
+/// from distinct open descriptors, so no number appears twice.
+pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads descriptor flags; a closed fd is EBADF.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed over
+    // on purpose by the previous binary, which no longer exists in this
+    // process image; nothing else here has wrapped it (see the doc above).
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    Ok(owned)
+}
+
+/// Lets a descriptor survive exec (for a live upgrade).
+pub fn keep_across_exec(fd: RawFd, keep: bool) -> io::Result<()> {
+    let flags = if keep {
+        nix::fcntl::FdFlag::empty()
+    } else {
+        nix::fcntl::FdFlag::FD_CLOEXEC
+    };
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(flags))?;
+    Ok(())
+}

@@ -26,6 +26,8 @@ pub struct Flags {
     pub version: bool,
     /// `start`, `delete`, or none for the daemon.
     pub action: Option<String>,
+    /// Check that this binary can take over an upgrade state file.
+    pub upgrade_check: Option<String>,
 }
 
 const VALUE_FLAGS: &[&str] = &[
@@ -36,6 +38,7 @@ const VALUE_FLAGS: &[&str] = &[
     "bundle",
     "socket",
     "debug-socket",
+    "upgrade-check",
 ];
 const BOOL_FLAGS: &[&str] = &["debug", "v", "version"];
 
@@ -86,6 +89,7 @@ impl Flags {
                 "address" => flags.address = value,
                 "publish-binary" => flags.publish_binary = value,
                 "bundle" => flags.bundle = Some(value),
+                "upgrade-check" => flags.upgrade_check = Some(value),
                 // Accepted for compatibility with the Go shim library; tether
                 // always serves on the listener `start` hands over.
                 _ => {}

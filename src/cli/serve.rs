@@ -24,6 +24,7 @@ use crate::reaper::Reaper;
 use crate::relay::Relays;
 use crate::service::TaskService;
 use crate::shim::Shim;
+use crate::upgrade;
 
 /// How long queued events may take to reach containerd at shutdown.
 const FLUSH_LIMIT: Duration = Duration::from_secs(3);
@@ -34,16 +35,32 @@ const TASK_V3: &str = "containerd.task.v3.Task";
 pub fn run(flags: &Flags) -> Result<()> {
     validate("namespace", &flags.namespace)?;
     validate("container id", &flags.id)?;
-    let listener = crate::sys::take_listener().context("taking the listening socket")?;
+    // A live upgrade: the previous binary's state, and its listener.
+    let taken_over = match std::env::var_os(upgrade::STATE_ENV) {
+        Some(path) => {
+            std::env::remove_var(upgrade::STATE_ENV);
+            let path = PathBuf::from(path);
+            let state = upgrade::state::read(&path).map_err(anyhow::Error::msg);
+            let _ = std::fs::remove_file(&path);
+            Some(state?)
+        }
+        None => None,
+    };
+    let listener = match &taken_over {
+        Some(state) => crate::sys::adopt_fd(state.listener),
+        None => crate::sys::take_listener(),
+    }
+    .context("taking the listening socket")?;
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
     crate::logging::init("log".as_ref(), flags.debug);
+    let exe = std::env::current_exe().context("finding the shim's own binary")?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("building the runtime")?;
     let listener = StdUnixListener::from(listener);
-    let result = runtime.block_on(serve(flags, listener));
+    let result = runtime.block_on(serve(flags, listener, exe, taken_over));
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "shim daemon failed");
     }
@@ -105,7 +122,12 @@ fn relayed(rx: tokio::sync::mpsc::UnboundedReceiver<tokio::net::UnixStream>) -> 
     }))
 }
 
-async fn serve(flags: &Flags, listener: StdUnixListener) -> Result<()> {
+async fn serve(
+    flags: &Flags,
+    listener: StdUnixListener,
+    exe: PathBuf,
+    taken_over: Option<upgrade::state::State>,
+) -> Result<()> {
     let socket: Option<PathBuf> = listener
         .local_addr()
         .ok()
@@ -114,10 +136,11 @@ async fn serve(flags: &Flags, listener: StdUnixListener) -> Result<()> {
     let listener = tokio::net::UnixListener::from_std(listener)?;
 
     let (reaper, exits) = Reaper::start().context("installing the SIGCHLD handler")?;
-    let publisher = Publisher::start(
-        std::env::var("TTRPC_ADDRESS").unwrap_or_default(),
-        flags.namespace.clone(),
-    );
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+    let publisher = match &taken_over {
+        Some(state) => upgrade::publisher_for(state, ttrpc_address, flags.namespace.clone()),
+        None => Publisher::start(ttrpc_address, flags.namespace.clone()),
+    };
     let shutdown = Arc::new(Notify::new());
     let shim = Shim::new(
         flags.namespace.clone(),
@@ -126,7 +149,7 @@ async fn serve(flags: &Flags, listener: StdUnixListener) -> Result<()> {
         exits,
         shutdown.clone(),
     );
-    let service = Arc::new(TaskService::new(shim));
+    let service = Arc::new(TaskService::new(shim.clone()));
     let mut services: HashMap<String, Service> = create_task(service.clone());
     // containerd 2.x calls the same service under its v3 name.
     if let Some(v3) = create_task(service).remove(TASK_V2) {
@@ -138,11 +161,44 @@ async fn serve(flags: &Flags, listener: StdUnixListener) -> Result<()> {
         .add_listener(relayed(from_relays))
         .register_service(services);
     server.start().await.context("starting the ttrpc server")?;
-    let (_accepting, paused) = tokio::sync::watch::channel(false);
-    tokio::spawn(accept_loop(Arc::new(listener), relays.clone(), paused));
+    if let Some(state) = taken_over {
+        let upgrades = state.upgrades;
+        upgrade::restore_in_place(&shim, &relays, state).context("taking over")?;
+        tracing::info!(
+            upgrades,
+            version = env!("CARGO_PKG_VERSION"),
+            "took over in place"
+        );
+    }
+    let listener = Arc::new(listener);
+    let (accept_paused, paused) = tokio::sync::watch::channel(false);
+    tokio::spawn(accept_loop(listener.clone(), relays.clone(), paused));
     tracing::info!(id = flags.id, pid = std::process::id(), "shim serving");
 
-    shutdown.notified().await;
+    let mut args = vec!["-namespace", &flags.namespace, "-id", &flags.id];
+    args.extend(["-address", &flags.address]);
+    if flags.debug {
+        args.push("-debug");
+    }
+    let daemon = upgrade::Daemon {
+        args: args.into_iter().map(String::from).collect(),
+        exe,
+        state_path: std::env::current_dir()?.join(".tether-upgrade.json"),
+        shim,
+        relays,
+        listener,
+        accept_paused,
+    };
+    let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
+    loop {
+        tokio::select! {
+            _ = shutdown.notified() => break,
+            _ = usr2.recv() => {
+                let why = daemon.upgrade().await;
+                tracing::warn!(reason = why, "live upgrade called off; still running the old binary");
+            }
+        }
+    }
     // Let the Shutdown reply reach containerd before the connections close.
     tokio::time::sleep(Duration::from_millis(10)).await;
     let _ = server.shutdown().await;

@@ -258,6 +258,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         self.spawn_daemon();
     }
 
+    /// containerd's log file (shims' logs land in it too).
+    pub fn log_file(&self) -> &Path {
+        &self.log
+    }
+
     /// The last lines of containerd's log.
     pub fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
