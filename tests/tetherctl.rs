@@ -357,3 +357,21 @@ fn events_are_streamed_while_tetherctl_events_runs() {
     assert!(text.contains("exit_status: 2"), "{text}");
     c.assert_nothing_left();
 }
+
+#[test]
+fn upgrade_replaces_the_shim_in_place() {
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    c.ok(&["run", "-d", "--rootfs", &rootfs, "up", "sleep", "1000"]);
+    let pid_before = c.shims();
+    for n in 1..=2 {
+        let out = c.ok(&["upgrade", "up"]);
+        assert!(out.contains(&format!("upgraded {n} times")), "{out}");
+    }
+    assert_eq!(c.shims(), pid_before, "the shim's pid changed");
+    let out = c.run(&["exec", "up", "sh", "-c", "exit 6"]);
+    assert_eq!(code(&out), 6);
+    assert!(c.ok(&["ps"]).contains("RUNNING"));
+    c.ok(&["rm", "-f", "up"]);
+    c.assert_nothing_left();
+}

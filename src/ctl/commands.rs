@@ -221,6 +221,50 @@ pub async fn remove(store: &Store, id: &str, force: bool) -> Result<()> {
     std::fs::remove_dir_all(&bundle).with_context(|| format!("removing {}", bundle.display()))
 }
 
+/// `upgrade`: SIGUSR2 to the shim, then waits until it reports one more
+/// upgrade (Connect's version says how many).
+pub async fn upgrade(store: &Store, id: &str) -> Result<u8> {
+    let shim = store.client(id).await?;
+    let upgrades = |v: &str| -> u32 {
+        v.split("upgraded ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let req = crate::protos::shim::ConnectRequest {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    let before = shim
+        .client
+        .connect(ctx(), &req)
+        .await
+        .map_err(rpc_err("asking the shim"))?;
+    let count = upgrades(&before.version);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before.shim_pid as i32),
+        Signal::SIGUSR2,
+    )?;
+    for _ in 0..300 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // The connection survives the upgrade; a call may need a retry.
+        if let Ok(now) = shim.client.connect(ctx(), &req).await {
+            if upgrades(&now.version) > count {
+                println!(
+                    "{id}: shim {} upgraded in place: {}",
+                    now.shim_pid, now.version
+                );
+                return Ok(0);
+            }
+        }
+    }
+    bail!(
+        "the shim of {id} did not take the upgrade; its log says why: {}",
+        store.bundle(id).join("log").display()
+    )
+}
+
 /// Prints events as shims forward them.
 struct Printer;
 

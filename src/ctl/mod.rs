@@ -80,6 +80,12 @@ enum Command {
     },
     /// Print task events while running.
     Events,
+    /// Replace the shim of a container with the binary now at its path,
+    /// in place, while the container runs.
+    Upgrade {
+        /// Container id.
+        id: String,
+    },
 }
 
 /// Entry point of the `tetherctl` binary.
@@ -118,6 +124,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Wait { id } => commands::wait(&store, &id).await,
         Command::Rm { force, ids } => commands::rm(&store, &ids, force).await,
         Command::Events => commands::events(&store).await,
+        Command::Upgrade { id } => commands::upgrade(&store, &id).await,
     }
 }
 
