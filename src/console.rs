@@ -96,6 +96,11 @@ impl Console {
             .map_err(Error::io("resize pty", "ptmx"))
     }
 
+    /// Waits until output (or the end of the terminal) can be read.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.master.readable().await.map(drop)
+    }
+
     /// Reads output; Ok(0) once the terminal's other side is gone (EIO).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
@@ -22,8 +23,8 @@ pub const COPY_BUF: usize = 64 * 1024;
 pub enum Source {
     /// A pipe or FIFO.
     Pipe(pipe::Receiver),
-    /// A regular file.
-    File(tokio::fs::File),
+    /// A regular file (read directly: page-cache reads are short).
+    File(std::fs::File),
     /// A terminal's master side.
     Console(Arc<Console>),
 }
@@ -32,8 +33,9 @@ pub enum Source {
 pub enum Sink {
     /// A pipe or FIFO.
     Pipe(pipe::Sender),
-    /// A regular file (appended to).
-    File(tokio::fs::File),
+    /// A regular file, appended to directly: page-cache writes are short,
+    /// and a blocking-pool round trip per write costs more than it saves.
+    File(std::fs::File),
     /// A terminal's master side.
     Console(Arc<Console>),
 }
@@ -42,8 +44,18 @@ impl Source {
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Source::Pipe(p) => p.read(buf).await,
-            Source::File(f) => f.read(buf).await,
+            Source::File(f) => std::io::Read::read(f, buf),
             Source::Console(c) => c.read(buf).await,
+        }
+    }
+
+    /// Waits until there is something to read (or an end), so that an idle
+    /// loop holds no buffer.
+    async fn ready(&self) -> io::Result<()> {
+        match self {
+            Source::Pipe(p) => p.readable().await,
+            Source::File(_) => Ok(()),
+            Source::Console(c) => c.readable().await,
         }
     }
 
@@ -52,7 +64,7 @@ impl Source {
     pub async fn into_fd(self) -> io::Result<Option<OwnedFd>> {
         Ok(match self {
             Source::Pipe(p) => Some(p.into_nonblocking_fd()?),
-            Source::File(f) => Some(f.into_std().await.into()),
+            Source::File(f) => Some(f.into()),
             Source::Console(_) => None,
         })
     }
@@ -62,7 +74,7 @@ impl Sink {
     async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Sink::Pipe(p) => p.write(buf).await,
-            Sink::File(f) => f.write(buf).await,
+            Sink::File(f) => std::io::Write::write(f, buf),
             Sink::Console(c) => c.write(buf).await,
         }
     }
@@ -70,7 +82,7 @@ impl Sink {
     async fn finish(&mut self) {
         match self {
             Sink::Pipe(p) => drop(p.flush().await),
-            Sink::File(f) => drop(f.flush().await),
+            Sink::File(_) => {}
             Sink::Console(c) => c.send_eof().await,
         }
     }
@@ -79,10 +91,7 @@ impl Sink {
     pub async fn into_fd(self) -> io::Result<Option<OwnedFd>> {
         Ok(match self {
             Sink::Pipe(p) => Some(p.into_nonblocking_fd()?),
-            Sink::File(mut f) => {
-                f.flush().await?;
-                Some(f.into_std().await.into())
-            }
+            Sink::File(f) => Some(f.into()),
             Sink::Console(_) => None,
         })
     }
@@ -108,7 +117,9 @@ pub async fn copy(
     progress: Option<Arc<AtomicU64>>,
     mut stop: watch::Receiver<bool>,
 ) -> Option<Stopped> {
-    let mut buf = vec![0u8; COPY_BUF];
+    // Allocated when there is first something to read: idle loops (stdin
+    // nobody writes, a quiet container's stderr) cost no buffer.
+    let mut buf = Vec::new();
     loop {
         while !pending.is_empty() {
             tokio::select! {
@@ -127,6 +138,14 @@ pub async fn copy(
                     }
                 },
             }
+        }
+        if buf.is_empty() {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return Some(Stopped { from, to, pending }),
+                ready = from.ready() => if ready.is_err() { break },
+            }
+            buf = vec![0u8; COPY_BUF];
         }
         tokio::select! {
             biased;

@@ -247,14 +247,14 @@ impl ProcessIo {
                 })
             };
             let from = match (s.from, s.from_file) {
-                (Some(fd), true) => Source::File(tokio::fs::File::from_std(File::from(fd))),
+                (Some(fd), true) => Source::File(File::from(fd)),
                 (Some(fd), false) => Source::Pipe(
                     pipe::Receiver::from_owned_fd(fd).map_err(Error::io("resume", "pipe"))?,
                 ),
                 (None, _) => Source::Console(console()?),
             };
             let to = match (s.to, s.to_file) {
-                (Some(fd), true) => Sink::File(tokio::fs::File::from_std(File::from(fd))),
+                (Some(fd), true) => Sink::File(File::from(fd)),
                 (Some(fd), false) => Sink::Pipe(sender(fd)?),
                 (None, _) => Sink::Console(console()?),
             };
@@ -368,7 +368,7 @@ fn open_input(path: &Path) -> Result<(Source, Option<File>)> {
     let meta = std::fs::metadata(path).map_err(Error::io("stat stdin", path))?;
     if !meta.file_type().is_fifo() {
         let f = File::open(path).map_err(Error::io("open stdin", path))?;
-        return Ok((Source::File(tokio::fs::File::from_std(f)), None));
+        return Ok((Source::File(f), None));
     }
     let rx = pipe::OpenOptions::new()
         .open_receiver(path)
@@ -409,5 +409,5 @@ fn append(path: &Path) -> Result<Sink> {
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
         .map_err(Error::io("open output", path))?;
-    Ok(Sink::File(tokio::fs::File::from_std(f)))
+    Ok(Sink::File(f))
 }
