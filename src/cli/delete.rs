@@ -49,15 +49,22 @@ pub fn run(flags: &Flags) -> Result<()> {
     let record = RuntimeRecord::load(&bundle)
         .unwrap_or_else(|| record_for(&RuntimeOptions::default(), &flags.namespace));
 
+    // After a normal Delete the runtime has no state for the container left:
+    // then there is nothing to force, and no runtime to start (containerd
+    // runs this after every task, so it is on every container's path).
+    let known = record.root.join(&flags.id).exists();
     // This process is not the daemon: it may wait for its own child.
-    let out = Command::new(&record.binary)
-        .arg("--root")
-        .arg(&record.root)
-        .args(["delete", "--force", &flags.id])
-        .stdin(Stdio::null())
-        .output();
+    let out = known.then(|| {
+        Command::new(&record.binary)
+            .arg("--root")
+            .arg(&record.root)
+            .args(["delete", "--force", &flags.id])
+            .stdin(Stdio::null())
+            .output()
+    });
     match out {
-        Ok(o) if !o.status.success() => {
+        None => {}
+        Some(Ok(o)) if !o.status.success() => {
             let text = String::from_utf8_lossy(&o.stderr);
             // Usually "container does not exist": the daemon deleted it.
             eprintln!(
@@ -67,8 +74,8 @@ pub fn run(flags: &Flags) -> Result<()> {
                 text.trim()
             );
         }
-        Ok(_) => {}
-        Err(e) => eprintln!("running {}: {e}", record.binary),
+        Some(Ok(_)) => {}
+        Some(Err(e)) => eprintln!("running {}: {e}", record.binary),
     }
     crate::mount::unmount_all(&bundle.join("rootfs"));
     remove_dead_socket(&bundle);
