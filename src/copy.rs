@@ -107,6 +107,77 @@ pub struct Stopped {
     pub pending: Vec<u8>,
 }
 
+/// How a zero-copy stretch ended.
+enum Spliced {
+    /// The source reached its end.
+    Eof,
+    /// Asked to stop.
+    Stopped,
+    /// The kernel cannot splice these two: copy through a buffer instead.
+    Unsupported,
+    /// The sink is gone.
+    Failed,
+}
+
+/// Moves data from a pipe to a pipe or a file with splice(2): no copy
+/// through the shim's memory, no buffer.
+async fn splice_pipe(
+    from: &pipe::Receiver,
+    to: &Sink,
+    progress: &Option<Arc<AtomicU64>>,
+    stop: &mut watch::Receiver<bool>,
+) -> Spliced {
+    use nix::errno::Errno;
+    use nix::fcntl::{splice, SpliceFFlags};
+    use std::os::fd::AsFd;
+    let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return Spliced::Stopped,
+            r = from.readable() => if r.is_err() { return Spliced::Failed },
+        }
+        let moved = match to {
+            Sink::Pipe(p) => splice(from.as_fd(), None, p.as_fd(), None, COPY_BUF, flags),
+            Sink::File(f) => splice(from.as_fd(), None, f.as_fd(), None, COPY_BUF, flags),
+            Sink::Console(_) => return Spliced::Unsupported,
+        };
+        match moved {
+            Ok(0) => return Spliced::Eof,
+            Ok(n) => {
+                if let Some(p) = progress {
+                    p.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+            Err(Errno::EAGAIN) => {
+                // Either side may be the one that would block: ask the source.
+                if !has_input(from) {
+                    let _ = from.try_io(|| Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                    continue;
+                }
+                let Sink::Pipe(p) = to else { continue };
+                let _ = p.try_io(|| Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => return Spliced::Stopped,
+                    r = p.writable() => if r.is_err() { return Spliced::Failed },
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EINVAL) | Err(Errno::ENOSYS) => return Spliced::Unsupported,
+            Err(_) => return Spliced::Failed,
+        }
+    }
+}
+
+/// Whether a pipe has data (or its end) waiting, right now.
+fn has_input(p: &pipe::Receiver) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(p.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
 /// Copies `from` to `to` (after writing `pending`) until EOF on `from` or an
 /// error, then finishes `to` (closes it, or ends a terminal's input). When
 /// `stop` turns true, returns both ends and the unwritten bytes instead.
@@ -120,7 +191,22 @@ pub async fn copy(
     // Allocated when there is first something to read: idle loops (stdin
     // nobody writes, a quiet container's stderr) cost no buffer.
     let mut buf = Vec::new();
+    let mut zero_copy = matches!(
+        (&from, &to),
+        (Source::Pipe(_), Sink::Pipe(_) | Sink::File(_))
+    );
     loop {
+        if zero_copy && pending.is_empty() {
+            let Source::Pipe(p) = &from else {
+                unreachable!()
+            };
+            match splice_pipe(p, &to, &progress, &mut stop).await {
+                Spliced::Eof => break,
+                Spliced::Stopped => return Some(Stopped { from, to, pending }),
+                Spliced::Failed => return None,
+                Spliced::Unsupported => zero_copy = false,
+            }
+        }
         while !pending.is_empty() {
             tokio::select! {
                 biased;
