@@ -156,7 +156,11 @@ fn a_256_mib_stream_survives_upgrades_mid_stream() {
             upgrades += 1;
             wait_takeovers(&cd, upgrades);
             assert_eq!(shim_pid(&cd, &id), pid, "the shim's pid changed");
-            assert_eq!(exe_of(pid), shim.path.display().to_string(), "not the new file");
+            assert_eq!(
+                exe_of(pid),
+                shim.path.display().to_string(),
+                "not the new file"
+            );
         }
     }
     let status = child.wait().unwrap();
