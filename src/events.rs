@@ -22,7 +22,8 @@ use crate::protos::mount::Mount as WireMount;
 
 /// How many events wait for containerd at most.
 pub const QUEUE_CAPACITY: usize = 4096;
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting to containerd's events socket may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The seconds of Go's zero time: what containerd 1.6 expects for "never".
@@ -398,7 +399,7 @@ impl Publisher {
                 continue;
             };
             if client.is_none() {
-                match tokio::time::timeout(FORWARD_TIMEOUT, ttrpc::r#async::Client::connect(&url))
+                match tokio::time::timeout(CONNECT_TIMEOUT, ttrpc::r#async::Client::connect(&url))
                     .await
                 {
                     Ok(Ok(c)) => client = Some(EventsClient::new(c)),
@@ -410,7 +411,12 @@ impl Publisher {
             }
             let sent = match &client {
                 Some(c) => {
-                    let ctx = ttrpc::context::with_duration(FORWARD_TIMEOUT);
+                    // No deadline on a live connection: containerd answers
+                    // every request it reads, even after a long stall, and a
+                    // resend after a timeout would deliver the event twice.
+                    // A closed connection fails the call, and only then is
+                    // the event sent again.
+                    let ctx = ttrpc::context::with_timeout(0);
                     match c.forward(ctx, &req).await {
                         Ok(_) => true,
                         Err(e) => {

@@ -131,7 +131,18 @@ impl ProcessIo {
         };
         // Where stdout and stderr go: a sink each (None: nowhere).
         let (out_sink, err_sink): (Option<Sink>, Option<Sink>) = match &target {
-            Target::Paths => (open_output(&paths.stdout)?, open_output(&paths.stderr)?),
+            Target::Paths => {
+                let out = open_output(&paths.stdout)?;
+                // One file for both streams: one open file, one offset.
+                let err = match &out {
+                    Some(Sink::File(f)) if paths.stderr == paths.stdout => Some(Sink::File(
+                        f.try_clone()
+                            .map_err(Error::io("dup output", &paths.stdout))?,
+                    )),
+                    _ => open_output(&paths.stderr)?,
+                };
+                (out, err)
+            }
             Target::File(path) => {
                 let path = Path::new(path);
                 if let Some(dir) = path.parent() {
@@ -141,7 +152,9 @@ impl ProcessIo {
                         .create(dir)
                         .map_err(Error::io("create log directory", dir))?;
                 }
-                (Some(append(path)?), Some(append(path)?))
+                let out = append(path)?;
+                let err = out.try_clone().map_err(Error::io("dup log file", path))?;
+                (Some(Sink::File(out)), Some(Sink::File(err)))
             }
             Target::Binary(binary, args) => {
                 let (out_r, out_w) = pipe()?;
@@ -397,17 +410,23 @@ fn open_output(path: &str) -> Result<Option<Sink>> {
                 .map_err(Error::io("open output", path))?;
             Ok(Some(Sink::Pipe(tx)))
         }
-        _ => append(path).map(Some),
+        _ => append(path).map(|f| Some(Sink::File(f))),
     }
 }
 
-fn append(path: &Path) -> Result<Sink> {
-    let f = OpenOptions::new()
-        .append(true)
+/// Opens a log file for writing at its end. Not O_APPEND: splice(2) refuses
+/// append-mode files, and the file is the container's own. Both streams
+/// share one open file (and so one offset) through `try_clone`.
+fn append(path: &Path) -> Result<File> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = OpenOptions::new()
+        .write(true)
         .create(true)
         .mode(0o640)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
         .map_err(Error::io("open output", path))?;
-    Ok(Sink::File(f))
+    f.seek(SeekFrom::End(0))
+        .map_err(Error::io("seek to the end of", path))?;
+    Ok(f)
 }

@@ -594,3 +594,49 @@ async fn file_and_binary_log_uris_are_byte_exact() {
     stop_init(&f).await;
     f.shutdown_and_wait_exit().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn both_streams_into_one_file_lose_nothing() {
+    let f = running(|_| {}).await;
+    let script = "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done; cat /blob; echo end >&2";
+    let blob: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(f.bundle().join("rootfs/blob"), &blob).unwrap();
+    let expected = 5 * (5 + 5) + blob.len() + 4;
+    // A plain path for both, and a file:// URI (which covers both).
+    let plain = out_path(&f, "both.log");
+    std::fs::write(&plain, b"").unwrap();
+    let req = ExecProcessRequest {
+        id: f.id.clone(),
+        exec_id: "plain".into(),
+        stdout: s(&plain),
+        stderr: s(&plain),
+        spec: MessageField::some(process_spec(&["/bin/sh", "-c", script])),
+        ..Default::default()
+    };
+    f.client.exec(ctx(), &req).await.unwrap();
+    let e = Exec {
+        client: &f.client,
+        id: f.id.clone(),
+        exec_id: "plain".into(),
+    };
+    assert_eq!(e.run().await, 0);
+    let uri_file = out_path(&f, "uri.log");
+    let uri = format!("file://{}", s(&uri_file));
+    let e = Exec::add(&f, "uri", &["/bin/sh", "-c", script], ("", &uri)).await;
+    assert_eq!(e.run().await, 0);
+    for file in [&plain, &uri_file] {
+        let text = std::fs::read(file).unwrap();
+        assert_eq!(
+            text.len(),
+            expected,
+            "{}: bytes lost or overwritten",
+            file.display()
+        );
+        let t = String::from_utf8_lossy(&text);
+        for i in 1..=5 {
+            assert!(t.contains(&format!("out{i}\n")) && t.contains(&format!("err{i}\n")));
+        }
+    }
+    f.stop_and_delete().await;
+    f.shutdown_and_wait_exit().await;
+}
