@@ -414,19 +414,14 @@ fn open_output(path: &str) -> Result<Option<Sink>> {
     }
 }
 
-/// Opens a log file for writing at its end. Not O_APPEND: splice(2) refuses
-/// append-mode files, and the file is the container's own. Both streams
-/// share one open file (and so one offset) through `try_clone`.
+/// Opens a log file for appending. When both streams go to one file they
+/// share this one open file (`try_clone`).
 fn append(path: &Path) -> Result<File> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = OpenOptions::new()
-        .write(true)
+    OpenOptions::new()
+        .append(true)
         .create(true)
         .mode(0o640)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
-        .map_err(Error::io("open output", path))?;
-    f.seek(SeekFrom::End(0))
-        .map_err(Error::io("seek to the end of", path))?;
-    Ok(f)
+        .map_err(Error::io("open output", path))
 }
