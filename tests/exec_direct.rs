@@ -123,7 +123,7 @@ impl Exec<'_> {
 /// A fixture whose container is running `sleep`.
 async fn running(edit: impl FnOnce(&mut serde_json::Value)) -> Fixture {
     let f = Fixture::with_spec(&["/bin/sleep", "1000"], edit).await;
-    f.client.create(ctx(), &f.create_request()).await.unwrap();
+    f.create().await;
     f.start().await;
     f
 }

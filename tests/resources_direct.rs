@@ -22,12 +22,7 @@ fn memory_dir(pid: u32) -> std::path::PathBuf {
 #[tokio::test(flavor = "current_thread")]
 async fn update_changes_the_cgroup_and_stats_follow_the_task() {
     let f = Fixture::new(&["/bin/sleep", "1000"]).await;
-    let pid = f
-        .client
-        .create(ctx(), &f.create_request())
-        .await
-        .unwrap()
-        .pid;
+    let pid = f.create().await;
     f.start().await;
 
     let limit = 48u64 << 20;
@@ -155,7 +150,7 @@ async fn shim_cgroup_takes_the_shim() {
 #[tokio::test(flavor = "current_thread")]
 async fn checkpoint_and_restore_work_or_name_criu_s_reason() {
     let f = Fixture::new(&["/bin/sleep", "1000"]).await;
-    f.client.create(ctx(), &f.create_request()).await.unwrap();
+    f.create().await;
     f.start().await;
     let image = f.dir.path().join("image");
     let req = CheckpointTaskRequest {

@@ -118,14 +118,14 @@ async fn missing_runtime_binary_is_a_clear_error_and_cleans_up() {
 #[tokio::test(flavor = "current_thread")]
 async fn lifecycle_reports_exit_and_publishes_each_event_once_in_order() {
     let f = Fixture::new(&["/bin/sh", "-c", "exit 3"]).await;
-    let created = f.client.create(ctx(), &f.create_request()).await.unwrap();
+    let created = f.create().await;
     let state = StateRequest {
         id: f.id.clone(),
         ..Default::default()
     };
     let s = f.client.state(ctx(), &state).await.unwrap();
     assert_eq!(s.status.enum_value(), Ok(Status::CREATED));
-    assert_eq!(s.pid, created.pid);
+    assert_eq!(s.pid, created);
     assert_eq!(
         s.exited_at.seconds, -62_135_596_800,
         "not exited: Go zero time"
@@ -140,7 +140,7 @@ async fn lifecycle_reports_exit_and_publishes_each_event_once_in_order() {
         ..Default::default()
     };
     let started = f.client.start(ctx(), &start).await.unwrap();
-    assert_eq!(started.pid, created.pid);
+    assert_eq!(started.pid, created);
     let wait = WaitRequest {
         id: f.id.clone(),
         ..Default::default()
@@ -166,7 +166,7 @@ async fn lifecycle_reports_exit_and_publishes_each_event_once_in_order() {
         ..Default::default()
     };
     let deleted = f.client.delete(ctx(), &del).await.unwrap();
-    assert_eq!((deleted.pid, deleted.exit_status), (created.pid, 3));
+    assert_eq!((deleted.pid, deleted.exit_status), (created, 3));
     let (code, _) = code_of(f.client.delete(ctx(), &del).await);
     assert_eq!(code, ttrpc::Code::NOT_FOUND, "second Delete");
 
@@ -181,23 +181,17 @@ async fn lifecycle_reports_exit_and_publishes_each_event_once_in_order() {
         ]
     );
     let c: TaskCreate = f.event("/tasks/create");
-    assert_eq!(
-        (c.container_id.as_str(), c.pid),
-        (f.id.as_str(), created.pid)
-    );
+    assert_eq!((c.container_id.as_str(), c.pid), (f.id.as_str(), created));
     assert_eq!(c.bundle, f.bundle().display().to_string());
     let s: TaskStart = f.event("/tasks/start");
-    assert_eq!(
-        (s.container_id.as_str(), s.pid),
-        (f.id.as_str(), created.pid)
-    );
+    assert_eq!((s.container_id.as_str(), s.pid), (f.id.as_str(), created));
     let e: TaskExit = f.event("/tasks/exit");
     assert_eq!(e.container_id, f.id);
     assert_eq!(e.id, f.id, "TaskExit.id of init is the container id");
-    assert_eq!((e.pid, e.exit_status), (created.pid, 3));
+    assert_eq!((e.pid, e.exit_status), (created, 3));
     assert_eq!(e.exited_at.seconds, waited.exited_at.seconds);
     let d: TaskDelete = f.event("/tasks/delete");
-    assert_eq!((d.pid, d.exit_status), (created.pid, 3));
+    assert_eq!((d.pid, d.exit_status), (created, 3));
     assert_eq!(d.id, "", "TaskDelete.id is empty for init");
 
     f.shutdown_and_wait_exit().await;
@@ -206,7 +200,7 @@ async fn lifecycle_reports_exit_and_publishes_each_event_once_in_order() {
 #[tokio::test(flavor = "current_thread")]
 async fn running_container_kill_all_delete_rules_and_shutdown() {
     let f = Fixture::new(&["/bin/sh", "-c", "sleep 1000 & sleep 1000"]).await;
-    f.client.create(ctx(), &f.create_request()).await.unwrap();
+    f.create().await;
     let start = StartRequest {
         id: f.id.clone(),
         ..Default::default()
@@ -332,12 +326,7 @@ async fn socket_is_private_and_never_abstract() {
 #[tokio::test(flavor = "current_thread")]
 async fn delete_subcommand_cleans_up_after_a_dead_shim() {
     let f = Fixture::new(&["/bin/sleep", "1000"]).await;
-    let pid = f
-        .client
-        .create(ctx(), &f.create_request())
-        .await
-        .unwrap()
-        .pid;
+    let pid = f.create().await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(f.shim_pid as i32),
         nix::sys::signal::Signal::SIGKILL,

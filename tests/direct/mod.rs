@@ -198,6 +198,12 @@ impl Fixture {
         }
     }
 
+    /// Creates the container from the default request; returns its pid.
+    pub async fn create(&self) -> u32 {
+        let req = self.create_request();
+        self.client.create(ctx(), &req).await.unwrap().pid
+    }
+
     /// Starts the init process; returns its pid.
     pub async fn start(&self) -> u32 {
         let req = StartRequest {
