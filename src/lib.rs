@@ -22,6 +22,7 @@ pub mod logger;
 pub mod logging;
 pub mod mount;
 pub mod oom;
+pub mod options;
 pub mod process;
 pub mod protos;
 pub mod reaper;

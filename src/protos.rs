@@ -21,6 +21,9 @@ generated!(
     forward_ttrpc,
     runc_options,
     runtimeoptions,
+    runctypes,
+    bootstrap,
+    introspection,
     cgroup1_metrics,
     cgroup2_metrics,
 );

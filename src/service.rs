@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::empty::Empty;
 use protobuf::{Message, MessageField};
 use ttrpc::r#async::TtrpcContext;
@@ -14,13 +13,13 @@ use crate::events::timestamp;
 use crate::ids::validate;
 use crate::io::StdioPaths;
 use crate::mount::Mount;
+use crate::options::runtime_options;
 use crate::process::Status;
-use crate::protos::runc_options::{CheckpointOptions, Options as RuncOptions, ProcessDetails};
-use crate::protos::runtimeoptions::Options as CriOptions;
+use crate::protos::runc_options::{CheckpointOptions, ProcessDetails};
 use crate::protos::shim::*;
 use crate::protos::shim_ttrpc::Task;
 use crate::protos::status::{ProcessInfo, Status as WireStatus};
-use crate::runc::{CheckpointArgs, RuntimeOptions};
+use crate::runc::CheckpointArgs;
 use crate::shim::{CreateRequest, Shim};
 
 /// The version Connect reports.
@@ -57,81 +56,6 @@ fn validate_ids(id: &str, exec_id: &str) -> Result<()> {
 
 /// The type URL containerd gives an exec's OCI process spec.
 const PROCESS_SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
-
-/// Decodes the runtime options containerd sends: runc's Options, CRI's
-/// generic options carrying a TOML table, or nothing.
-pub fn runtime_options(any: Option<&Any>) -> Result<RuntimeOptions> {
-    let Some(any) = any.filter(|a| !a.type_url.is_empty()) else {
-        return Ok(RuntimeOptions::default());
-    };
-    let name = any.type_url.rsplit('/').next().unwrap_or_default();
-    let bad = |e: &dyn std::fmt::Display| {
-        Error::InvalidArgument(format!("runtime options of type {}: {e}", any.type_url))
-    };
-    match name {
-        "containerd.runc.v1.Options" => {
-            let o = RuncOptions::parse_from_bytes(&any.value).map_err(|e| bad(&e))?;
-            Ok(RuntimeOptions {
-                binary: o.binary_name,
-                root: o.root,
-                systemd_cgroup: o.systemd_cgroup,
-                no_pivot_root: o.no_pivot_root,
-                no_new_keyring: o.no_new_keyring,
-                shim_cgroup: o.shim_cgroup,
-                io_uid: o.io_uid,
-                io_gid: o.io_gid,
-                criu_path: o.criu_path,
-                criu_image_path: o.criu_image_path,
-                criu_work_path: o.criu_work_path,
-            })
-        }
-        "runtimeoptions.v1.Options" => {
-            let o = CriOptions::parse_from_bytes(&any.value).map_err(|e| bad(&e))?;
-            let body = if !o.config_path.is_empty() {
-                std::fs::read(&o.config_path).map_err(Error::io("read", &o.config_path))?
-            } else {
-                o.config_body
-            };
-            toml_options(&String::from_utf8_lossy(&body)).map_err(|e| bad(&e))
-        }
-        _ => Err(bad(
-            &"unsupported type (tether takes containerd.runc.v1.Options)",
-        )),
-    }
-}
-
-/// The runc-style keys of a CRI runtime `options` table.
-fn toml_options(text: &str) -> std::result::Result<RuntimeOptions, toml::de::Error> {
-    #[derive(serde::Deserialize, Default)]
-    #[serde(default, rename_all = "PascalCase")]
-    struct Table {
-        binary_name: String,
-        root: String,
-        systemd_cgroup: bool,
-        no_pivot_root: bool,
-        no_new_keyring: bool,
-        shim_cgroup: String,
-        io_uid: u32,
-        io_gid: u32,
-        criu_path: String,
-        criu_image_path: String,
-        criu_work_path: String,
-    }
-    let t: Table = toml::from_str(text)?;
-    Ok(RuntimeOptions {
-        binary: t.binary_name,
-        root: t.root,
-        systemd_cgroup: t.systemd_cgroup,
-        no_pivot_root: t.no_pivot_root,
-        no_new_keyring: t.no_new_keyring,
-        shim_cgroup: t.shim_cgroup,
-        io_uid: t.io_uid,
-        io_gid: t.io_gid,
-        criu_path: t.criu_path,
-        criu_image_path: t.criu_image_path,
-        criu_work_path: t.criu_work_path,
-    })
-}
 
 fn wire_status(s: Status) -> WireStatus {
     match s {
@@ -472,45 +396,5 @@ impl Task for TaskService {
             })
         })();
         reply("Stats", &req.id, r)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_runc_options() {
-        let mut o = RuncOptions::new();
-        o.binary_name = "/usr/bin/crun".into();
-        o.systemd_cgroup = true;
-        let mut any = Any::new();
-        any.type_url = "containerd.runc.v1.Options".into();
-        any.value = o.write_to_bytes().unwrap();
-        let r = runtime_options(Some(&any)).unwrap();
-        assert_eq!(r.binary, "/usr/bin/crun");
-        assert!(r.systemd_cgroup);
-    }
-
-    #[test]
-    fn decodes_cri_toml_options() {
-        let mut o = CriOptions::new();
-        o.type_url = "io.containerd.tether.v2.options".into();
-        o.config_body = b"BinaryName = \"crun\"\nNoPivotRoot = true\n".to_vec();
-        let mut any = Any::new();
-        any.type_url = "runtimeoptions.v1.Options".into();
-        any.value = o.write_to_bytes().unwrap();
-        let r = runtime_options(Some(&any)).unwrap();
-        assert_eq!(r.binary, "crun");
-        assert!(r.no_pivot_root);
-    }
-
-    #[test]
-    fn empty_options_mean_defaults_and_unknown_types_are_refused() {
-        assert_eq!(runtime_options(None).unwrap(), RuntimeOptions::default());
-        let mut any = Any::new();
-        any.type_url = "containerd.linux.runc.RuncOptions".into();
-        let e = runtime_options(Some(&any)).unwrap_err();
-        assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT);
     }
 }
