@@ -16,11 +16,25 @@ const PROTOS: &[&str] = &[
     "proto/forward.proto",
     "proto/runc_options.proto",
     "proto/runtimeoptions.proto",
+    "proto/runctypes.proto",
+    "proto/bootstrap.proto",
+    "proto/introspection.proto",
     "proto/cgroup1_metrics.proto",
     "proto/cgroup2_metrics.proto",
 ];
 
 fn main() {
+    // The commit -info reports as the revision, when built from a git tree.
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    if let Ok(o) = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+    {
+        let rev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if o.status.success() && !rev.is_empty() {
+            println!("cargo:rustc-env=TETHER_REVISION={rev}");
+        }
+    }
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
     for p in PROTOS {
         println!("cargo:rerun-if-changed={p}");

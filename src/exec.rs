@@ -22,6 +22,12 @@ impl Container {
                 self.id
             )));
         }
+        if self.is_paused() {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot exec in container {:?}: it is paused",
+                self.id
+            )));
+        }
         let mut spec: serde_json::Value = serde_json::from_slice(spec_json)
             .map_err(|e| Error::InvalidArgument(format!("exec process spec: {e}")))?;
         if !spec.is_object() {
@@ -56,6 +62,12 @@ impl Container {
         if self.init.phase().finished() {
             return Err(Error::FailedPrecondition(format!(
                 "cannot start exec {exec_id:?}: the init process of container {:?} has exited",
+                self.id
+            )));
+        }
+        if self.is_paused() {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot start exec {exec_id:?}: container {:?} is paused",
                 self.id
             )));
         }

@@ -21,6 +21,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if flags.info {
+        return match cli::info::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("containerd-shim-tether-v2: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if flags.version {
         println!("containerd-shim-tether-v2 {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;

@@ -40,6 +40,10 @@ struct Table {
     containers: HashMap<String, Arc<Container>>,
     /// Ids whose Create is in progress.
     reserved: HashSet<String>,
+    /// Shutdown was accepted: no new container.
+    closing: bool,
+    /// The socket file containerd reaches this daemon by.
+    socket: Option<PathBuf>,
 }
 
 /// Everything the daemon serves.
@@ -207,12 +211,26 @@ impl Shim {
         Ok(deleted)
     }
 
-    /// Shuts the daemon down if it serves no container any more.
+    /// Records the socket file this daemon listens on, which Shutdown removes.
+    pub fn set_socket(&self, socket: Option<PathBuf>) {
+        self.table().socket = socket;
+    }
+
+    /// Shuts the daemon down if it serves no container any more. The socket
+    /// file goes at once, before the reply: a `start` for the same group that
+    /// runs right after must bind a new socket and get a new daemon, not be
+    /// handed this one, which is on its way out. Creates are refused from now.
     pub fn shutdown(&self) -> bool {
-        let t = self.table();
+        let mut t = self.table();
         let idle = t.containers.is_empty() && t.reserved.is_empty();
-        drop(t);
         if idle {
+            t.closing = true;
+            if let Some(socket) = t.socket.take() {
+                if let Err(e) = std::fs::remove_file(&socket) {
+                    tracing::warn!(socket = %socket.display(), error = %e, "removing the socket");
+                }
+            }
+            drop(t);
             self.shutdown.notify_one();
         }
         idle
@@ -220,6 +238,11 @@ impl Shim {
 
     fn reserve(&self, id: &str) -> Result<Reservation<'_>> {
         let mut t = self.table();
+        if t.closing {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot create {id:?}: the shim is shutting down"
+            )));
+        }
         if t.containers.contains_key(id) || !t.reserved.insert(id.to_string()) {
             return Err(Error::AlreadyExists(id.to_string()));
         }

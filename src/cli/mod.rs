@@ -1,7 +1,9 @@
 //! Command-line entry points: the Go-flag style arguments containerd passes,
 //! and the three modes (`start`, `delete`, and the daemon).
 
+pub mod bootstrap;
 pub mod delete;
+pub mod info;
 pub mod serve;
 pub mod start;
 
@@ -24,6 +26,8 @@ pub struct Flags {
     pub debug: bool,
     /// Print the version and exit.
     pub version: bool,
+    /// Print a `containerd.types.RuntimeInfo` and exit (containerd 2.x).
+    pub info: bool,
     /// `start`, `delete`, or none for the daemon.
     pub action: Option<String>,
     /// Check that this binary can take over an upgrade state file.
@@ -40,7 +44,7 @@ const VALUE_FLAGS: &[&str] = &[
     "debug-socket",
     "upgrade-check",
 ];
-const BOOL_FLAGS: &[&str] = &["debug", "v", "version"];
+const BOOL_FLAGS: &[&str] = &["debug", "v", "version", "info"];
 
 impl Flags {
     /// Parses `args` (without the program name).
@@ -70,6 +74,7 @@ impl Flags {
                 };
                 match name {
                     "debug" => flags.debug = on,
+                    "info" => flags.info = on,
                     _ => flags.version = on,
                 }
                 continue;

@@ -149,6 +149,7 @@ async fn serve(
         exits,
         shutdown.clone(),
     );
+    shim.set_socket(socket);
     let service = Arc::new(TaskService::new(shim.clone()));
     let mut services: HashMap<String, Service> = create_task(service.clone());
     // containerd 2.x calls the same service under its v3 name.
@@ -202,10 +203,9 @@ async fn serve(
     // Let the Shutdown reply reach containerd before the connections close.
     tokio::time::sleep(Duration::from_millis(10)).await;
     let _ = server.shutdown().await;
+    // The socket file went with Shutdown (another daemon may own that path
+    // by now).
     publisher.flush(FLUSH_LIMIT).await;
-    if let Some(socket) = socket {
-        let _ = std::fs::remove_file(socket);
-    }
     tracing::info!(id = flags.id, "shim exiting");
     Ok(())
 }

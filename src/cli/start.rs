@@ -13,16 +13,19 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+use super::bootstrap::{self, Reply, StartInput};
 use super::Flags;
 use crate::ids::validate;
 use crate::state::{write_atomic, ADDRESS_FILE};
 
 /// Where shim sockets live; containerd's convention, whatever its state dir.
 pub const SOCKET_DIR: &str = "/run/containerd/s";
-/// The most stdin `start` reads (runtime options).
+/// The longest socket path a `sockaddr_un` holds (with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// The most stdin `start` reads (runtime options or bootstrap params).
 const MAX_STDIN: u64 = 10 << 20;
 /// Annotations that put several containers in one shim, in order of precedence.
 const GROUP_ANNOTATIONS: &[&str] = &[
@@ -34,35 +37,48 @@ const GROUP_ANNOTATIONS: &[&str] = &[
 pub fn run(flags: &Flags) -> Result<()> {
     validate("namespace", &flags.namespace)?;
     validate("container id", &flags.id)?;
-    // Runtime options arrive on stdin; read them so containerd never blocks
-    // writing. (ShimCgroup is their only use at start.)
-    let mut options = Vec::new();
-    let _ = std::io::stdin().take(MAX_STDIN).read_to_end(&mut options);
+    // containerd writes the runtime options (1.6 to 2.2) or its bootstrap
+    // params (2.3+) and waits for the write, so read all of it first.
+    let mut stdin = Vec::new();
+    std::io::stdin()
+        .take(MAX_STDIN)
+        .read_to_end(&mut stdin)
+        .context("reading stdin")?;
+    let input = bootstrap::parse(&stdin, &flags.id, &flags.namespace)?;
 
     let bundle = std::env::current_dir().context("reading the bundle (cwd)")?;
     let group = grouping_id(&bundle).unwrap_or_else(|| flags.id.clone());
     validate("grouping id", &group)?;
-    let socket = socket_path(&flags.address, &flags.namespace, &group);
+    let dir = input
+        .socket_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SOCKET_DIR));
+    let socket = socket_path_in(&dir, &flags.address, &flags.namespace, &group);
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        bail!(
+            "socket path {} is longer than {MAX_SOCKET_PATH} bytes",
+            socket.display()
+        );
+    }
     let address = format!("unix://{}", socket.display());
 
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(SOCKET_DIR)
-        .with_context(|| format!("creating {SOCKET_DIR}"))?;
-    fs::set_permissions(SOCKET_DIR, Permissions::from_mode(0o700))
-        .with_context(|| format!("setting the mode of {SOCKET_DIR}"))?;
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(&dir, Permissions::from_mode(0o700))
+        .with_context(|| format!("setting the mode of {}", dir.display()))?;
 
     let listener = match bind(&socket)? {
         Some(l) => l,
         None => {
             // A live shim already serves this group: containerd talks to it.
             write_atomic(&bundle.join(ADDRESS_FILE), address.as_bytes(), 0o600)?;
-            print_address(&address)?;
-            return Ok(());
+            return print_reply(input.reply, &address);
         }
     };
-    let spawned = spawn_daemon(flags, &listener);
+    let spawned = spawn_daemon(flags, &input, &listener);
     drop(listener);
     let pid = match spawned {
         Ok(pid) => pid,
@@ -72,7 +88,14 @@ pub fn run(flags: &Flags) -> Result<()> {
         }
     };
     set_oom_score(pid);
-    if let Err(e) = join_shim_cgroup(&options, pid) {
+    let placed = join_shim_cgroup(&input.options.shim_cgroup, pid).and_then(|()| {
+        Ok(write_atomic(
+            &bundle.join(ADDRESS_FILE),
+            address.as_bytes(),
+            0o600,
+        )?)
+    });
+    if let Err(e) = placed {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGKILL,
@@ -80,17 +103,22 @@ pub fn run(flags: &Flags) -> Result<()> {
         let _ = fs::remove_file(&socket);
         return Err(e);
     }
-    write_atomic(&bundle.join(ADDRESS_FILE), address.as_bytes(), 0o600)?;
-    print_address(&address)
+    print_reply(input.reply, &address)
 }
 
-/// The socket path for a group: sha256 of containerd's address, namespace and
-/// grouping id joined as a path, as containerd's own shims name theirs.
+/// The socket path for a group in the default directory.
 pub fn socket_path(address: &str, namespace: &str, group: &str) -> PathBuf {
+    socket_path_in(Path::new(SOCKET_DIR), address, namespace, group)
+}
+
+/// The socket path for a group in `dir`: sha256 of containerd's address,
+/// namespace and grouping id joined as a path, as containerd's own shims name
+/// theirs.
+pub fn socket_path_in(dir: &Path, address: &str, namespace: &str, group: &str) -> PathBuf {
     let joined = Path::new(address).join(namespace).join(group);
     let digest = Sha256::digest(joined.as_os_str().as_encoded_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Path::new(SOCKET_DIR).join(hex)
+    dir.join(hex)
 }
 
 /// The grouping id from the bundle's spec annotations, if any.
@@ -128,13 +156,16 @@ fn bind(socket: &Path) -> Result<Option<UnixListener>> {
 }
 
 /// Re-executes this binary as the daemon with the listener on fd 3.
-fn spawn_daemon(flags: &Flags, listener: &UnixListener) -> Result<u32> {
+fn spawn_daemon(flags: &Flags, input: &StartInput, listener: &UnixListener) -> Result<u32> {
     let exe = std::env::current_exe().context("finding the shim's own binary")?;
     let mut cmd = Command::new(&exe);
     cmd.args(["-namespace", &flags.namespace, "-id", &flags.id]);
     cmd.args(["-address", &flags.address]);
-    if flags.debug {
+    if flags.debug || input.debug {
         cmd.arg("-debug");
+    }
+    if let Some(ttrpc) = &input.ttrpc_address {
+        cmd.env("TTRPC_ADDRESS", ttrpc);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -148,25 +179,13 @@ fn spawn_daemon(flags: &Flags, listener: &UnixListener) -> Result<u32> {
     Ok(child.id())
 }
 
-/// Moves the daemon into the ShimCgroup of the runtime options on stdin, if
-/// they name one (a protobuf Any, as containerd sends it).
-fn join_shim_cgroup(stdin: &[u8], pid: u32) -> Result<()> {
-    use protobuf::Message;
-    if stdin.is_empty() {
+/// Moves the daemon into the runtime options' ShimCgroup, if they name one.
+fn join_shim_cgroup(cgroup: &str, pid: u32) -> Result<()> {
+    if cgroup.is_empty() {
         return Ok(());
     }
-    let Ok(any) = protobuf::well_known_types::any::Any::parse_from_bytes(stdin) else {
-        return Ok(());
-    };
-    // Options that do not parse are refused at Create, with the reason.
-    let Ok(opts) = crate::service::runtime_options(Some(&any)) else {
-        return Ok(());
-    };
-    if opts.shim_cgroup.is_empty() {
-        return Ok(());
-    }
-    crate::cgroup::add_pid(&opts.shim_cgroup, pid)
-        .with_context(|| format!("moving the shim into its cgroup {:?}", opts.shim_cgroup))?;
+    crate::cgroup::add_pid(cgroup, pid)
+        .with_context(|| format!("moving the shim into its cgroup {cgroup:?}"))?;
     Ok(())
 }
 
@@ -182,9 +201,9 @@ fn set_oom_score(pid: u32) {
     let _ = fs::write(format!("/proc/{pid}/oom_score_adj"), target.to_string());
 }
 
-fn print_address(address: &str) -> Result<()> {
+fn print_reply(kind: Reply, address: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(address.as_bytes())?;
+    out.write_all(&bootstrap::reply(kind, address))?;
     out.flush()?;
     Ok(())
 }
