@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::{Containerd, Rootfs};
 
-#[test]
 fn exit_status_survives_a_shim_killed_before_delete_100_of_100() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -44,3 +43,5 @@ fn exit_status_survives_a_shim_killed_before_delete_100_of_100() {
         cd.assert_no_leftovers(&id, &rootfs, None, None);
     }
 }
+
+crate::containerd_matrix!(exit_status_survives_a_shim_killed_before_delete_100_of_100,);

@@ -17,7 +17,6 @@ fn shell_line(cmd: &Command) -> String {
         .join(" ")
 }
 
-#[test]
 fn ctr_exec_statuses_stdin_round_trip_and_kill() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -81,7 +80,6 @@ fn ctr_exec_statuses_stdin_round_trip_and_kill() {
     cd.kill_and_remove(&id, &rootfs);
 }
 
-#[test]
 fn terminal_exec_output_is_complete_100_times_out_of_100() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -108,7 +106,6 @@ fn terminal_exec_output_is_complete_100_times_out_of_100() {
     cd.kill_and_remove(&id, &rootfs);
 }
 
-#[test]
 fn file_log_uri_is_byte_exact_through_ctr() {
     let rootfs = Rootfs::new();
     let data = pseudo_random_bytes(8 << 20, 11);
@@ -136,3 +133,9 @@ fn file_log_uri_is_byte_exact_through_ctr() {
     assert!(got == data, "file:// output differs");
     cd.assert_no_leftovers(&id, &rootfs, None, None);
 }
+
+crate::containerd_matrix!(
+    ctr_exec_statuses_stdin_round_trip_and_kill,
+    terminal_exec_output_is_complete_100_times_out_of_100,
+    file_log_uri_is_byte_exact_through_ctr,
+);

@@ -14,7 +14,6 @@ fn metric(text: &str, name: &str) -> Option<u64> {
     })
 }
 
-#[test]
 fn metrics_show_memory_held_by_the_container() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -34,7 +33,6 @@ fn metrics_show_memory_held_by_the_container() {
     assert!(!out.status.success());
 }
 
-#[test]
 fn oom_is_reported_once_and_before_the_exit_20_of_20() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -84,7 +82,6 @@ fn oom_is_reported_once_and_before_the_exit_20_of_20() {
     }
 }
 
-#[test]
 fn oom_of_a_child_is_reported_while_the_container_runs() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -110,7 +107,6 @@ fn oom_of_a_child_is_reported_while_the_container_runs() {
     );
 }
 
-#[test]
 fn pause_freezes_and_resume_thaws() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -142,3 +138,10 @@ fn pause_freezes_and_resume_thaws() {
     events.wait_for("/tasks/resumed", &id, Duration::from_secs(10));
     cd.kill_and_remove(&id, &rootfs);
 }
+
+crate::containerd_matrix!(
+    metrics_show_memory_held_by_the_container,
+    oom_is_reported_once_and_before_the_exit_20_of_20,
+    oom_of_a_child_is_reported_while_the_container_runs,
+    pause_freezes_and_resume_thaws,
+);

@@ -105,7 +105,6 @@ fn wait_takeovers(cd: &Containerd, n: usize) {
     );
 }
 
-#[test]
 fn a_256_mib_stream_survives_upgrades_mid_stream() {
     let rootfs = Rootfs::new();
     let data = pseudo_random_bytes(256 << 20, 3);
@@ -174,7 +173,6 @@ fn a_256_mib_stream_survives_upgrades_mid_stream() {
     cd.assert_no_leftovers(&id, &rootfs, None, None);
 }
 
-#[test]
 fn twenty_upgrades_under_a_running_container_and_exec() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -246,7 +244,6 @@ fn twenty_upgrades_under_a_running_container_and_exec() {
     cd.kill_and_remove(&id, &rootfs);
 }
 
-#[test]
 fn an_upgrade_to_a_broken_binary_leaves_the_shim_on_its_old_code() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -296,3 +293,9 @@ fn an_upgrade_to_a_broken_binary_leaves_the_shim_on_its_old_code() {
     shim.replace_with(&common::shim_path());
     cd.kill_and_remove(&id, &rootfs);
 }
+
+crate::containerd_matrix!(
+    a_256_mib_stream_survives_upgrades_mid_stream,
+    twenty_upgrades_under_a_running_container_and_exec,
+    an_upgrade_to_a_broken_binary_leaves_the_shim_on_its_old_code,
+);

@@ -91,3 +91,20 @@ fn guards_clean_up_after_a_panic() {
 fn guards_clean_up_after_a_panic_with_containerd_killed() {
     panic_with_running_container(true);
 }
+
+/// The harness's matrix and the one scripts/peers.sh builds are the same
+/// list, in the same order.
+#[test]
+fn containerd_matrix_matches_the_peers_file() {
+    let file = include_str!("peers/containerd-matrix");
+    let listed: Vec<&str> = file
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let harness: Vec<&str> = common::MATRIX.iter().map(|(_, v)| *v).collect();
+    assert_eq!(
+        listed, harness,
+        "tests/peers/containerd-matrix and tests/common/matrix.rs differ"
+    );
+}

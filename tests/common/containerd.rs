@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use super::environment::{require_environment, runtime, runtime_binary};
 use super::events::EventStream;
+use super::matrix::{current_bins, ContainerdBins};
 use super::mounts::{mounts_under, unmount_all_under};
 use super::procs::{
     all_processes, kill_and_reap, kill_processes_where, processes_rooted_under, ProcInfo,
@@ -45,13 +46,21 @@ pub struct Containerd {
     child: Option<Child>,
     /// Every shim socket seen, so `Drop` can remove it if the shim could not.
     known_sockets: Mutex<BTreeSet<PathBuf>>,
+    /// The containerd version under test and its binaries.
+    pub bins: ContainerdBins,
 }
 
 impl Containerd {
     /// Writes a config and starts containerd; returns once it answers
     /// `ctr version`.
     pub fn start() -> Containerd {
+        Containerd::start_with("")
+    }
+
+    /// Like `start`, with `extra` appended to the config (TOML tables).
+    pub fn start_with(extra: &str) -> Containerd {
         require_environment();
+        let bins = current_bins();
         let tmp = tempfile::Builder::new()
             .prefix("tether-e2e-")
             .tempdir()
@@ -67,11 +76,18 @@ impl Containerd {
         for d in [&root, &state, &fifo_dir] {
             fs::create_dir_all(d).expect("creating containerd directories");
         }
+        // 2.x reads version 2 configs too (and migrates them); its CRI is
+        // three plugins.
+        let disabled = if bins.is_v2() {
+            r#"["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"]"#
+        } else {
+            r#"["io.containerd.grpc.v1.cri"]"#
+        };
         let toml = format!(
             r#"version = 2
 root = "{root}"
 state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = {disabled}
 
 [grpc]
   address = "{address}"
@@ -86,10 +102,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             state = state.display(),
             address = address.display(),
             opt = dir.join("opt").display(),
-        );
+        ) + extra;
         fs::write(&config, toml).expect("writing containerd config");
         eprintln!(
-            "[harness] containerd in {} (namespace {namespace}); runtime under test: {} ({})",
+            "[harness] containerd {} in {} (namespace {namespace}); runtime under test: {} ({})",
+            bins.version,
             dir.display(),
             runtime(),
             runtime_binary().display()
@@ -105,6 +122,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             fifo_dir,
             child: None,
             known_sockets: Mutex::new(BTreeSet::new()),
+            bins,
         };
         c.spawn_daemon();
         c
@@ -118,7 +136,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .open(&self.log)
             .expect("opening containerd log");
         let log2 = log.try_clone().expect("cloning log handle");
-        let child = Command::new("containerd")
+        let path = std::env::var("PATH").unwrap_or_default();
+        let child = Command::new(&self.bins.containerd)
+            .env("PATH", format!("{}:{path}", self.bins.dir.display()))
             .arg("--config")
             .arg(&self.config)
             .env_remove("CONTAINERD_ADDRESS")
@@ -143,7 +163,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                     );
                 }
             }
-            Command::new("ctr")
+            Command::new(&self.bins.ctr)
                 .arg("--address")
                 .arg(&self.address)
                 .args(["--connect-timeout", "2s", "version"])
@@ -196,8 +216,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     /// The shim address containerd recorded in the bundle of `id` (e.g.
     /// `unix:///path`), if there is one.
     pub fn shim_address(&self, id: &str) -> Option<String> {
-        let s = fs::read_to_string(self.bundle_dir(id).join("address")).ok()?;
-        Some(s.trim().to_string())
+        let bundle = self.bundle_dir(id);
+        if let Ok(s) = fs::read_to_string(bundle.join("address")) {
+            return Some(s.trim().to_string());
+        }
+        // containerd 2.x's own record (shims need not write `address`).
+        let json = fs::read_to_string(bundle.join("bootstrap.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&json).ok()?;
+        Some(v.get("address")?.as_str()?.to_string())
     }
 
     /// The filesystem path of the shim socket of `id` (panics if the bundle

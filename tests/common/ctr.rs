@@ -21,7 +21,7 @@ pub struct TaskRow {
 impl Containerd {
     /// A `ctr --address A --namespace NS` command with stdin from /dev/null.
     pub fn ctr_command(&self) -> Command {
-        let mut cmd = Command::new("ctr");
+        let mut cmd = Command::new(&self.bins.ctr);
         cmd.arg("--address")
             .arg(&self.address)
             .arg("--namespace")

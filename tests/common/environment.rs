@@ -35,6 +35,10 @@ pub fn runtime_binary() -> PathBuf {
         parts[parts.len() - 2],
         parts[parts.len() - 1]
     );
+    let own = super::matrix::current_bins().dir.join(&bin);
+    if own.is_file() {
+        return own;
+    }
     find_in_path(&bin)
         .unwrap_or_else(|| panic!("runtime {rt:?} needs {bin} in $PATH, which is missing"))
 }

@@ -24,6 +24,8 @@ mod containerd;
 mod ctr;
 mod environment;
 mod events;
+#[macro_use]
+pub mod matrix;
 mod mounts;
 mod procs;
 mod rootfs;
@@ -38,6 +40,7 @@ pub use self::{
     ctr::{parse_delete_exit_code, parse_task_ls, TaskRow},
     environment::{find_in_path, require_environment, runtime, runtime_binary, shim_path},
     events::{parse_event_line, Event, EventStream},
+    matrix::{bins, current_bins, current_version, run_on, selected, ContainerdBins, MATRIX},
     mounts::{mounts_under, unmount_all_under},
     procs::{all_processes, kill_processes_where, process_alive, processes_rooted_under, ProcInfo},
     rootfs::Rootfs,

@@ -1,0 +1,181 @@
+//! The containerd versions the containerd tests run against, and where each
+//! one's binaries are. `system` is Debian's containerd from $PATH; every other
+//! version is built from the Go module proxy by `scripts/peers.sh` (when the
+//! cache lacks it) and run from the cache.
+//!
+//! A scenario is a plain `fn()`; `containerd_matrix!` turns it into one
+//! `#[test]` per version (`<scenario>::v2_3`, `<scenario>::v1_6`, …), each of
+//! which runs it with that version current, so `Containerd::start()` starts
+//! the right daemon. `TETHER_CONTAINERD=2.3.7,system` narrows a run; the
+//! versions left out are reported as not selected.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// (test name suffix, version), main target first. Must list the versions of
+/// tests/peers/containerd-matrix, in its order (harness_selftest checks).
+pub const MATRIX: &[(&str, &str)] = &[
+    ("v2_3", "2.3.7"),
+    ("v1_6", "system"),
+    ("v2_0", "2.0.14"),
+    ("v2_4", "2.4.2"),
+    ("v1_7", "1.7.35"),
+];
+
+thread_local! {
+    static CURRENT: RefCell<Option<&'static str>> = const { RefCell::new(None) };
+}
+
+/// One `#[test]` per containerd version for each scenario named.
+#[macro_export]
+macro_rules! containerd_matrix {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test] fn v2_3() { $crate::common::run_on("v2_3", super::$scenario) }
+            #[test] fn v1_6() { $crate::common::run_on("v1_6", super::$scenario) }
+            #[test] fn v2_0() { $crate::common::run_on("v2_0", super::$scenario) }
+            #[test] fn v2_4() { $crate::common::run_on("v2_4", super::$scenario) }
+            #[test] fn v1_7() { $crate::common::run_on("v1_7", super::$scenario) }
+        }
+    )*};
+}
+
+/// The versions `TETHER_CONTAINERD` selects (all when unset).
+pub fn selected() -> Vec<&'static str> {
+    let wanted = std::env::var("TETHER_CONTAINERD").unwrap_or_default();
+    let wanted: Vec<&str> = wanted
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    MATRIX
+        .iter()
+        .map(|(_, v)| *v)
+        .filter(|v| wanted.is_empty() || wanted.contains(v))
+        .collect()
+}
+
+/// Runs `scenario` with the containerd of matrix entry `key` current.
+pub fn run_on(key: &str, scenario: fn()) {
+    let version = MATRIX
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no containerd {key} in the matrix"));
+    if !selected().contains(&version) {
+        eprintln!("[harness] containerd {version} not selected by TETHER_CONTAINERD");
+        return;
+    }
+    CURRENT.with(|c| *c.borrow_mut() = Some(version));
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CURRENT.with(|c| *c.borrow_mut() = None);
+        }
+    }
+    let _reset = Reset;
+    scenario();
+}
+
+/// The containerd version current on this thread: the one a matrix test
+/// runs, else the main target.
+pub fn current_version() -> &'static str {
+    CURRENT.with(|c| *c.borrow()).unwrap_or(MATRIX[0].1)
+}
+
+/// A containerd's binaries.
+#[derive(Debug, Clone)]
+pub struct ContainerdBins {
+    /// `system` or a version number.
+    pub version: &'static str,
+    /// The directory holding them, put first in the daemon's PATH (so its
+    /// own `containerd-shim-runc-v2` is the Go shim of the same version).
+    pub dir: PathBuf,
+    pub containerd: PathBuf,
+    pub ctr: PathBuf,
+}
+
+impl ContainerdBins {
+    /// The major.minor line, e.g. (2, 3); Debian's is (1, 6).
+    pub fn line(&self) -> (u32, u32) {
+        let v = if self.version == "system" {
+            "1.6"
+        } else {
+            self.version
+        };
+        let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    }
+
+    /// containerd 2.x.
+    pub fn is_v2(&self) -> bool {
+        self.line().0 >= 2
+    }
+}
+
+/// The binaries of the current version, building them when missing.
+pub fn current_bins() -> ContainerdBins {
+    bins(current_version())
+}
+
+/// The binaries of `version`, building them when missing (once per test
+/// process).
+pub fn bins(version: &'static str) -> ContainerdBins {
+    static FOUND: Mutex<BTreeMap<&'static str, ContainerdBins>> = Mutex::new(BTreeMap::new());
+    let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
+    found
+        .entry(version)
+        .or_insert_with(|| locate(version))
+        .clone()
+}
+
+fn locate(version: &'static str) -> ContainerdBins {
+    if version == "system" {
+        let containerd = super::find_in_path("containerd").expect(
+            "the end-to-end tests need Debian's containerd in $PATH (apt-get install containerd)",
+        );
+        let ctr = super::find_in_path("ctr").expect("`ctr` is missing from $PATH");
+        let dir = containerd
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        return ContainerdBins {
+            version,
+            dir,
+            containerd,
+            ctr,
+        };
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["containerd", version])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "building containerd {version} with {} failed ({})",
+        script.display(),
+        out.status
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let b = ContainerdBins {
+        version,
+        containerd: dir.join("containerd"),
+        ctr: dir.join("ctr"),
+        dir,
+    };
+    for p in [&b.containerd, &b.ctr] {
+        assert!(
+            p.is_file(),
+            "containerd {version}: {} is missing",
+            p.display()
+        );
+    }
+    b
+}
