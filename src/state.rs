@@ -65,6 +65,10 @@ pub struct RuntimeRecord {
     pub root: PathBuf,
     /// Whether `--systemd-cgroup` was passed.
     pub systemd_cgroup: bool,
+    /// The daemon serving the container (0: unknown), so `delete` can tell
+    /// a dead daemon's socket from a live one's.
+    #[serde(default)]
+    pub shim_pid: u32,
 }
 
 impl RuntimeRecord {
@@ -174,6 +178,7 @@ mod tests {
             binary: "runc".into(),
             root: "/run/containerd/runc/default".into(),
             systemd_cgroup: false,
+            shim_pid: 7,
         };
         r.save(dir.path()).unwrap();
         assert_eq!(RuntimeRecord::load(dir.path()), Some(r));

@@ -4,8 +4,10 @@
 //! and prints a DeleteResponse: with the exit the daemon recorded, if it did.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -21,20 +23,48 @@ use crate::state::{read_pid, ExitRecord, RuntimeRecord, INIT_PID_FILE};
 /// The exit status reported for a task whose shim is gone: killed.
 const KILLED: u32 = 128 + libc::SIGKILL as u32;
 
-/// Removes the shim's socket file if no shim listens on it any more (the
-/// daemon was killed before it could). A live daemon serving other
-/// containers of the same group still answers, and keeps its socket.
-fn remove_dead_socket(bundle: &std::path::Path) {
+/// Removes the shim's socket file if its daemon is gone (killed before it
+/// could). A live daemon, which may serve other containers of the same group,
+/// keeps its socket. A killed daemon's listener can still take a connection
+/// for a moment while the kernel tears the process down, so the socket goes
+/// once connections are refused; one that keeps accepting belongs to a new
+/// daemon that took the path over, and stays.
+fn remove_dead_socket(bundle: &Path, shim_pid: u32) {
     let Ok(address) = std::fs::read_to_string(bundle.join(crate::state::ADDRESS_FILE)) else {
         return;
     };
     let Some(path) = address.trim().strip_prefix("unix://") else {
         return;
     };
-    if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
-        if e.kind() == std::io::ErrorKind::ConnectionRefused {
-            let _ = std::fs::remove_file(path);
+    let daemon_dead = shim_pid != 0 && !process_running(shim_pid);
+    if shim_pid != 0 && !daemon_dead {
+        return;
+    }
+    let tries = if daemon_dead { DEAD_SOCKET_TRIES } else { 1 };
+    for _ in 0..tries {
+        match UnixStream::connect(path) {
+            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let _ = std::fs::remove_file(path);
+                return;
+            }
+            Err(_) => return,
         }
+    }
+}
+
+/// How often `delete` probes a dead daemon's socket, 10 ms apart.
+const DEAD_SOCKET_TRIES: usize = 100;
+
+/// True if `pid` exists and is not a zombie.
+fn process_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 
@@ -46,8 +76,11 @@ pub fn run(flags: &Flags) -> Result<()> {
         Some(b) => PathBuf::from(b),
         None => std::env::current_dir().context("reading the bundle (cwd)")?,
     };
-    let record = RuntimeRecord::load(&bundle)
-        .unwrap_or_else(|| record_for(&RuntimeOptions::default(), &flags.namespace));
+    let record = RuntimeRecord::load(&bundle).unwrap_or_else(|| RuntimeRecord {
+        // No daemon recorded itself: the socket check alone decides.
+        shim_pid: 0,
+        ..record_for(&RuntimeOptions::default(), &flags.namespace)
+    });
 
     // After a normal Delete the runtime has no state for the container left:
     // then there is nothing to force, and no runtime to start (containerd
@@ -78,7 +111,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         Some(Err(e)) => eprintln!("running {}: {e}", record.binary),
     }
     crate::mount::unmount_all(&bundle.join("rootfs"));
-    remove_dead_socket(&bundle);
+    remove_dead_socket(&bundle, record.shim_pid);
 
     // The real exit, if the daemon recorded one before it went away;
     // otherwise what the container got from `delete --force`: SIGKILL, now.
