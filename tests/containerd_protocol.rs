@@ -263,7 +263,50 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) {
     assert_eq!(fs::metadata(dir).expect("stat").uid(), uid);
 }
 
+/// containerd 2.3+'s `socket_dir` (shim manager config, sent in the
+/// bootstrap params) is where the shim binds its socket: 0600 in a 0700
+/// directory. Older containerd have no such setting; their shims use
+/// /run/containerd/s.
+fn socket_in_containerd_socket_dir() {
+    let rootfs = Rootfs::new();
+    let probe = tempfile::Builder::new()
+        .prefix("tether-sd-")
+        .tempdir()
+        .expect("tempdir");
+    let dir = probe.path().join("s");
+    let (major, minor) = common::current_bins().line();
+    let configured = (major, minor) >= (2, 3);
+    let cd = if configured {
+        Containerd::start_with(&format!(
+            "\n[plugins.\"io.containerd.shim.v1.manager\"]\n  socket_dir = \"{}\"\n",
+            dir.display()
+        ))
+    } else {
+        Containerd::start()
+    };
+    let id = cd.unique_id("sockdir");
+    cd.run_detached(&rootfs, &id, &["/bin/sleep", "1000"]);
+    let socket = cd.shim_socket(&id);
+    let want = if configured {
+        dir.clone()
+    } else {
+        PathBuf::from("/run/containerd/s")
+    };
+    assert_eq!(
+        socket.parent(),
+        Some(want.as_path()),
+        "shim socket {}",
+        socket.display()
+    );
+    let mode = |p: &Path| fs::metadata(p).expect("stat").mode() & 0o7777;
+    assert_eq!(mode(&socket), 0o600, "socket mode");
+    assert_eq!(mode(&want), 0o700, "socket directory mode");
+    cd.kill_and_remove(&id, &rootfs);
+    assert!(!socket.exists(), "socket {} left", socket.display());
+}
+
 crate::containerd_matrix!(
+    socket_in_containerd_socket_dir,
     negotiates_the_native_protocol,
     shim_cgroup_from_runtime_options,
     same_id_reused_at_once,
