@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -81,7 +82,10 @@ impl Sink {
 
     async fn finish(&mut self) {
         match self {
-            Sink::Pipe(p) => drop(p.flush().await),
+            Sink::Pipe(p) => {
+                let _ = p.flush().await;
+                wait_until_read(p).await;
+            }
             Sink::File(_) => {}
             Sink::Console(c) => c.send_eof().await,
         }
@@ -94,6 +98,43 @@ impl Sink {
             Sink::File(f) => Some(f.into()),
             Sink::Console(_) => None,
         })
+    }
+}
+
+/// How long a reader may leave the pipe's last bytes unread, without taking
+/// any, before the sink is closed anyway.
+const READ_STALL: Duration = Duration::from_secs(5);
+
+/// Waits until the reader has taken every byte out of the pipe (or stops
+/// taking any). containerd's client closes its FIFO read ends as soon as it
+/// deletes a process (ctr, `cio` Cancel), so bytes still in the FIFO when
+/// the exit reaches it would be lost; the exit is reported only after this.
+async fn wait_until_read(p: &pipe::Sender) {
+    use std::os::fd::AsRawFd;
+    let fd = p.as_raw_fd();
+    let mut last = usize::MAX;
+    let mut since = tokio::time::Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let unread = match crate::sys::pipe_unread(fd) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        if unread == 0 {
+            return;
+        }
+        if unread < last {
+            last = unread;
+            since = tokio::time::Instant::now();
+        } else if since.elapsed() > READ_STALL {
+            tracing::warn!(
+                unread,
+                "the reader took nothing for {READ_STALL:?}; closing the pipe with bytes unread"
+            );
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 

@@ -173,6 +173,19 @@ pub fn get_winsize(fd: RawFd) -> Option<(u16, u16)> {
     Some((ws.ws_col, ws.ws_row))
 }
 
+nix::ioctl_read_bad!(fionread, libc::FIONREAD, libc::c_int);
+
+/// How many bytes sit in a pipe's buffer, not yet read (FIONREAD, which a
+/// pipe answers on either end).
+pub fn pipe_unread(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points at a
+    // live local of that type for the duration of the call. A bad fd is an
+    // error, not undefined behaviour.
+    unsafe { fionread(fd, &mut n) }.map_err(io::Error::from)?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// Takes ownership of a descriptor inherited across exec from the previous
 /// shim binary (a live upgrade), whose state file lists it.
 ///

@@ -3,19 +3,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{describe_output, poll_until, pseudo_random_bytes, Containerd, Rootfs};
-
-/// A shell command line running `cmd` (for `script`, which wants one string).
-fn shell_line(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+use common::{describe_output, output_in_pty, poll_until, pseudo_random_bytes, Containerd, Rootfs};
 
 fn ctr_exec_statuses_stdin_round_trip_and_kill() {
     let rootfs = Rootfs::new();
@@ -89,19 +80,21 @@ fn terminal_exec_output_is_complete_100_times_out_of_100() {
         let mut ctr = cd.ctr_command();
         ctr.args(["task", "exec", "-t", "--exec-id", &format!("s{i}"), &id]);
         ctr.args(["/bin/seq", "-s", " ", "1000000"]);
-        let out = Command::new("script")
-            .args(["-qec", &shell_line(&ctr), "/dev/null"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let (status, out) = output_in_pty(&mut ctr);
+        let text = String::from_utf8_lossy(&out);
         let tail = text.trim_end();
-        assert!(
-            tail.ends_with("999999 1000000"),
-            "run {i}: output ends with {:?}\n{}",
-            &tail[tail.len().saturating_sub(40)..],
-            describe_output(&out)
-        );
+        if !(status.success() && tail.ends_with("999999 1000000")) {
+            let log = std::fs::read_to_string(cd.log_file()).unwrap_or_default();
+            let shim_warnings: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains("level=warn"))
+                .collect();
+            panic!(
+                "run {i}: ctr {status}, output ends with {:?}\nwarnings:\n{}",
+                &tail[tail.len().saturating_sub(40)..],
+                shim_warnings.join("\n")
+            );
+        }
     }
     cd.kill_and_remove(&id, &rootfs);
 }

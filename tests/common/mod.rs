@@ -49,8 +49,8 @@ pub use self::{
         SocketDirSnapshot, UnixSocket,
     },
     util::{
-        compare_stream, describe_output, output_with_timeout, poll_until, pseudo_random_bytes,
-        sha256_hex, spawn_and_wait, unique_name, StreamCompare,
+        compare_stream, describe_output, output_in_pty, output_with_timeout, poll_until,
+        pseudo_random_bytes, sha256_hex, spawn_and_wait, unique_name, StreamCompare,
     },
 };
 

@@ -181,3 +181,36 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Runs `cmd` with a fresh pseudo-terminal as its stdin, stdout and stderr
+/// (what `ctr ... -t` insists on), and returns its exit status and everything
+/// it wrote, read from the master until the terminal closes (EIO), so no
+/// tail is lost to a reader that stops early.
+pub fn output_in_pty(cmd: &mut Command) -> (std::process::ExitStatus, Vec<u8>) {
+    use std::os::fd::OwnedFd;
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave: OwnedFd = pty.slave;
+    cmd.stdin(Stdio::from(slave.try_clone().expect("dup pty slave")))
+        .stdout(Stdio::from(slave.try_clone().expect("dup pty slave")))
+        .stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().expect("spawning a command on a pty");
+    // The spawn's copies of the slave are in the child only now.
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut master = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // EIO: every slave descriptor is closed.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading the pty master: {e}"),
+        }
+    }
+    let status = child.wait().expect("waiting for the command");
+    (status, out)
+}
