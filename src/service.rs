@@ -40,7 +40,13 @@ impl TaskService {
 /// Logs a failed call once and converts it for the wire.
 fn reply<T>(method: &'static str, id: &str, r: Result<T>) -> ttrpc::Result<T> {
     r.map_err(|e| {
-        tracing::warn!(method, id, code = ?e.code(), error = %e, "request failed");
+        // containerd (CRI above all) routinely kills and deletes what has
+        // already finished: NotFound is an answer, not a fault.
+        if e.code() == ttrpc::Code::NOT_FOUND {
+            tracing::debug!(method, id, error = %e, "request for something gone");
+        } else {
+            tracing::warn!(method, id, code = ?e.code(), error = %e, "request failed");
+        }
         e.into()
     })
 }
