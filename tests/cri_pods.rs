@@ -53,8 +53,21 @@ fn cri_pods_tether_and_runc() {
     let out = Command::new("timeout")
         .args(["--signal=TERM", "--kill-after=120", "900", "bash"])
         .arg(root.join("scripts/critest.sh"))
-        .args(["--containerd", "2.3.7", "--handler", "tether", "--shim", shim])
-        .args(["--exec", "--", "env", "CRI_PODS_CHECKS=pods restart", "bash"])
+        .args([
+            "--containerd",
+            "2.3.7",
+            "--handler",
+            "tether",
+            "--shim",
+            shim,
+        ])
+        .args([
+            "--exec",
+            "--",
+            "env",
+            "CRI_PODS_CHECKS=pods restart",
+            "bash",
+        ])
         .arg(root.join("tests/cri/pods.sh"))
         .current_dir(root)
         .output()
