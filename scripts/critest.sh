@@ -2,7 +2,10 @@
 # Runs the CRI validation suite (critest, from cri-tools) against a private
 # containerd that has three runtime handlers: `runc` (io.containerd.runc.v2),
 # `tether` (io.containerd.tether.v2, this repository's shim, running runc) and
-# `tether-crun` (the same shim with BinaryName = "crun", /usr/bin/crun).
+# `tether-crun` (the same shim with BinaryName = "crun", /usr/bin/crun) and
+# `tether-wrapped` (BinaryName = a wrapper that logs its calls and runs runc,
+# $CRI_WRAPPED_LOG). On containerd 1.6 the tether handlers' options are in a
+# TOML file named by ConfigPath (see the config below).
 #
 #   scripts/critest.sh --handler NAME [--containerd VERSION] [--shim PATH]
 #                      [--focus REGEX] [--skip REGEX] [--parallel N]
@@ -105,7 +108,7 @@ while [[ $# -gt 0 ]]; do
 done
 if [[ $exec_mode == 1 ]]; then handler="${handler:-tether}"; fi
 [[ -n "$handler" ]] || usage
-case "$handler" in runc|tether|tether-crun) ;; *) echo "critest.sh: handler must be runc, tether or tether-crun" >&2; exit 2 ;; esac
+case "$handler" in runc|tether|tether-crun|tether-wrapped) ;; *) echo "critest.sh: handler must be runc, tether, tether-crun or tether-wrapped" >&2; exit 2 ;; esac
 
 log() { echo "[critest.sh] $*" >&2; }
 
@@ -518,6 +521,20 @@ sock="$tmp/containerd.sock"
 # runtime_path (2.x).
 if [[ -x "$shim" ]]; then
     ln -s "$shim" "$tmp/bin/containerd-shim-tether-v2"
+    # A runtime binary that proves the handler's BinaryName reaches the shim:
+    # it logs each call and runs runc.
+    cat >"$tmp/bin/runc-wrapped" <<WRAP
+#!/bin/sh
+echo "\$*" >>"$tmp/runc-wrapped.log"
+exec runc "\$@"
+WRAP
+    chmod 0755 "$tmp/bin/runc-wrapped"
+    # containerd 1.6 gives a runtime type other than io.containerd.runc.* its
+    # options table as runtimeoptions.v1.Options, of which only ConfigPath
+    # survives: the options then live in that TOML file.
+    printf 'BinaryName = "runc"\nSystemdCgroup = false\n' >"$tmp/tether-options.toml"
+    printf 'BinaryName = "crun"\nSystemdCgroup = false\n' >"$tmp/tether-crun-options.toml"
+    printf 'BinaryName = "%s"\nSystemdCgroup = false\n' "$tmp/bin/runc-wrapped" >"$tmp/tether-wrapped-options.toml"
 fi
 if [[ $cd_major == 1 ]]; then
     cat >"$tmp/config.toml" <<EOF
@@ -551,17 +568,15 @@ state = "$tmp/state"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tether]
       runtime_type = "io.containerd.tether.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tether.options]
-        BinaryName = "runc"
-        SystemdCgroup = false
-    # containerd 1.x hands a shim its runtime options as runcoptions (where
-    # BinaryName is) only for runtime_type io.containerd.runc.v1/v2, and
-    # drops them otherwise: runc.v2 with runtime_path = the tether shim.
+        ConfigPath = "$tmp/tether-options.toml"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tether-crun]
-      runtime_type = "io.containerd.runc.v2"
-      runtime_path = "$tmp/bin/containerd-shim-tether-v2"
+      runtime_type = "io.containerd.tether.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tether-crun.options]
-        BinaryName = "crun"
-        SystemdCgroup = false
+        ConfigPath = "$tmp/tether-crun-options.toml"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tether-wrapped]
+      runtime_type = "io.containerd.tether.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.tether-wrapped.options]
+        ConfigPath = "$tmp/tether-wrapped-options.toml"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$tmp/cni/net.d"
@@ -617,6 +632,12 @@ state = "$tmp/state"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tether-crun.options]
         BinaryName = "crun"
         SystemdCgroup = false
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tether-wrapped]
+      runtime_type = "io.containerd.tether.v2"
+      runtime_path = "$tmp/bin/containerd-shim-tether-v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tether-wrapped.options]
+        BinaryName = "$tmp/bin/runc-wrapped"
+        SystemdCgroup = false
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "$tmp/cni/net.d"
@@ -664,7 +685,7 @@ if [[ $exec_mode == 1 ]]; then
             CRI_TMP="$tmp" CRI_RESULTS="$results" CRI_CONFIG_FILE="$tmp/crictl.yaml" \
             CRI_BUSYBOX_IMAGE="registry.k8s.io/e2e-test-images/busybox:1.29-2" \
             CRI_PAUSE_IMAGE="$sandbox_image" \
-            CRI_HANDLERS="runc tether tether-crun" CRI_HANDLER="$handler" CRI_SHIM="$shim" \
+            CRI_HANDLERS="runc tether tether-crun tether-wrapped" CRI_WRAPPED_LOG="$tmp/runc-wrapped.log" CRI_HANDLER="$handler" CRI_SHIM="$shim" \
             CRI_RESTART="$here/scripts/cri/restart-containerd.sh"
         exec "${exec_cmd[@]}"
     ) &

@@ -1,10 +1,11 @@
 //! Kubernetes-style pods through containerd's CRI plugin, with the tether shim
 //! and, for comparison, runc's shim, in one run:
-//! `scripts/critest.sh --containerd 2.3.7 --exec -- bash tests/cri/pods.sh`
-//! (critest.sh sets up a private containerd 2.3.7 with the CRI plugin, a local
-//! registry, a CNI bridge and the runtime handlers `runc`, `tether` and
-//! `tether-crun`; tests/cri/pods.sh drives crictl). Each check runs for the
-//! handlers `tether` and `runc`:
+//! `scripts/critest.sh --containerd VERSION --exec -- bash tests/cri/pods.sh`,
+//! on containerd 2.3.7 and on Debian's 1.6.20 (critest.sh sets up a private
+//! containerd with the CRI plugin, a local registry, a CNI bridge and the
+//! runtime handlers `runc`, `tether`, `tether-crun` and `tether-wrapped`;
+//! tests/cri/pods.sh drives crictl). Each check runs for the handlers
+//! `tether` and `runc`:
 //!
 //! - one-shim-per-pod: a pod with two containers has one shim process, which
 //!   exits after `crictl stopp` + `crictl rmp`
@@ -16,6 +17,11 @@
 //! - stats: `crictl stats` / `crictl statsp` have entries with CPU and memory
 //! - restart: containerd SIGKILLed and restarted with a pod of each handler
 //!   running: pod Ready, container Running with the same PID, exec works
+//!
+//! and, for `tether-wrapped` only, options: the handler's TOML `BinaryName`
+//! (a wrapper that logs its calls and runs runc) is what the shim runs (on
+//! 1.6 through the options table's `ConfigPath`, the only key 1.6 passes to a
+//! runtime type other than io.containerd.runc.*).
 //!
 //! Not checked here: the `tether-crun` handler. Debian's crun 1.8.1 refuses
 //! containerd 2.x's config.json ("unknown version specified": it only takes
@@ -40,7 +46,16 @@ const CHECKS: [&str; 7] = [
 ];
 
 #[test]
-fn cri_pods_tether_and_runc() {
+fn cri_pods_tether_and_runc_containerd_2_3() {
+    pods("2.3.7");
+}
+
+#[test]
+fn cri_pods_tether_and_runc_containerd_1_6() {
+    pods("system");
+}
+
+fn pods(version: &str) {
     assert!(
         nix::unistd::geteuid().is_root(),
         "the CRI pod tests need root (they run a real containerd, CNI and runc); \
@@ -55,7 +70,7 @@ fn cri_pods_tether_and_runc() {
         .arg(root.join("scripts/critest.sh"))
         .args([
             "--containerd",
-            "2.3.7",
+            version,
             "--handler",
             "tether",
             "--shim",
@@ -65,7 +80,7 @@ fn cri_pods_tether_and_runc() {
             "--exec",
             "--",
             "env",
-            "CRI_PODS_CHECKS=pods restart",
+            "CRI_PODS_CHECKS=pods options restart",
             "bash",
         ])
         .arg(root.join("tests/cri/pods.sh"))
@@ -94,13 +109,16 @@ fn cri_pods_tether_and_runc() {
             }
         }
     }
+    if !stdout.lines().any(|l| l == "PASS tether-wrapped options") {
+        missing.push("tether-wrapped options: no PASS line".to_string());
+    }
     let last = stdout.lines().last().unwrap_or("");
     assert!(
         missing.is_empty() && out.status.success(),
-        "CRI pod checks failed ({}; last line {last:?}):\n{}",
+        "CRI pod checks on containerd {version} failed ({}; last line {last:?}):\n{}",
         out.status,
         missing.join("\n")
     );
-    let n = HANDLERS.len() * CHECKS.len();
+    let n = HANDLERS.len() * CHECKS.len() + 1;
     assert_eq!(last, format!("{n} passed, 0 failed"));
 }

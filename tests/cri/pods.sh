@@ -10,8 +10,8 @@
 # a per-handler line `HANDLER: N passed, M failed` and, last, the total
 # `N passed, M failed`. Exit status 0 when nothing failed.
 #
-# CRI_PODS_CHECKS (default "pods crun restart") selects groups: pods (the
-# first six checks below), crun, restart. CRI_PODS_HANDLERS (default
+# CRI_PODS_CHECKS (default "pods crun options restart") selects groups: pods
+# (the first six checks below), crun, options, restart. CRI_PODS_HANDLERS (default
 # "tether runc") the handlers of the pods and restart groups.
 # Note: Debian's crun 1.8.1 refuses a config.json whose ociVersion is not
 # 1.0.x ("unknown version specified"), and containerd 2.x writes 1.2.x, so
@@ -29,6 +29,9 @@
 #   crun              (handler tether-crun only) the container runs and its
 #                     output appears; runtime.json names crun and
 #                     `crun state` knows the container
+#   options           (handler tether-wrapped only) the handler's BinaryName
+#                     (a wrapper that logs and runs runc) is what the shim
+#                     runs: its log has the create, runtime.json names it
 #   restart           containerd SIGKILLed and restarted (CRI_RESTART) with a
 #                     pod of each handler running: pod Ready, container
 #                     Running with the same PID, exec --sync works
@@ -246,6 +249,24 @@ check_crun() {
     rm_pod "$pod"
 }
 
+check_options() {
+    local h=tether-wrapped pod c out
+    : "${CRI_WRAPPED_LOG:?}"
+    pod="$(run_pod "$h" "options")" || { fail "$h" options "runp failed"; return; }
+    c="$(start_ctr "$pod" options main 0 sh -c 'echo hello-from-wrapped; exec sleep 1000')" ||
+        { fail "$h" options "create/start failed"; rm_pod "$pod"; return; }
+    wait_for 10 eval '[[ "$(crictl logs "$c" 2>&1)" == *hello-from-wrapped* ]]'
+    out="$(crictl logs "$c" 2>&1)"
+    local rt="$tasks/$c/runtime.json"
+    if [[ "$out" == *hello-from-wrapped* ]] && grep -q runc-wrapped "$rt" 2>/dev/null &&
+        grep -q "create .*$c" "$CRI_WRAPPED_LOG" 2>/dev/null; then
+        pass "$h" options
+    else
+        fail "$h" options "logs: $out; runtime.json: $(cat "$rt" 2>/dev/null); wrapper log: $(tail -n 3 "$CRI_WRAPPED_LOG" 2>/dev/null)"
+    fi
+    rm_pod "$pod"
+}
+
 check_restart() {
     local h pod c
     declare -A rpod rctr rpid
@@ -278,7 +299,7 @@ check_restart() {
 }
 
 want() { [[ " $checks " == *" $1 "* ]]; }
-checks=" ${CRI_PODS_CHECKS:-pods crun restart} "
+checks=" ${CRI_PODS_CHECKS:-pods crun options restart} "
 crictl pull "$img" >/dev/null || { echo "0 passed, 1 failed (could not pull $img)"; exit 1; }
 if want pods; then
     for h in "${handlers[@]}"; do
@@ -288,9 +309,10 @@ if want pods; then
     done
 fi
 want crun && check_crun
+want options && check_options
 want restart && check_restart
 
-for h in "${handlers[@]}" tether-crun; do
+for h in "${handlers[@]}" tether-crun tether-wrapped; do
     [[ -n "${npass[$h]:-}${nfail[$h]:-}" ]] && echo "$h: ${npass[$h]:-0} passed, ${nfail[$h]:-0} failed"
 done
 echo "$total_pass passed, $total_fail failed"
