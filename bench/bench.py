@@ -1381,6 +1381,10 @@ def machine_info():
     )
 
 
+B8_START = "<!-- B8 start -->"
+B8_END = "<!-- B8 end -->"
+
+
 def write_report(bench, rows, out_dir, chart_name, started, duration, argv, m, mode):
     cfg = bench.cfg
     L = []
@@ -1443,6 +1447,12 @@ def write_report(bench, rows, out_dir, chart_name, started, duration, argv, m, m
         L.append("")
     L.append(METHOD_NOTES)
     L.append(details_section(bench))
+    # B8 (CRI pods, bench/b8_pods.py) keeps its own section; carry it over.
+    old_md = out_dir / "benchmarks.md"
+    text = old_md.read_text() if old_md.exists() else ""
+    start, end = text.find(B8_START), text.find(B8_END)
+    if 0 <= start < end:
+        L.append(text[start:end + len(B8_END)])
     (out_dir / "benchmarks.md").write_text("\n".join(L) + "\n")
 
 
