@@ -51,13 +51,19 @@ impl ShimCopy {
     }
 }
 
+/// The shim daemon of `id`: its flags name the task, and it has no action
+/// (the short-lived `start` and `delete` processes do).
+fn is_daemon_of(p: &common::ProcInfo, id: &str) -> bool {
+    p.cmdline.iter().any(|a| a == id)
+        && p.cmdline.iter().any(|a| a == "-namespace")
+        && !p.cmdline.iter().any(|a| a == "start" || a == "delete")
+}
+
 fn shim_pid(cd: &Containerd, id: &str) -> i32 {
     let shims: Vec<_> = cd
         .related_processes()
         .into_iter()
-        .filter(|p| {
-            p.cmdline.iter().any(|a| a == id) && p.cmdline.iter().any(|a| a == "-namespace")
-        })
+        .filter(|p| is_daemon_of(p, id))
         .collect();
     assert_eq!(shims.len(), 1, "the shim of {id}: {shims:?}");
     shims[0].pid
@@ -130,9 +136,7 @@ fn a_256_mib_stream_survives_upgrades_mid_stream() {
     let pid = poll_until(Duration::from_secs(30), || {
         cd.related_processes()
             .into_iter()
-            .find(|p| {
-                p.cmdline.iter().any(|a| a == &id) && p.cmdline.iter().any(|a| a == "-namespace")
-            })
+            .find(|p| is_daemon_of(p, &id))
             .map(|p| p.pid)
     })
     .expect("the shim started");
