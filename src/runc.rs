@@ -380,7 +380,7 @@ pub fn record_for(opts: &RuntimeOptions, namespace: &str) -> RuntimeRecord {
             Path::new(&opts.root).join(namespace)
         },
         systemd_cgroup: opts.systemd_cgroup,
-        shim_pid: std::process::id(),
+        shim_pid: 0,
     }
 }
 

@@ -147,7 +147,12 @@ impl Shim {
         };
         let init = Process::new(String::new(), req.stdio.clone(), Vec::new());
         let container = Container::assemble(parts, init, self.parts());
-        container.runc.record().save(&req.bundle)?;
+        // With this daemon's pid, so `delete` can tell when it is gone.
+        let record = crate::state::RuntimeRecord {
+            shim_pid: std::process::id(),
+            ..container.runc.record().clone()
+        };
+        record.save(&req.bundle)?;
         if mounted {
             mount_all(&req.rootfs, &rootfs)?;
         }

@@ -36,11 +36,12 @@ fn remove_dead_socket(bundle: &Path, shim_pid: u32) {
     let Some(path) = address.trim().strip_prefix("unix://") else {
         return;
     };
-    let daemon_dead = shim_pid != 0 && !process_running(shim_pid);
-    if shim_pid != 0 && !daemon_dead {
-        return;
-    }
-    let tries = if daemon_dead { DEAD_SOCKET_TRIES } else { 1 };
+    let tries = match shim_pid {
+        // Unknown daemon: whether anything still listens decides, at once.
+        0 => 1,
+        pid if process_running(pid) => return,
+        _ => DEAD_SOCKET_TRIES,
+    };
     for _ in 0..tries {
         match UnixStream::connect(path) {
             Ok(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -76,11 +77,8 @@ pub fn run(flags: &Flags) -> Result<()> {
         Some(b) => PathBuf::from(b),
         None => std::env::current_dir().context("reading the bundle (cwd)")?,
     };
-    let record = RuntimeRecord::load(&bundle).unwrap_or_else(|| RuntimeRecord {
-        // No daemon recorded itself: the socket check alone decides.
-        shim_pid: 0,
-        ..record_for(&RuntimeOptions::default(), &flags.namespace)
-    });
+    let record = RuntimeRecord::load(&bundle)
+        .unwrap_or_else(|| record_for(&RuntimeOptions::default(), &flags.namespace));
 
     // After a normal Delete the runtime has no state for the container left:
     // then there is nothing to force, and no runtime to start (containerd

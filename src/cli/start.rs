@@ -49,11 +49,8 @@ pub fn run(flags: &Flags) -> Result<()> {
     let bundle = std::env::current_dir().context("reading the bundle (cwd)")?;
     let group = grouping_id(&bundle).unwrap_or_else(|| flags.id.clone());
     validate("grouping id", &group)?;
-    let dir = input
-        .socket_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(SOCKET_DIR));
-    let socket = socket_path_in(&dir, &flags.address, &flags.namespace, &group);
+    let dir = input.socket_dir.as_deref().unwrap_or(Path::new(SOCKET_DIR));
+    let socket = socket_path_in(dir, &flags.address, &flags.namespace, &group);
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         bail!(
             "socket path {} is longer than {MAX_SOCKET_PATH} bytes",
@@ -65,16 +62,16 @@ pub fn run(flags: &Flags) -> Result<()> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&dir)
+        .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    fs::set_permissions(&dir, Permissions::from_mode(0o700))
+    fs::set_permissions(dir, Permissions::from_mode(0o700))
         .with_context(|| format!("setting the mode of {}", dir.display()))?;
 
     let listener = match bind(&socket)? {
         Some(l) => l,
         None => {
             // A live shim already serves this group: containerd talks to it.
-            write_atomic(&bundle.join(ADDRESS_FILE), address.as_bytes(), 0o600)?;
+            write_address(&bundle, &address)?;
             return print_reply(input.reply, &address);
         }
     };
@@ -88,13 +85,8 @@ pub fn run(flags: &Flags) -> Result<()> {
         }
     };
     set_oom_score(pid);
-    let placed = join_shim_cgroup(&input.options.shim_cgroup, pid).and_then(|()| {
-        Ok(write_atomic(
-            &bundle.join(ADDRESS_FILE),
-            address.as_bytes(),
-            0o600,
-        )?)
-    });
+    let placed = join_shim_cgroup(&input.options.shim_cgroup, pid)
+        .and_then(|()| write_address(&bundle, &address));
     if let Err(e) = placed {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
@@ -177,6 +169,12 @@ fn spawn_daemon(flags: &Flags, input: &StartInput, listener: &UnixListener) -> R
         .spawn()
         .with_context(|| format!("starting the shim daemon {}", exe.display()))?;
     Ok(child.id())
+}
+
+/// Writes the address containerd 1.6/1.7 read back from the bundle.
+fn write_address(bundle: &Path, address: &str) -> Result<()> {
+    write_atomic(&bundle.join(ADDRESS_FILE), address.as_bytes(), 0o600)?;
+    Ok(())
 }
 
 /// Moves the daemon into the runtime options' ShimCgroup, if they name one.
