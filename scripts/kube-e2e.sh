@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Kubernetes end to end: a real one-node cluster (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet and kubectl, built from the
+# Go module proxy by scripts/kube/build.sh) on a private containerd with the
+# CRI plugin, running pods through the RuntimeClasses `tether` and `runc`;
+# the checks are in scripts/kube/checks.sh.
+#
+#   scripts/kube-e2e.sh [--containerd VERSION] [--shim PATH] [--keep]
+#
+#   --containerd VERSION  a version scripts/peers.sh builds (default 2.3.7),
+#                         or system (Debian's 1.6.20)
+#   --shim PATH           the tether shim (default: cargo build --release)
+#   --keep                keep the private temp dir
+#
+# Environment: KUBE_HANDLERS (default "tether runc"). Everything runs under a
+# private temp dir and is stopped by PID at the end, failure included
+# (scripts/critest.sh --exec does containerd, the registry and CNI;
+# scripts/kube/cluster.sh the Kubernetes components). Needs root, Go, openssl.
+# Last line printed: `N passed, M failed`. Exit status 0 when every check
+# passed, 1 when one failed, 2 when the run could not be set up.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+containerd_version=2.3.7
+args=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --containerd) containerd_version="${2:?}"; shift 2 ;;
+        --shim) args+=(--shim "${2:?}"); shift 2 ;;
+        --keep) args+=(--keep); shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2; exit 2 ;;
+        *) echo "kube-e2e.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+command -v openssl >/dev/null || { echo "kube-e2e.sh: openssl is needed (apt-get install openssl)" >&2; exit 2; }
+t0=$SECONDS
+kube_bin="$(bash "$here/scripts/kube/build.sh")" || { echo "kube-e2e.sh: building Kubernetes failed" >&2; exit 2; }
+echo "[kube-e2e.sh] Kubernetes binaries: $kube_bin ($((SECONDS - t0)) s)" >&2
+exec bash "$here/scripts/critest.sh" --containerd "$containerd_version" --handler tether "${args[@]}" \
+    --exec -- env KUBE_BIN="$kube_bin" bash "$here/scripts/kube/checks.sh"

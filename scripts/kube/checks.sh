@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# Kubernetes checks on a one-node cluster (scripts/kube/cluster.sh), run by
+# scripts/kube-e2e.sh inside `scripts/critest.sh --exec` (a private containerd
+# with the CRI plugin and the runtime handlers runc and tether). Needs
+# KUBE_BIN (scripts/kube/build.sh's bin dir) and critest.sh's environment.
+#
+# Every check runs for the RuntimeClass `tether` (handler tether, this
+# repository's shim) and the RuntimeClass `runc` (containerd's Go shim), each
+# in a namespace of its own, in the same run:
+#
+#   running          a pod reaches Running, and its container is run by the
+#                    handler's shim (CRI's runtimeType and the shim's exe)
+#   logs             `kubectl logs` shows its stdout and stderr lines
+#   exec             `kubectl exec` returns the command's exit code (7) and output
+#   liveness         an exec liveness probe that starts failing restarts the
+#                    container (restart count goes up)
+#   oom              a container over its 32 MiB limit ends with reason OOMKilled
+#   job              a Job whose pod exits 0 completes
+#   exit-code        a pod that exits 3 shows exit code 3
+#   two-containers   a pod with two containers: one shim process serves the
+#                    pod, and both containers' init processes are its children
+#   containerd-restart  containerd SIGKILLed and restarted while the pods run:
+#                    the pod stays Running and Ready with the same container
+#                    PID and restart count, and `kubectl exec` still works
+#   graceful-delete  `kubectl delete pod` (grace period 30 s): SIGTERM reaches
+#                    the container, whose trap writes to a hostPath file, and
+#                    the pod is gone well within the grace period
+#
+# Output: `PASS|FAIL HANDLER CHECK [why]` a line, then `N passed, M failed`
+# as the last line. Exit status 0 when nothing failed, 2 when the cluster
+# could not be set up.
+set -uo pipefail
+: "${KUBE_BIN:?}" "${CRI_TMP:?run through scripts/critest.sh --exec}" "${CRICTL:?}" "${CRI_BUSYBOX_IMAGE:?}"
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+# shellcheck source=cluster.sh
+source "$here/scripts/kube/cluster.sh"
+export CRI_CONFIG_FILE="${CRI_CONFIG_FILE:-$CRI_TMP/crictl.yaml}"
+handlers=(${KUBE_HANDLERS:-tether runc})
+img="$CRI_BUSYBOX_IMAGE"
+tasks="$CONTAINERD_STATE/io.containerd.runtime.v2.task/k8s.io"
+crictl() { "$CRICTL" "$@"; }
+
+total_pass=0 total_fail=0
+pass() { echo "PASS $1 $2"; total_pass=$((total_pass + 1)); }
+fail() { echo "FAIL $1 $2: $3"; total_fail=$((total_fail + 1)); }
+
+finish() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ ${#kube_pids[@]} -gt 0 ]]; then
+        # Pods first (graceful, through the kubelet), then the components.
+        local h
+        for h in "${handlers[@]}"; do kubectl delete namespace "e2e-$h" --wait=false >/dev/null 2>&1; done
+        for h in "${handlers[@]}"; do
+            timeout 90 "$KUBE_BIN/kubectl" --kubeconfig "$kube_dir/admin.kubeconfig" wait --for=delete "namespace/e2e-$h" --timeout=80s >/dev/null 2>&1 ||
+                klog "namespace e2e-$h not gone after 80 s"
+        done
+        cluster_down
+    fi
+    echo "$total_pass passed, $total_fail failed"
+    # (an EXIT trap that does not call exit keeps the script's status)
+    if [[ $rc == 2 ]]; then exit 2; fi
+    if [[ $total_fail != 0 ]]; then exit 1; fi
+    exit 0
+}
+trap finish EXIT
+trap 'exit 2' INT TERM
+
+runtime_type() { case "$1" in runc) echo io.containerd.runc.v2 ;; *) echo io.containerd.tether.v2 ;; esac; }
+shim_exe() {
+    case "$1" in
+        runc) realpath "$(dirname "$CONTAINERD_BIN")/containerd-shim-runc-v2" ;;
+        *) realpath "$CRI_SHIM" ;;
+    esac
+}
+# jsonpath NS POD EXPR: kubectl get pod -o jsonpath
+jp() { kubectl -n "$1" get pod "$2" -o "jsonpath=$3" 2>/dev/null; }
+# cid NS POD [INDEX]: the containerd id of the pod's INDEXth container
+cid() { local id; id="$(jp "$1" "$2" "{.status.containerStatuses[${3:-0}].containerID}")"; echo "${id#containerd://}"; }
+crictl_field() { crictl inspect "$1" 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$2" 2>/dev/null; }
+# wait_for SECONDS CMD...: until CMD succeeds
+wait_for() {
+    local end=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [[ $SECONDS -ge $end ]] && return 1
+        sleep 0.5
+    done
+}
+ready() { [[ "$(jp "$1" "$2" '{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+terminated() { [[ -n "$(jp "$1" "$2" '{.status.containerStatuses[0].state.terminated.reason}')" ]]; }
+restarted() { [[ "$(jp "$1" "$2" '{.status.containerStatuses[0].restartCount}')" -ge 1 ]]; }
+job_complete() { [[ "$(kubectl -n "$1" get job "$2" -o 'jsonpath={.status.conditions[?(@.type=="Complete")].status}' 2>/dev/null)" == True ]]; }
+
+manifests() { # HANDLER
+    local h="$1" ns="e2e-$1"
+    cat <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $ns}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hello, namespace: $ns}
+spec:
+  runtimeClassName: $h
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: $img
+    command: [sh, -c, 'echo hello-from-$h; echo to-stderr-$h >&2; exec sleep 3600']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: liveness, namespace: $ns}
+spec:
+  runtimeClassName: $h
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: $img
+    command: [sh, -c, 'touch /tmp/healthy; sleep 6; rm -f /tmp/healthy; exec sleep 3600']
+    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+      initialDelaySeconds: 1
+      periodSeconds: 2
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: oom, namespace: $ns}
+spec:
+  runtimeClassName: $h
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: $img
+    command: [sh, -c, 'a=xxxxxxxxxxxxxxxx; while :; do a="\$a\$a"; done']
+    resources:
+      limits: {memory: 32Mi}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: exit3, namespace: $ns}
+spec:
+  runtimeClassName: $h
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: $img
+    command: [sh, -c, 'echo bye; exit 3']
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: ok, namespace: $ns}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      runtimeClassName: $h
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: $img
+        command: [sh, -c, 'echo job-done; exit 0']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: two, namespace: $ns}
+spec:
+  runtimeClassName: $h
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: a
+    image: $img
+    command: [sleep, "3600"]
+  - name: b
+    image: $img
+    command: [sleep, "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: term, namespace: $ns}
+spec:
+  runtimeClassName: $h
+  terminationGracePeriodSeconds: 30
+  volumes:
+  - name: out
+    hostPath: {path: $kube_dir/term-$h, type: DirectoryOrCreate}
+  containers:
+  - name: main
+    image: $img
+    volumeMounts: [{name: out, mountPath: /out}]
+    command: [sh, -c, 'trap "echo TERM >/out/term; exit 0" TERM; echo up >/out/up; while :; do sleep 0.2; done']
+EOF
+}
+
+check_running() {
+    local h="$1" ns="e2e-$1" c rt shims
+    if ! wait_for 180 ready "$ns" hello; then
+        fail "$h" running "not Ready after 180 s: $(jp "$ns" hello '{.status.phase} {.status.containerStatuses[0].state}')"
+        return
+    fi
+    c="$(cid "$ns" hello)"
+    rt="$(crictl_field "$c" "d['info']['runtimeType']")"
+    shims="$(shim_pids "$(shim_exe "$h")" "$c" "$(pod_sandbox "$ns" hello)")"
+    if [[ "$rt" != "$(runtime_type "$h")" ]]; then
+        fail "$h" running "runtimeType $rt, want $(runtime_type "$h")"
+    elif [[ -z "$shims" ]]; then
+        fail "$h" running "no $(shim_exe "$h") process for the pod"
+    else
+        pass "$h" running
+    fi
+}
+
+# pod_sandbox NS POD: the pod's sandbox id
+pod_sandbox() { crictl pods --namespace "$1" --name "$2" --state ready -q 2>/dev/null | head -n1; }
+# shim_pids EXE ID...: processes running EXE whose cwd is one of the IDs' bundle
+shim_pids() {
+    local exe="$1" p cwd id; shift
+    for p in /proc/[0-9]*; do
+        [[ "$(readlink "$p/exe" 2>/dev/null)" == "$exe" ]] || continue
+        cwd="$(readlink "$p/cwd" 2>/dev/null)" || continue
+        for id in "$@"; do
+            [[ -n "$id" && "$cwd" == "$tasks/$id" ]] && { echo "${p#/proc/}"; break; }
+        done
+    done
+}
+ppid_of() { awk '{sub(/^.*\) /, ""); print $2}' "/proc/$1/stat" 2>/dev/null; }
+
+check_logs_exec() {
+    local h="$1" ns="e2e-$1" out rc
+    ready "$ns" hello || { fail "$h" logs "pod not Ready"; fail "$h" exec "pod not Ready"; return; }
+    out="$(kubectl -n "$ns" logs hello 2>&1)"
+    if grep -qx "hello-from-$h" <<<"$out" && grep -qx "to-stderr-$h" <<<"$out"; then
+        pass "$h" logs
+    else
+        fail "$h" logs "kubectl logs said: $(head -c 300 <<<"$out")"
+    fi
+    out="$(kubectl -n "$ns" exec hello -- sh -c 'echo in-exec; exit 7' 2>&1)"
+    rc=$?
+    if [[ $rc == 7 ]] && grep -qx in-exec <<<"$out"; then
+        pass "$h" exec
+    else
+        fail "$h" exec "exit $rc, output: $(head -c 300 <<<"$out")"
+    fi
+}
+
+check_liveness() {
+    local h="$1" ns="e2e-$1"
+    if wait_for 120 restarted "$ns" liveness; then
+        pass "$h" liveness
+    else
+        fail "$h" liveness "restart count $(jp "$ns" liveness '{.status.containerStatuses[0].restartCount}') after 120 s"
+    fi
+}
+
+check_oom() {
+    local h="$1" ns="e2e-$1" reason
+    wait_for 120 terminated "$ns" oom
+    reason="$(jp "$ns" oom '{.status.containerStatuses[0].state.terminated.reason}')"
+    if [[ "$reason" == OOMKilled ]]; then
+        pass "$h" oom
+    else
+        fail "$h" oom "reason '${reason:-none}': $(jp "$ns" oom '{.status.containerStatuses[0].state}')"
+    fi
+}
+
+check_job_exit() {
+    local h="$1" ns="e2e-$1" code
+    if wait_for 120 job_complete "$ns" ok; then
+        pass "$h" job
+    else
+        fail "$h" job "not Complete after 120 s: $(kubectl -n "$ns" get job ok -o 'jsonpath={.status}' 2>&1 | head -c 300)"
+    fi
+    wait_for 120 terminated "$ns" exit3
+    code="$(jp "$ns" exit3 '{.status.containerStatuses[0].state.terminated.exitCode}')"
+    if [[ "$code" == 3 ]]; then
+        pass "$h" exit-code
+    else
+        fail "$h" exit-code "exit code '${code:-none}': $(jp "$ns" exit3 '{.status.containerStatuses[0].state}')"
+    fi
+}
+
+check_two() {
+    local h="$1" ns="e2e-$1" sb a b shims pa pb
+    if ! wait_for 120 ready "$ns" two; then fail "$h" two-containers "not Ready after 120 s"; return; fi
+    sb="$(pod_sandbox "$ns" two)" a="$(cid "$ns" two 0)" b="$(cid "$ns" two 1)"
+    shims=($(shim_pids "$(shim_exe "$h")" "$sb" "$a" "$b"))
+    pa="$(crictl_field "$a" "d['info']['pid']")" pb="$(crictl_field "$b" "d['info']['pid']")"
+    echo "     $h pod two: sandbox ${sb:0:12}, shims ${shims[*]:-none}, container pids $pa $pb (parents $(ppid_of "$pa") $(ppid_of "$pb"))" >&2
+    if [[ ${#shims[@]} != 1 ]]; then
+        fail "$h" two-containers "${#shims[@]} shim processes (${shims[*]:-}) for the pod"
+    elif [[ "$(ppid_of "$pa")" != "${shims[0]}" || "$(ppid_of "$pb")" != "${shims[0]}" ]]; then
+        fail "$h" two-containers "container init parents $(ppid_of "$pa") $(ppid_of "$pb"), shim ${shims[0]}"
+    else
+        pass "$h" two-containers
+    fi
+}
+
+# The restart check, for all handlers at once: containerd SIGKILLed and
+# restarted with every handler's `hello` pod running.
+check_restart() {
+    declare -A pid0 rc0
+    local h ns c
+    for h in "${handlers[@]}"; do
+        ns="e2e-$h"
+        c="$(cid "$ns" hello)"
+        pid0[$h]="$(crictl_field "$c" "d['info']['pid']")"
+        rc0[$h]="$(jp "$ns" hello '{.status.containerStatuses[0].restartCount}')"
+    done
+    if ! "$CRI_RESTART" >/dev/null; then
+        for h in "${handlers[@]}"; do fail "$h" containerd-restart "containerd did not come back"; done
+        return
+    fi
+    # Let the kubelet notice (PLEG relists every second; the node status
+    # every 10 s) and act, if it were to act, before judging.
+    sleep 20
+    for h in "${handlers[@]}"; do
+        ns="e2e-$h"
+        local phase rc pid out
+        phase="$(jp "$ns" hello '{.status.phase}')"
+        rc="$(jp "$ns" hello '{.status.containerStatuses[0].restartCount}')"
+        pid="$(crictl_field "$(cid "$ns" hello)" "d['info']['pid']")"
+        out="$(kubectl -n "$ns" exec hello -- echo still-here 2>&1)"
+        if [[ "$phase" != Running ]] || ! ready "$ns" hello; then
+            fail "$h" containerd-restart "phase $phase, Ready $(jp "$ns" hello '{.status.conditions[?(@.type=="Ready")].status}')"
+        elif [[ "$rc" != "${rc0[$h]}" || "$pid" != "${pid0[$h]}" ]]; then
+            fail "$h" containerd-restart "restart count ${rc0[$h]} -> $rc, container pid ${pid0[$h]} -> $pid"
+        elif [[ "$out" != still-here ]]; then
+            fail "$h" containerd-restart "kubectl exec said: $(head -c 300 <<<"$out")"
+        else
+            pass "$h" containerd-restart
+        fi
+    done
+}
+
+check_graceful() {
+    local h="$1" ns="e2e-$1" t0 took
+    if ! wait_for 120 ready "$ns" term || ! wait_for 30 test -f "$kube_dir/term-$h/up"; then
+        fail "$h" graceful-delete "pod not Ready"; return
+    fi
+    t0=$(date +%s%N)
+    kubectl -n "$ns" delete pod term --wait=true --timeout=90s >/dev/null 2>&1
+    took=$(( ($(date +%s%N) - t0) / 1000000 ))
+    echo "     $h graceful delete took $took ms" >&2
+    if [[ "$(cat "$kube_dir/term-$h/term" 2>/dev/null)" != TERM ]]; then
+        fail "$h" graceful-delete "the container's TERM trap did not run (took $took ms)"
+    elif [[ $took -ge 20000 ]]; then
+        fail "$h" graceful-delete "took $took ms of the 30 s grace period"
+    elif jp "$ns" term '{.metadata.name}' | grep -q term; then
+        fail "$h" graceful-delete "pod still there"
+    else
+        pass "$h" graceful-delete
+    fi
+}
+
+cluster_up || exit 2
+for h in "${handlers[@]}"; do
+    manifests "$h" | kubectl apply -f - >&2 || fail "$h" running "kubectl apply failed"
+done
+t0=$SECONDS
+for h in "${handlers[@]}"; do
+    check_running "$h"
+    check_logs_exec "$h"
+    check_two "$h"
+    check_job_exit "$h"
+    check_oom "$h"
+    check_liveness "$h"
+done
+check_restart
+for h in "${handlers[@]}"; do check_graceful "$h"; done
+klog "checks took $((SECONDS - t0)) s"
