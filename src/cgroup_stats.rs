@@ -230,12 +230,53 @@ fn hugetlb_sizes(dir: &Path) -> Vec<String> {
     sizes
 }
 
+/// One value of a unified-hierarchy file as containerd reports it: "max"
+/// (no limit) is the largest value, and a file that is missing or unreadable
+/// (a controller not enabled) is 0.
+fn v2_value(path: &Path) -> u64 {
+    match fs::read_to_string(path) {
+        Ok(text) if text.trim() == "max" => u64::MAX,
+        Ok(text) => text.trim().parse().unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// A *.pressure file: `some|full avg10=F avg60=F avg300=F total=N` lines.
+/// Unset when the file is missing (no PSI in the kernel); a value that does
+/// not parse is left 0.
+fn psi(path: &Path) -> MessageField<m2::PSIStats> {
+    let Ok(text) = fs::read_to_string(path) else {
+        return MessageField::none();
+    };
+    let mut out = m2::PSIStats::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let slot = match words.next() {
+            Some("some") => &mut out.some,
+            Some("full") => &mut out.full,
+            _ => continue,
+        };
+        let mut d = m2::PSIData::new();
+        for (k, v) in words.filter_map(|w| w.split_once('=')) {
+            match k {
+                "avg10" => d.avg10 = v.parse().unwrap_or(0.0),
+                "avg60" => d.avg60 = v.parse().unwrap_or(0.0),
+                "avg300" => d.avg300 = v.parse().unwrap_or(0.0),
+                "total" => d.total = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        *slot = MessageField::some(d);
+    }
+    MessageField::some(out)
+}
+
 /// Unified-hierarchy metrics from the container's directory.
 pub fn v2(dir: &Path) -> m2::Metrics {
     let mut out = m2::Metrics::new();
     out.pids = MessageField::some(m2::PidsStat {
-        current: number(&dir.join("pids.current")).unwrap_or(0),
-        limit: number(&dir.join("pids.max")).unwrap_or(0),
+        current: v2_value(&dir.join("pids.current")),
+        limit: v2_value(&dir.join("pids.max")),
         ..Default::default()
     });
     let c = key_values(&dir.join("cpu.stat"));
@@ -247,6 +288,9 @@ pub fn v2(dir: &Path) -> m2::Metrics {
         nr_periods: g("nr_periods"),
         nr_throttled: g("nr_throttled"),
         throttled_usec: g("throttled_usec"),
+        nr_bursts: g("nr_bursts"),
+        burst_usec: g("burst_usec"),
+        psi: psi(&dir.join("cpu.pressure")),
         ..Default::default()
     });
     out.memory = MessageField::some(v2_memory(dir));
@@ -258,17 +302,23 @@ pub fn v2(dir: &Path) -> m2::Metrics {
         max: g("max"),
         oom: g("oom"),
         oom_kill: g("oom_kill"),
+        oom_group_kill: g("oom_group_kill"),
         ..Default::default()
     });
     out.io = MessageField::some(m2::IOStat {
         usage: io_entries(&fs::read_to_string(dir.join("io.stat")).unwrap_or_default()),
+        psi: psi(&dir.join("io.pressure")),
         ..Default::default()
     });
     out.hugetlb = hugetlb_sizes(dir)
         .into_iter()
         .map(|size| m2::HugeTlbStat {
-            current: number(&dir.join(format!("hugetlb.{size}.current"))).unwrap_or(0),
-            max: number(&dir.join(format!("hugetlb.{size}.max"))).unwrap_or(0),
+            current: v2_value(&dir.join(format!("hugetlb.{size}.current"))),
+            max: v2_value(&dir.join(format!("hugetlb.{size}.max"))),
+            failcnt: key_values(&dir.join(format!("hugetlb.{size}.events")))
+                .get("max")
+                .copied()
+                .unwrap_or(0),
             pagesize: size,
             ..Default::default()
         })
@@ -279,7 +329,7 @@ pub fn v2(dir: &Path) -> m2::Metrics {
 fn v2_memory(dir: &Path) -> m2::MemoryStat {
     let s = key_values(&dir.join("memory.stat"));
     let g = |k: &str| s.get(k).copied().unwrap_or(0);
-    let n = |f: &str| number(&dir.join(f)).unwrap_or(0);
+    let n = |f: &str| v2_value(&dir.join(f));
     m2::MemoryStat {
         anon: g("anon"),
         file: g("file"),
@@ -315,12 +365,12 @@ fn v2_memory(dir: &Path) -> m2::MemoryStat {
         thp_fault_alloc: g("thp_fault_alloc"),
         thp_collapse_alloc: g("thp_collapse_alloc"),
         usage: n("memory.current"),
-        // "max" (no limit) is reported as the largest value, as containerd does.
-        usage_limit: number(&dir.join("memory.max")).unwrap_or(u64::MAX),
+        usage_limit: n("memory.max"),
         swap_usage: n("memory.swap.current"),
         swap_limit: n("memory.swap.max"),
         max_usage: n("memory.peak"),
         swap_max_usage: n("memory.swap.peak"),
+        psi: psi(&dir.join("memory.pressure")),
         ..Default::default()
     }
 }
@@ -390,6 +440,11 @@ mod tests {
         );
         w("hugetlb.2MB.current", "0\n");
         w("hugetlb.2MB.max", "max\n");
+        w("hugetlb.2MB.events", "max 2\n");
+        w(
+            "memory.pressure",
+            "some avg10=1.50 avg60=0.25 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=678\n",
+        );
         dir
     }
 
@@ -404,7 +459,19 @@ mod tests {
         assert_eq!(m.memory_events.oom_kill, 1);
         assert_eq!(m.cpu.usage_usec, 31_543);
         assert_eq!(m.pids.current, 2);
-        assert_eq!(m.pids.limit, 0, "max means no limit");
+        // "max" (no limit) is the largest value, in every field, as
+        // containerd reports it; a file that is not there is 0.
+        assert_eq!(m.pids.limit, u64::MAX);
+        assert_eq!(m.memory.usage_limit, u64::MAX);
+        assert_eq!(m.memory.swap_limit, u64::MAX);
+        assert_eq!(m.hugetlb[0].max, u64::MAX);
+        assert_eq!(m.hugetlb[0].failcnt, 2);
+        assert_eq!(m.memory.psi.some.avg10, 1.5);
+        assert_eq!(m.memory.psi.some.total, 12_345);
+        assert_eq!(m.memory.psi.full.total, 678);
+        assert!(m.cpu.psi.is_none(), "no cpu.pressure file");
+        std::fs::remove_file(dir.path().join("memory.swap.max")).unwrap();
+        assert_eq!(v2(dir.path()).memory.swap_limit, 0);
         assert_eq!(m.io.usage[0].major, 254);
         assert_eq!(m.io.usage[0].rbytes, 1_310_720);
         assert_eq!(m.hugetlb[0].pagesize, "2MB");
