@@ -31,9 +31,36 @@ while [[ $# -gt 0 ]]; do
         *) echo "kube-e2e.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-command -v openssl >/dev/null || { echo "kube-e2e.sh: openssl is needed (apt-get install openssl)" >&2; exit 2; }
+# Setup failures end with the summary line too: nothing could be checked.
+setup_failed() {
+    echo "kube-e2e.sh: $*" >&2
+    echo "0 passed, 1 failed"
+    exit 2
+}
+command -v openssl >/dev/null || setup_failed "openssl is needed (apt-get install openssl)"
 t0=$SECONDS
-kube_bin="$(bash "$here/scripts/kube/build.sh")" || { echo "kube-e2e.sh: building Kubernetes failed" >&2; exit 2; }
+kube_bin="$(bash "$here/scripts/kube/build.sh")" || setup_failed "building Kubernetes failed"
 echo "[kube-e2e.sh] Kubernetes binaries: $kube_bin ($((SECONDS - t0)) s)" >&2
-exec bash "$here/scripts/critest.sh" --containerd "$containerd_version" --handler tether "${args[@]}" \
-    --exec -- env KUBE_BIN="$kube_bin" bash "$here/scripts/kube/checks.sh"
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+# critest.sh in the background, so that a TERM or INT sent to this script
+# (timeout(1) in tests/kube_e2e.rs) reaches it and its clean-up runs.
+bash "$here/scripts/critest.sh" --containerd "$containerd_version" --handler tether "${args[@]}" \
+    --exec -- env KUBE_BIN="$kube_bin" bash "$here/scripts/kube/checks.sh" >"$out" &
+pid=$!
+# Its stdout, live; tail ends once it has printed the rest after critest.sh.
+tail -n +1 -s 0.2 -f --pid="$pid" "$out" &
+tailpid=$!
+trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
+status=0
+wait "$pid" || status=$?
+# A trapped signal ends the first wait early: wait for the clean-up too.
+while kill -0 "$pid" 2>/dev/null; do
+    status=0
+    wait "$pid" || status=$?
+done
+trap - TERM INT
+wait "$tailpid" 2>/dev/null || true
+# critest.sh failing before the checks ran (containerd, registry, CNI).
+grep -Eq '^[0-9]+ passed, [0-9]+ failed$' "$out" || setup_failed "the cluster could not be set up (status $status)"
+exit "$status"

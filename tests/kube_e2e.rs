@@ -34,9 +34,16 @@ fn kubernetes_node_runs_pods_on_tether_and_runc() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let shim = env!("CARGO_BIN_EXE_containerd-shim-tether-v2");
     let start = std::time::Instant::now();
-    // timeout(1) sends SIGTERM on a hang: the scripts then still clean up.
+    // timeout(1) sends SIGTERM on a hang, to the script alone
+    // (--foreground), whose traps then stop what it started, by PID.
     let out = Command::new("timeout")
-        .args(["--signal=TERM", "--kill-after=180", "2700", "bash"])
+        .args([
+            "--foreground",
+            "--signal=TERM",
+            "--kill-after=180",
+            "2700",
+            "bash",
+        ])
         .arg(root.join("scripts/kube-e2e.sh"))
         .args(["--containerd", "2.3.7", "--shim", shim])
         .current_dir(root)

@@ -246,11 +246,29 @@ check_logs_exec() {
 }
 
 check_liveness() {
-    local h="$1" ns="e2e-$1"
-    if wait_for 120 restarted "$ns" liveness; then
-        pass "$h" liveness
-    else
+    local h="$1" ns="e2e-$1" last lived events
+    if ! wait_for 120 restarted "$ns" liveness; then
         fail "$h" liveness "restart count $(jp "$ns" liveness '{.status.containerStatuses[0].restartCount}') after 120 s"
+        return
+    fi
+    # The restart came from the probe failing, not from a probe that never
+    # worked: the first run was killed (137) after living through the probes
+    # that found /tmp/healthy (about 6 s), and the kubelet says why.
+    last="$(jp "$ns" liveness '{.status.containerStatuses[0].lastState.terminated}')"
+    lived="$(python3 -c '
+import json, sys
+from datetime import datetime
+t = json.loads(sys.argv[1])
+f = lambda k: datetime.strptime(t[k], "%Y-%m-%dT%H:%M:%SZ")
+print(t["exitCode"], int((f("finishedAt") - f("startedAt")).total_seconds()))
+' "$last" 2>/dev/null)"
+    events="$(kubectl -n "$ns" get events --field-selector involvedObject.name=liveness -o 'jsonpath={range .items[*]}{.reason}: {.message}{"\n"}{end}' 2>&1)"
+    if [[ ${lived%% *} != 137 || ${lived##* } -lt 5 ]]; then
+        fail "$h" liveness "first run ended (exit code, seconds) ${lived:-?}: $last"
+    elif ! grep -q '^Unhealthy: Liveness probe failed' <<<"$events"; then
+        fail "$h" liveness "no failed-probe event: $(head -c 300 <<<"$events")"
+    else
+        pass "$h" liveness
     fi
 }
 
@@ -300,12 +318,14 @@ check_two() {
 # The restart check, for all handlers at once: containerd SIGKILLed and
 # restarted with every handler's `hello` pod running.
 check_restart() {
-    declare -A pid0 rc0
+    declare -A pid0 rc0 cid0 shim0
     local h ns c
     for h in "${handlers[@]}"; do
         ns="e2e-$h"
         c="$(cid "$ns" hello)"
+        cid0[$h]="$c"
         pid0[$h]="$(crictl_field "$c" "d['info']['pid']")"
+        shim0[$h]="$(ppid_of "${pid0[$h]}")"
         rc0[$h]="$(jp "$ns" hello '{.status.containerStatuses[0].restartCount}')"
     done
     if ! "$CRI_RESTART" >/dev/null; then
@@ -317,15 +337,19 @@ check_restart() {
     sleep 20
     for h in "${handlers[@]}"; do
         ns="e2e-$h"
-        local phase rc pid out
+        local phase rc pid out c
         phase="$(jp "$ns" hello '{.status.phase}')"
         rc="$(jp "$ns" hello '{.status.containerStatuses[0].restartCount}')"
-        pid="$(crictl_field "$(cid "$ns" hello)" "d['info']['pid']")"
+        c="$(cid "$ns" hello)"
+        pid="$(crictl_field "$c" "d['info']['pid']")"
         out="$(kubectl -n "$ns" exec hello -- echo still-here 2>&1)"
         if [[ "$phase" != Running ]] || ! ready "$ns" hello; then
             fail "$h" containerd-restart "phase $phase, Ready $(jp "$ns" hello '{.status.conditions[?(@.type=="Ready")].status}')"
-        elif [[ "$rc" != "${rc0[$h]}" || "$pid" != "${pid0[$h]}" ]]; then
-            fail "$h" containerd-restart "restart count ${rc0[$h]} -> $rc, container pid ${pid0[$h]} -> $pid"
+        elif [[ "$rc" != "${rc0[$h]}" || "$pid" != "${pid0[$h]}" || "$c" != "${cid0[$h]}" ]]; then
+            fail "$h" containerd-restart "restart count ${rc0[$h]} -> $rc, container ${cid0[$h]:0:12} -> ${c:0:12}, pid ${pid0[$h]} -> $pid"
+        elif [[ -z "${shim0[$h]}" || "$(ppid_of "$pid")" != "${shim0[$h]}" ]]; then
+            # The same process, alive, still the child of the same shim.
+            fail "$h" containerd-restart "container pid $pid: parent $(ppid_of "$pid" || true), shim before ${shim0[$h]:-none}"
         elif [[ "$out" != still-here ]]; then
             fail "$h" containerd-restart "kubectl exec said: $(head -c 300 <<<"$out")"
         else
