@@ -34,52 +34,7 @@ fn metrics_show_memory_held_by_the_container() {
 }
 
 fn oom_is_reported_once_and_before_the_exit_20_of_20() {
-    let rootfs = Rootfs::new();
-    let cd = Containerd::start();
-    let events = cd.events();
-    for i in 0..20 {
-        let id = cd.unique_id(&format!("oom{i}"));
-        let args = [
-            "/bin/dd",
-            "if=/dev/zero",
-            "of=/dev/null",
-            "bs=64M",
-            "count=1",
-        ];
-        let out = cd.run(&["--rm", "--memory-limit", "16777216"], &rootfs, &id, &args);
-        assert_eq!(
-            out.status.code(),
-            Some(137),
-            "run {i}: {}",
-            describe_output(&out)
-        );
-        let deleted = events.wait_for("/tasks/delete", &id, Duration::from_secs(30));
-        assert_eq!(deleted.exit_status(), 137);
-        let ooms = events.find("/tasks/oom", &id);
-        assert_eq!(ooms.len(), 1, "run {i}: {ooms:?}");
-        let all = events.events();
-        let at = |topic: &str| {
-            all.iter()
-                .position(|e| e.topic == topic && e.line.contains(&format!("\"{id}\"")))
-                .unwrap_or_else(|| panic!("run {i}: no {topic}"))
-        };
-        assert!(
-            at("/tasks/oom") < at("/tasks/exit"),
-            "run {i}: OOM after exit"
-        );
-        cd.assert_no_leftovers(&id, &rootfs, None, None);
-    }
-    // Normal exits report no OOM.
-    for i in 0..100 {
-        let id = cd.unique_id(&format!("ok{i}"));
-        let out = cd.run(&["--rm"], &rootfs, &id, &["/bin/true"]);
-        assert!(out.status.success(), "{}", describe_output(&out));
-        events.wait_for("/tasks/delete", &id, Duration::from_secs(30));
-        assert!(
-            events.find("/tasks/oom", &id).is_empty(),
-            "OOM reported for {id}"
-        );
-    }
+    common::oom_reported_once_before_exit(20, 100);
 }
 
 fn oom_of_a_child_is_reported_while_the_container_runs() {

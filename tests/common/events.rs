@@ -114,7 +114,10 @@ impl EventStream {
         self.events()
             .into_iter()
             .filter(|e| {
-                e.topic == topic && e.body.get("container_id").and_then(|v| v.as_str()) == Some(id)
+                // Task events name the container in container_id, container
+                // events (/containers/*) in id.
+                let named = e.body.get("container_id").or_else(|| e.body.get("id"));
+                e.topic == topic && named.and_then(|v| v.as_str()) == Some(id)
             })
             .collect()
     }

@@ -12,7 +12,7 @@
 //! Layout: `environment` (runtime under test, prerequisites), `containerd`
 //! (the private daemon and its cleanup), `ctr` (`ctr` invocations and their
 //! parsing), `rootfs`, `events` (`ctr events`), `procs` (/proc scanning and
-//! killing by PID), `mounts`, `sockets` (unix sockets, /run/containerd/s) and
+//! killing by PID), `mounts`, `scenarios` (scenarios several test binaries run), `sockets` (unix sockets, /run/containerd/s) and
 //! `util` (polling, running commands, data helpers). Everything public is
 //! re-exported here, so tests use `common::Name`.
 
@@ -29,6 +29,7 @@ pub mod matrix;
 mod mounts;
 mod procs;
 mod rootfs;
+mod scenarios;
 mod sockets;
 mod util;
 
@@ -44,6 +45,7 @@ pub use self::{
     mounts::{mounts_under, unmount_all_under},
     procs::{all_processes, kill_processes_where, process_alive, processes_rooted_under, ProcInfo},
     rootfs::Rootfs,
+    scenarios::oom_reported_once_before_exit,
     sockets::{
         bound_unix_paths, socket_dir_entries, socket_path_of_address, sockets_of, unix_sockets,
         SocketDirSnapshot, UnixSocket,

@@ -21,6 +21,14 @@ use ttrpc::r#async::TtrpcContext;
 
 pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-tether-v2");
 
+/// The shim the fixtures start: tether, or the binary TETHER_DIRECT_SHIM
+/// names (containerd's Go shim, containerd-shim-runc-v2, to compare).
+pub fn shim_binary() -> PathBuf {
+    std::env::var_os("TETHER_DIRECT_SHIM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SHIM))
+}
+
 pub fn ctx() -> ttrpc::context::Context {
     ttrpc::context::with_duration(Duration::from_secs(20))
 }
@@ -111,8 +119,23 @@ impl Fixture {
         events.start().await.unwrap();
 
         let fake_grpc = dir.path().join("containerd.sock").display().to_string();
+        let binary = shim_binary();
+        if binary != Path::new(SHIM) {
+            // containerd's Go shim logs to a FIFO named "log" in the bundle,
+            // which containerd makes and reads; without it, it exits.
+            let log = bundle.join("log");
+            nix::unistd::mkfifo(&log, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            let keep = dir.path().join("shim.log");
+            std::thread::spawn(move || {
+                if let (Ok(mut r), Ok(mut w)) =
+                    (std::fs::File::open(&log), std::fs::File::create(&keep))
+                {
+                    let _ = std::io::copy(&mut r, &mut w);
+                }
+            });
+        }
         let spawn = ShimSpawn {
-            binary: Path::new(SHIM),
+            binary: &binary,
             bundle: &bundle,
             namespace: &namespace,
             id: &id,

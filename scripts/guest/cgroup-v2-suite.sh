@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The cgroup v2 suite, for running in the test guest (tests/cgroup_v2.rs's
+# in_a_cgroup_v2_guest starts it through scripts/guest-test.sh):
+#
+#   scripts/guest/cgroup-v2-suite.sh TEST-BINARY GO-SHIM
+#
+# GO-SHIM: the Go shim the direct scenarios start (Debian's, 1.6.20).
+#
+# Runs TEST-BINARY (tests/cgroup_v2.rs built by cargo) twice: with tether,
+# then with containerd's Go shim for comparison (TETHER_TEST_RUNTIME for the
+# scenarios that go through containerd and ctr, TETHER_DIRECT_SHIM=GO-SHIM
+# for those that drive the shim directly). Their output goes to stderr; stdout
+# gets one line each, "tether: test result: ..." and "go-shim: ...", with the
+# time taken. Exit status 0 when both runs passed.
+set -uo pipefail
+(($# == 2)) || { echo "cgroup-v2-suite: TEST-BINARY GO-SHIM" >&2; exit 2; }
+bin="$1" go_shim="$2"
+[[ "$(stat -fc %T /sys/fs/cgroup)" == cgroup2fs ]] || { echo "cgroup-v2-suite: /sys/fs/cgroup is not cgroup v2" >&2; exit 2; }
+[[ -x $bin ]] || { echo "cgroup-v2-suite: $bin is not executable" >&2; exit 2; }
+[[ -x $go_shim ]] || { echo "cgroup-v2-suite: no Go shim at $go_shim" >&2; exit 2; }
+log="$(mktemp "${TMPDIR:-/tmp}/cgroup-v2-suite.XXXXXX")"
+failed=0
+summary=()
+run() {
+    local who="$1"
+    shift
+    echo "==== $who: $bin" >&2
+    local start=$SECONDS
+    env "$@" "$bin" 2>&1 | tee "$log" >&2
+    local status=${PIPESTATUS[0]}
+    local result
+    result="$(grep -a '^test result:' "$log" | tail -n 1)"
+    [[ -n $result ]] || result="no test result"
+    ((status == 0)) || { failed=1; result="$result; exit status $status"; }
+    summary+=("$who: $result ($((SECONDS - start)) s)")
+}
+run tether
+run go-shim TETHER_TEST_RUNTIME=io.containerd.runc.v2 TETHER_DIRECT_SHIM="$go_shim"
+rm -f "$log"
+printf '%s\n' "${summary[@]}"
+exit "$failed"
