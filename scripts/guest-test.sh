@@ -18,6 +18,9 @@
 #   --scratch-mb MB          scratch disk size (sparse; default 20480)
 #   --env NAME=VALUE         environment for CMD or the tests (repeatable)
 #   --module NAME            kernel module to load first (repeatable)
+#   --expose PATH            a host path under /tmp, /var/tmp, /var/lib or
+#                            /var/log to keep visible (repeatable; the
+#                            working dir and the repository always are)
 #   --test NAME              tests mode: only this integration test
 #                            (cargo test --test NAME; repeatable)
 #   --lib                    tests mode: only the library's unit tests
@@ -38,7 +41,7 @@ cargo_opts=()
 command_mode=0
 while (($#)); do
     case "$1" in
-        --mem | --cpus | --scratch-mb | --env | --module)
+        --mem | --cpus | --scratch-mb | --env | --module | --expose)
             (($# >= 2)) || { echo "guest-test: $1 needs a value" >&2; exit 2; }
             guest_opts+=("$1" "$2")
             shift 2
@@ -100,6 +103,9 @@ while IFS='=' read -r -d '' name value; do
     [[ $name =~ ^(RUST_|TETHER_) && $name != TETHER_PEERS_DIR ]] && guest_opts+=(--env "$name=$value")
 done < <(env -0)
 guest_opts+=(--env "CARGO_MANIFEST_DIR=$repo")
+for b in "${binaries[@]}"; do
+    guest_opts+=(--expose "$(dirname "$b")")
+done
 status=0
 bash "$repo/scripts/guest/run.sh" "${guest_opts[@]}" -- "${runner[@]}" -- "${binaries[@]}" || status=$?
 exit "$status"

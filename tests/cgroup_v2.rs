@@ -312,6 +312,9 @@ fn in_a_cgroup_v2_guest() {
     let mut cmd = std::process::Command::new("bash");
     cmd.arg(repo.join("scripts/guest-test.sh"))
         .args(["--env", "TETHER_CONTAINERD=2.3.7,system"])
+        // The test binary stays visible where it is, even under /tmp.
+        .arg("--expose")
+        .arg(exe.parent().unwrap())
         .arg("--")
         .arg("bash")
         .arg(repo.join("scripts/guest/cgroup-v2-suite.sh"))

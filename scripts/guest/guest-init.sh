@@ -14,6 +14,9 @@
 #   in:  argv      the command, NUL-separated
 #        env       NAME=VALUE entries for it, NUL-separated
 #        cwd       its working directory (falls back to /)
+#        expose    host paths to keep visible at their own paths although
+#                  under a dir made writable below (/tmp, /var/tmp, /var/lib,
+#                  /var/log), NUL-separated: a checkout in /tmp, say
 #        modules   modules to load first, space-separated
 #   out: started   created just before the command starts
 #        stdout, stderr
@@ -83,12 +86,31 @@ mnt -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none results "$res
 # noinit_itable: the disk is new and thrown away after the run; zeroing its
 # inode tables in the background would only cost CPU.
 mnt -t ext4 -o noatime,noinit_itable /dev/vda "$scratch"
+# Host paths the command needs (its working directory, these scripts, the
+# test binaries) that the writable dirs would hide: held here first, put back
+# at their own paths after.
+exposed=()
+if [[ -s $results/expose ]]; then
+    while IFS= read -r -d '' p; do
+        case "$p" in
+            /tmp/* | /var/tmp/* | /var/lib/* | /var/log/*) [[ -d $p ]] || continue ;;
+            *) continue ;;
+        esac
+        mkdir -p "/run/expose/${#exposed[@]}"
+        mnt --bind "$p" "/run/expose/${#exposed[@]}"
+        exposed+=("$p")
+    done <"$results/expose"
+fi
 mkdir -p "$scratch"/{tmp,var-tmp,var-lib,var-log,peers} /run/lock /run/user
 chmod 1777 "$scratch/tmp" "$scratch/var-tmp"
 mnt --bind "$scratch/tmp" /tmp
 mnt --bind "$scratch/var-tmp" /var/tmp
 mnt --bind "$scratch/var-lib" /var/lib
 mnt --bind "$scratch/var-log" /var/log
+for i in "${!exposed[@]}"; do
+    mkdir -p "${exposed[$i]}"
+    mnt --bind "/run/expose/$i" "${exposed[$i]}"
+done
 peers=(/var/cache/tether-peers/*)
 [[ -e ${peers[0]} ]] && ln -s "${peers[@]}" "$scratch/peers/"
 

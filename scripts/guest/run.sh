@@ -12,6 +12,10 @@
 #   --env NAME=VALUE  set NAME for CMD (repeatable); CMD otherwise gets PATH,
 #                     HOME=/root, TMPDIR=/tmp, TETHER_PEERS_DIR and a few more
 #                     (scripts/guest/guest-init.sh)
+#   --expose PATH     keep the host's PATH visible in the guest although it is
+#                     under /tmp, /var/tmp, /var/lib or /var/log, which the
+#                     guest makes writable (repeatable; the working directory
+#                     and this repository always are)
 #   --module NAME     load a kernel module before CMD starts (repeatable;
 #                     default: $GUEST_MODULES, "overlay loop br_netfilter");
 #                     others load on demand
@@ -57,6 +61,7 @@ unusable() {
 
 mem=4096 cpus=2 scratch_mb=20480
 envs=()
+expose=("$PWD" "$(cd "$here/../.." && pwd)")
 read -r -a modules <<<"${GUEST_MODULES-overlay loop br_netfilter}"
 modules_given=0
 check_only=0
@@ -66,6 +71,7 @@ while (($#)); do
         --cpus) cpus="${2:?--cpus N}"; shift 2 ;;
         --scratch-mb) scratch_mb="${2:?--scratch-mb MB}"; shift 2 ;;
         --env) [[ ${2:-} == *=* ]] || usage; envs+=("$2"); shift 2 ;;
+        --expose) expose+=("$(realpath -m "${2:?--expose PATH}")"); shift 2 ;;
         --module)
             ((modules_given)) || modules=()
             modules_given=1
@@ -174,6 +180,7 @@ printf '%s\0' "$@" >"$share/argv"
 : >"$share/env"
 ((${#envs[@]})) && printf '%s\0' "${envs[@]}" >"$share/env"
 pwd >"$share/cwd"
+printf '%s\0' "${expose[@]}" >"$share/expose"
 echo "${modules[*]}" >"$share/modules"
 
 truncate -s "${scratch_mb}M" "$run/scratch.img"
