@@ -276,19 +276,57 @@ pub fn write(path: &Path, state: &State) -> crate::error::Result<()> {
 /// Reads a state file this binary understands.
 pub fn read(path: &Path) -> Result<State, String> {
     let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    parse(&data)
+}
+
+/// Decodes a state and checks its descriptor numbers: each names one
+/// descriptor the next binary takes ownership of, so a number below 3 (stdio)
+/// or one given twice (two owners, a double close) refuses the whole state.
+pub fn parse(data: &[u8]) -> Result<State, String> {
     #[derive(Deserialize)]
     struct Version {
         version: u32,
     }
     let v: Version =
-        serde_json::from_slice(&data).map_err(|e| format!("not a tether state: {e}"))?;
+        serde_json::from_slice(data).map_err(|e| format!("not a tether state: {e}"))?;
     if v.version > VERSION {
         return Err(format!(
             "state version {} is newer than this binary reads ({VERSION})",
             v.version
         ));
     }
-    serde_json::from_slice(&data).map_err(|e| format!("state version {}: {e}", v.version))
+    let state: State =
+        serde_json::from_slice(data).map_err(|e| format!("state version {}: {e}", v.version))?;
+    let mut seen = std::collections::BTreeSet::new();
+    for fd in state.descriptors() {
+        if fd < 3 {
+            return Err(format!("state names descriptor {fd}, a stdio descriptor"));
+        }
+        if !seen.insert(fd) {
+            return Err(format!("state names descriptor {fd} twice"));
+        }
+    }
+    Ok(state)
+}
+
+impl State {
+    /// Every descriptor number the state hands over.
+    pub fn descriptors(&self) -> Vec<RawFd> {
+        let mut all = vec![self.listener];
+        all.extend(self.conns.iter().map(|c| c.fd));
+        for c in &self.containers {
+            for p in std::iter::once(&c.init).chain(&c.execs) {
+                let Some(io) = &p.io else { continue };
+                all.extend(io.stdin_holder);
+                all.extend(io.console);
+                for s in &io.streams {
+                    all.extend(s.from);
+                    all.extend(s.to);
+                }
+            }
+        }
+        all
+    }
 }
 
 #[cfg(test)]
@@ -321,5 +359,16 @@ mod tests {
         std::fs::write(&p, "not json").unwrap();
         assert!(read(&p).unwrap_err().contains("not a tether state"));
         assert!(read(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn refuses_a_descriptor_named_twice_or_stdio() {
+        let twice = V1.replace("\"fd\":7", "\"fd\":3");
+        let e = parse(twice.as_bytes()).unwrap_err();
+        assert!(e.contains("descriptor 3 twice"), "{e}");
+        let stdio = V1.replace("\"listener\":3", "\"listener\":2");
+        let e = parse(stdio.as_bytes()).unwrap_err();
+        assert!(e.contains("descriptor 2, a stdio"), "{e}");
+        assert_eq!(parse(V1.as_bytes()).unwrap().descriptors(), vec![3, 7]);
     }
 }
