@@ -16,6 +16,8 @@ pub mod ctl;
 pub mod error;
 pub mod events;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod io;
 pub mod logger;

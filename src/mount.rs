@@ -19,7 +19,7 @@ pub struct Mount {
 }
 
 /// Splits `mount -o` style options into flags, propagation flags and data.
-fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
+pub(crate) fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
     let mut flags = MsFlags::empty();
     let mut propagation = MsFlags::empty();
     let mut data = Vec::new();

@@ -96,7 +96,7 @@ pub fn runtime_options(any: Option<&Any>) -> Result<RuntimeOptions> {
 }
 
 /// The runc-style keys of a CRI runtime `options` table.
-fn toml_options(text: &str) -> std::result::Result<RuntimeOptions, toml::de::Error> {
+pub(crate) fn toml_options(text: &str) -> std::result::Result<RuntimeOptions, toml::de::Error> {
     #[derive(serde::Deserialize, Default)]
     #[serde(default, rename_all = "PascalCase")]
     struct Table {

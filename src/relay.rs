@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// ttrpc's frame header length and its largest payload.
-const HEADER: usize = 10;
+pub(crate) const HEADER: usize = 10;
 const MAX_PAYLOAD: usize = 4 << 20;
 const REQUEST: u8 = 1;
 const RESPONSE: u8 = 2;
@@ -220,14 +220,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The payload length a frame header announces, refused past the bound
+/// ttrpc itself keeps (4 MiB).
+pub(crate) fn payload_len(header: &[u8; HEADER]) -> io::Result<usize> {
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(io::Error::other(format!("a ttrpc frame of {len} bytes")));
+    }
+    Ok(len)
+}
+
 /// Stream id and type of a frame.
-fn header_of(frame: &[u8]) -> Option<(u32, u8)> {
+pub(crate) fn header_of(frame: &[u8]) -> Option<(u32, u8)> {
     let h = frame.get(..HEADER)?;
     Some((u32::from_be_bytes([h[4], h[5], h[6], h[7]]), h[8]))
 }
 
 /// The method a request frame calls.
-fn method_of(frame: &[u8]) -> Option<String> {
+pub(crate) fn method_of(frame: &[u8]) -> Option<String> {
     let req = ttrpc::Request::parse_from_bytes(frame.get(HEADER..)?).ok()?;
     Some(req.method)
 }
@@ -255,10 +265,8 @@ async fn next_frame(
         }
     };
     r.read_exact(&mut frame[got..]).await?;
-    let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
-    if len > MAX_PAYLOAD {
-        return Err(io::Error::other(format!("a ttrpc frame of {len} bytes")));
-    }
+    let header: &[u8; HEADER] = frame[..HEADER].try_into().expect("a whole header");
+    let len = payload_len(header)?;
     frame.resize(HEADER + len, 0);
     r.read_exact(&mut frame[HEADER..]).await?;
     Ok(Some(frame))

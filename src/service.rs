@@ -52,7 +52,7 @@ fn reply<T>(method: &'static str, id: &str, r: Result<T>) -> ttrpc::Result<T> {
 }
 
 /// Checks a container id and, when present, an exec id.
-fn validate_ids(id: &str, exec_id: &str) -> Result<()> {
+pub(crate) fn validate_ids(id: &str, exec_id: &str) -> Result<()> {
     validate("container id", id)?;
     if !exec_id.is_empty() {
         validate("exec id", exec_id)?;
