@@ -102,12 +102,25 @@ impl Fixture {
         edit: impl FnOnce(&mut serde_json::Value),
         options: &[u8],
     ) -> Fixture {
+        Fixture::build_on(args, edit, options, |_| {}).await
+    }
+
+    /// Like [`Fixture::build`]; `prepare` gets the (empty) bundle directory
+    /// first, to put a filesystem there, say.
+    pub async fn build_on(
+        args: &[&str],
+        edit: impl FnOnce(&mut serde_json::Value),
+        options: &[u8],
+        prepare: impl FnOnce(&Path),
+    ) -> Fixture {
         require_root_and_runc();
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let namespace = format!("tether-direct-{}-{n}", std::process::id());
         let id = format!("c{n}");
         let dir = tempfile::tempdir().unwrap();
         let bundle = dir.path().join("bundle");
+        std::fs::create_dir(&bundle).unwrap();
+        prepare(&bundle);
         make_bundle(&bundle, args, edit);
 
         let events_sock = dir.path().join("events.sock");
@@ -373,10 +386,17 @@ pub fn mounted_under(path: &Path) -> bool {
 /// Connects to `socket` as root with group `gid`; true when the shim closed
 /// the connection at once (refused), false when it kept it open.
 pub fn refused_for_gid(socket: &Path, gid: u32) -> bool {
+    refused_for(socket, 0, gid)
+}
+
+/// Connects to `socket` as `uid`:`gid`; true when the connection was not
+/// allowed (the socket's permissions) or the shim closed it at once.
+pub fn refused_for(socket: &Path, uid: u32, gid: u32) -> bool {
     use std::os::unix::process::CommandExt;
     let probe = "import socket,sys\n\
                  s=socket.socket(socket.AF_UNIX)\n\
-                 s.connect(sys.argv[1])\n\
+                 try:\n    s.connect(sys.argv[1])\n\
+                 except PermissionError:\n    print('denied'); sys.exit(0)\n\
                  s.settimeout(2)\n\
                  try:\n    print('closed' if s.recv(1)==b'' else 'data')\n\
                  except socket.timeout:\n    print('open')\n";
@@ -384,13 +404,14 @@ pub fn refused_for_gid(socket: &Path, gid: u32) -> bool {
         .args(["-c", probe])
         .arg(socket)
         .gid(gid)
+        .uid(uid)
         .output()
         .expect("python3 runs the probe");
     let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(
-        verdict == "closed" || verdict == "open",
+        ["closed", "open", "denied"].contains(&verdict.as_str()),
         "probe failed: {verdict} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    verdict == "closed"
+    verdict != "open"
 }

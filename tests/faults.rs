@@ -1,0 +1,382 @@
+//! Faults at each step, with real runc: the shim SIGKILLed during Start and
+//! during an exec (containerd's clean-up, the shim's `delete`, must leave
+//! nothing), runc SIGKILLed in the middle of create, a full disk under the
+//! bundle when `start` writes the address and when the exit is recorded, a
+//! stdout FIFO nobody reads, and a connection from a user that is not root.
+
+mod direct;
+
+use std::cell::RefCell;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use direct::*;
+use protobuf::{Message, MessageField};
+use tether::client::ShimSpawn;
+use tether::protos::shim::*;
+use tether::protos::status::Status;
+
+fn sigkill(pid: u32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+fn gone_within(pid: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !alive(pid)
+}
+
+/// What containerd does for a shim that died: the shim binary's `delete`.
+fn delete_after_death(f: &Fixture) -> DeleteResponse {
+    let bundle = f.bundle();
+    let spawn = ShimSpawn {
+        binary: Path::new(SHIM),
+        bundle: &bundle,
+        namespace: &f.namespace,
+        id: &f.id,
+        address: "/run/containerd/containerd.sock",
+        ttrpc_address: "",
+        options: &[],
+    };
+    spawn.delete().expect("the delete subcommand")
+}
+
+/// runc no longer knows the container, and its state dir is gone.
+fn runc_forgot(f: &Fixture) {
+    let root = format!("/run/containerd/runc/{}", f.namespace);
+    let state = std::process::Command::new("runc")
+        .args(["--root", &root, "state", &f.id])
+        .output()
+        .unwrap();
+    assert!(!state.status.success(), "runc still knows {}", f.id);
+    assert!(
+        !Path::new(&root).join(&f.id).exists(),
+        "runc state dir {root}/{} left",
+        f.id
+    );
+}
+
+/// Processes whose root is the fixture's rootfs (the container's, and any
+/// half-made `runc init`).
+fn container_processes(f: &Fixture) -> Vec<u32> {
+    let rootfs = f.bundle().join("rootfs");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r == rootfs)
+                && alive(*pid)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn shim_killed_during_start_leaves_nothing_after_delete() {
+    // Kill points spread over Start: before runc start, during, after.
+    for delay_ms in [0u64, 2, 5, 10, 20, 40] {
+        let f = Fixture::new(&["/bin/sleep", "1000"]).await;
+        let pid = f.create().await;
+        let req = StartRequest {
+            id: f.id.clone(),
+            ..Default::default()
+        };
+        let client = f.client.clone();
+        let start = tokio::spawn(async move { client.start(ctx(), &req).await });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        sigkill(f.shim_pid);
+        let _ = start.await;
+        assert!(gone_within(f.shim_pid, Duration::from_secs(5)));
+        let resp = delete_after_death(&f);
+        assert_eq!(resp.pid, pid, "kill after {delay_ms} ms");
+        assert_eq!(resp.exit_status, 137, "kill after {delay_ms} ms");
+        assert!(
+            gone_within(pid, Duration::from_secs(5)),
+            "init survived (kill after {delay_ms} ms)"
+        );
+        assert_eq!(container_processes(&f), Vec::<u32>::new());
+        runc_forgot(&f);
+        assert!(!f.socket().exists(), "socket left");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn shim_killed_during_an_exec_leaves_nothing_after_delete() {
+    let f = Fixture::new(&["/bin/sleep", "1000"]).await;
+    let pid = f.create().await;
+    f.start().await;
+    let spec =
+        serde_json::json!({"args": ["/bin/sleep", "1000"], "cwd": "/", "env": ["PATH=/bin"]});
+    let exec = ExecProcessRequest {
+        id: f.id.clone(),
+        exec_id: "e1".into(),
+        spec: MessageField::some(protobuf::well_known_types::any::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+            value: serde_json::to_vec(&spec).unwrap(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    f.client.exec(ctx(), &exec).await.unwrap();
+    let start = StartRequest {
+        id: f.id.clone(),
+        exec_id: "e1".into(),
+        ..Default::default()
+    };
+    let exec_pid = f.client.start(ctx(), &start).await.unwrap().pid;
+    assert!(alive(exec_pid));
+    sigkill(f.shim_pid);
+    assert!(gone_within(f.shim_pid, Duration::from_secs(5)));
+    let resp = delete_after_death(&f);
+    assert_eq!((resp.pid, resp.exit_status), (pid, 137));
+    assert!(gone_within(pid, Duration::from_secs(5)), "init survived");
+    assert!(
+        gone_within(exec_pid, Duration::from_secs(5)),
+        "exec survived"
+    );
+    assert_eq!(container_processes(&f), Vec::<u32>::new());
+    runc_forgot(&f);
+}
+
+/// A runc wrapper that SIGKILLs runc once `runc init` exists during create.
+fn killing_wrapper(dir: &Path) -> PathBuf {
+    let path = dir.join("runc-killed-mid-create");
+    let script = r#"#!/bin/sh
+for a in "$@"; do [ "$a" = create ] && is_create=1; done
+[ -n "$is_create" ] || exec runc "$@"
+runc "$@" &
+pid=$!
+i=0
+while [ $i -lt 500 ]; do
+    kids=$(cat /proc/$pid/task/$pid/children 2>/dev/null)
+    [ -n "$kids" ] && break
+    i=$((i + 1))
+    sleep 0.01
+done
+kill -9 $pid
+wait $pid
+exit 137
+"#;
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn binary_option(binary: &Path) -> Vec<u8> {
+    let o = tether::protos::runc_options::Options {
+        binary_name: binary.display().to_string(),
+        ..Default::default()
+    };
+    protobuf::well_known_types::any::Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: o.write_to_bytes().unwrap(),
+        ..Default::default()
+    }
+    .write_to_bytes()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn runc_killed_mid_create_is_a_clear_error_and_leaves_no_half_container() {
+    let tools = tempfile::tempdir().unwrap();
+    let wrapper = killing_wrapper(tools.path());
+    for round in 0..5 {
+        let options = binary_option(&wrapper);
+        let f = Fixture::build(&["/bin/sleep", "1000"], |_| {}, &options).await;
+        let mut req = f.create_request();
+        req.options = MessageField::some(protobuf::Message::parse_from_bytes(&options).unwrap());
+        let (code, msg) = code_of(f.client.create(ctx(), &req).await);
+        assert_ne!(code, ttrpc::Code::OK);
+        eprintln!("round {round}: {code:?}: {msg}");
+        assert!(
+            msg.contains("runc-killed-mid-create") || msg.contains("create"),
+            "round {round}: unclear error: {msg}"
+        );
+        // Nothing half-made: no process in the rootfs, runc has no state,
+        // the id can be created again (with runc itself this time) in a
+        // new shim, and this shim still serves.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !container_processes(&f).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(container_processes(&f), Vec::<u32>::new(), "round {round}");
+        runc_forgot(&f);
+        let state = StateRequest {
+            id: f.id.clone(),
+            ..Default::default()
+        };
+        let (code, _) = code_of(f.client.state(ctx(), &state).await);
+        assert_eq!(code, ttrpc::Code::NOT_FOUND, "round {round}");
+        f.shutdown_and_wait_exit().await;
+    }
+}
+
+/// Unmounts the tmpfs under a bundle when the test ends, failing or not.
+struct TmpfsGuard(Rc<RefCell<Option<PathBuf>>>);
+
+impl Drop for TmpfsGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.borrow().as_ref() {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn mount_tmpfs(path: &Path, size: &str) {
+    nix::mount::mount(
+        Some("tmpfs"),
+        path,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some(format!("size={size},mode=0700").as_str()),
+    )
+    .unwrap();
+}
+
+/// Fills the filesystem under `dir` to the last byte.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let block = vec![0u8; 64 << 10];
+    while f.write_all(&block).is_ok() {}
+    let mut one = [0u8; 1];
+    while f.write_all(&one).is_ok() {
+        one[0] = 1;
+    }
+    let _ = f.sync_all();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn full_disk_when_the_exit_is_recorded_still_reports_the_true_status() {
+    let cell = Rc::new(RefCell::new(None));
+    let _guard = TmpfsGuard(cell.clone());
+    let f = Fixture::build_on(
+        &["/bin/sleep", "1000"],
+        |_| {},
+        &[],
+        |bundle| {
+            mount_tmpfs(bundle, "16m");
+            *cell.borrow_mut() = Some(bundle.to_path_buf());
+        },
+    )
+    .await;
+    let pid = f.create().await;
+    f.start().await;
+    fill(&f.bundle());
+    sigkill(pid);
+    // Wait, State, the exit event and Delete all say 137, although the
+    // exit record could not be written.
+    assert_eq!(f.wait().await, 137);
+    let state = StateRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let s = f.client.state(ctx(), &state).await.unwrap();
+    assert_eq!(s.status.enum_value(), Ok(Status::STOPPED));
+    assert_eq!(s.exit_status, 137);
+    f.wait_for_topic("/tasks/exit", 1).await;
+    let exit: tether::protos::events::TaskExit = f.event("/tasks/exit");
+    assert_eq!(exit.exit_status, 137);
+    assert_eq!(f.delete().await.exit_status, 137);
+    assert!(alive(f.shim_pid), "the shim died of a full disk");
+    f.shutdown_and_wait_exit().await;
+}
+
+#[test]
+fn full_disk_when_start_writes_the_address_is_a_clear_error_and_leaves_nothing() {
+    require_root_and_runc();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    let _guard = TmpfsGuard(Rc::new(RefCell::new(Some(bundle.clone()))));
+    mount_tmpfs(&bundle, "16m");
+    make_bundle(&bundle, &["/bin/true"], |_| {});
+    fill(&bundle);
+    let namespace = format!("tether-faults-{}", std::process::id());
+    let spawn = ShimSpawn {
+        binary: Path::new(SHIM),
+        bundle: &bundle,
+        namespace: &namespace,
+        id: "full",
+        address: &dir.path().join("containerd.sock").display().to_string(),
+        ttrpc_address: "",
+        options: &[],
+    };
+    let err = spawn.start().expect_err("start on a full disk").to_string();
+    assert!(
+        err.to_lowercase().contains("no space left"),
+        "unclear error: {err}"
+    );
+    assert!(!bundle.join("address").exists(), "address file left");
+    // No daemon left: nothing runs in the bundle (the one start spawned is
+    // SIGKILLed; give the kill a moment to land).
+    let in_bundle = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c == bundle)
+                    && alive(*pid)
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !in_bundle().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        in_bundle(),
+        Vec::<u32>::new(),
+        "a shim daemon was left running"
+    );
+    let socket = tether::cli::start::socket_path(
+        &dir.path().join("containerd.sock").display().to_string(),
+        &namespace,
+        "full",
+    );
+    assert!(!socket.exists(), "socket {} left", socket.display());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn stdout_fifo_with_no_reader_neither_hangs_nor_loses_the_exit() {
+    let f = Fixture::new(&["/bin/sh", "-c", "echo lost; exit 3"]).await;
+    let fifo = f.dir.path().join("stdout-nobody-reads");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut req = f.create_request();
+    req.stdout = fifo.display().to_string();
+    let create = tokio::time::timeout(Duration::from_secs(20), f.client.create(ctx(), &req)).await;
+    let create = create.expect("Create hung on a FIFO with no reader");
+    match create {
+        Ok(_) => {
+            f.start().await;
+            assert_eq!(f.wait().await, 3);
+            assert_eq!(f.delete().await.exit_status, 3);
+        }
+        Err(e) => {
+            // Refusing is fine too, if it says why and leaves nothing.
+            let msg = format!("{e:?}");
+            assert!(msg.contains("stdout") || msg.contains("fifo"), "{msg}");
+            runc_forgot(&f);
+        }
+    }
+    f.shutdown_and_wait_exit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn connections_from_a_user_that_is_not_root_are_refused() {
+    let f = Fixture::new(&["/bin/true"]).await;
+    assert!(refused_for(&f.socket(), 65534, 65534), "nobody got in");
+    assert!(refused_for(&f.socket(), 1000, 0), "uid 1000 got in");
+    assert!(!refused_for(&f.socket(), 0, 0), "root refused");
+    f.client
+        .connect(ctx(), &ConnectRequest::default())
+        .await
+        .unwrap();
+    f.shutdown_and_wait_exit().await;
+}
