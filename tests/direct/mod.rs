@@ -79,7 +79,7 @@ pub struct Fixture {
     pub address: String,
     pub client: TaskClient,
     pub sink: Arc<Sink>,
-    _events: ttrpc::r#async::Server,
+    events: ttrpc::r#async::Server,
     pub shim_pid: u32,
 }
 
@@ -178,7 +178,7 @@ impl Fixture {
             address,
             client,
             sink,
-            _events: events,
+            events,
             shim_pid,
         }
     }
@@ -197,6 +197,25 @@ impl Fixture {
             bundle: self.bundle().display().to_string(),
             ..Default::default()
         }
+    }
+
+    /// containerd goes away: the event receiver stops listening.
+    pub async fn events_down(&mut self) {
+        self.events.shutdown().await.unwrap();
+        let _ = std::fs::remove_file(self.dir.path().join("events.sock"));
+    }
+
+    /// containerd is back: a new event receiver on the same socket, into
+    /// the same sink.
+    pub async fn events_up(&mut self) {
+        let sock = self.dir.path().join("events.sock");
+        let _ = std::fs::remove_file(&sock);
+        let mut events = ttrpc::r#async::Server::new()
+            .bind(&format!("unix://{}", sock.display()))
+            .unwrap()
+            .register_service(create_events(self.sink.clone()));
+        events.start().await.unwrap();
+        self.events = events;
     }
 
     pub fn topics(&self) -> Vec<String> {
