@@ -380,3 +380,45 @@ async fn connections_from_a_user_that_is_not_root_are_refused() {
         .unwrap();
     f.shutdown_and_wait_exit().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn shim_killed_during_a_live_upgrade_loses_no_exit_status() {
+    // SIGUSR2 starts a live upgrade (quiesce, snapshot, check, exec); the
+    // SIGKILL lands at a spread of points through it. A container that had
+    // exited keeps its status; a running one is cleaned up.
+    for delay_ms in [0u64, 1, 3, 10, 30, 100, 300] {
+        let exited = Fixture::new(&["/bin/sh", "-c", "exit 42"]).await;
+        let pid = exited.create().await;
+        exited.start().await;
+        assert_eq!(exited.wait().await, 42);
+        let running = Fixture::new(&["/bin/sleep", "1000"]).await;
+        let running_pid = running.create().await;
+        running.start().await;
+        for f in [&exited, &running] {
+            let shim = nix::unistd::Pid::from_raw(f.shim_pid as i32);
+            nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGUSR2).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        sigkill(exited.shim_pid);
+        sigkill(running.shim_pid);
+        assert!(gone_within(exited.shim_pid, Duration::from_secs(5)));
+        assert!(gone_within(running.shim_pid, Duration::from_secs(5)));
+
+        let resp = delete_after_death(&exited);
+        assert_eq!(
+            (resp.pid, resp.exit_status),
+            (pid, 42),
+            "exited container, kill {delay_ms} ms into an upgrade"
+        );
+        runc_forgot(&exited);
+        let resp = delete_after_death(&running);
+        assert_eq!(
+            (resp.pid, resp.exit_status),
+            (running_pid, 137),
+            "running container, kill {delay_ms} ms into an upgrade"
+        );
+        assert!(gone_within(running_pid, Duration::from_secs(5)));
+        assert_eq!(container_processes(&running), Vec::<u32>::new());
+        runc_forgot(&running);
+    }
+}
