@@ -1,0 +1,34 @@
+//! Every fuzz target of fuzz/ (cargo-fuzz, libFuzzer) for 30 s on top of its
+//! committed corpus, two at a time: a crash, leak or timeout fails the test
+//! and leaves its input in fuzz/artifacts/. Needs cargo-fuzz and a nightly
+//! toolchain (.ci/run installs cargo-fuzz); fails, never skips, without them.
+//! `TETHER_FUZZ_SECONDS` changes the time per target.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn every_fuzz_target_runs_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let seconds = std::env::var("TETHER_FUZZ_SECONDS").unwrap_or_else(|_| "30".into());
+    let out = Command::new("bash")
+        .arg(root.join("fuzz/run.sh"))
+        .args(["--seconds", &seconds])
+        .current_dir(root)
+        // The fuzz build has its own target dir and toolchain; cargo test's
+        // settings must not leak into it.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO")
+        .output()
+        .expect("run fuzz/run.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    println!("{stdout}");
+    assert!(out.status.success(), "fuzzing failed:\n{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("9 targets passed, 0 failed"),
+        "summary: {last}"
+    );
+}
