@@ -6,7 +6,7 @@
 //! (hybrid), so there they only say where they run, and
 //! `in_a_cgroup_v2_guest` boots a guest whose only hierarchy is cgroup2
 //! (scripts/guest-test.sh) and runs this same binary in it, against Debian's
-//! containerd 1.6.20 and 2.3.7: once with tether, and once with containerd's
+//! containerd 1.6.20 and 2.3.7 with tether, then on 2.3.7 with containerd's
 //! Go shim (`TETHER_TEST_RUNTIME=io.containerd.runc.v2` for the ctr
 //! scenarios, `TETHER_DIRECT_SHIM` for the direct ones) for comparison.
 
