@@ -33,21 +33,6 @@ fn gone_within(pid: u32, limit: Duration) -> bool {
     !alive(pid)
 }
 
-/// What containerd does for a shim that died: the shim binary's `delete`.
-fn delete_after_death(f: &Fixture) -> DeleteResponse {
-    let bundle = f.bundle();
-    let spawn = ShimSpawn {
-        binary: Path::new(SHIM),
-        bundle: &bundle,
-        namespace: &f.namespace,
-        id: &f.id,
-        address: "/run/containerd/containerd.sock",
-        ttrpc_address: "",
-        options: &[],
-    };
-    spawn.delete().expect("the delete subcommand")
-}
-
 /// runc no longer knows the container, and its state dir is gone.
 fn runc_forgot(f: &Fixture) {
     let root = format!("/run/containerd/runc/{}", f.namespace);
@@ -63,18 +48,22 @@ fn runc_forgot(f: &Fixture) {
     );
 }
 
-/// Processes whose root is the fixture's rootfs (the container's, and any
-/// half-made `runc init`).
-fn container_processes(f: &Fixture) -> Vec<u32> {
-    let rootfs = f.bundle().join("rootfs");
+/// Live processes whose `/proc/PID/<link>` points at `target`.
+fn processes_with(link: &str, target: &Path) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r == rootfs)
+            std::fs::read_link(format!("/proc/{pid}/{link}")).is_ok_and(|t| t == target)
                 && alive(*pid)
         })
         .collect()
+}
+
+/// Processes whose root is the fixture's rootfs (the container's, and any
+/// half-made `runc init`).
+fn container_processes(f: &Fixture) -> Vec<u32> {
+    processes_with("root", &f.bundle().join("rootfs"))
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -316,16 +305,7 @@ fn full_disk_when_start_writes_the_address_is_a_clear_error_and_leaves_nothing()
     assert!(!bundle.join("address").exists(), "address file left");
     // No daemon left: nothing runs in the bundle (the one start spawned is
     // SIGKILLed; give the kill a moment to land).
-    let in_bundle = || -> Vec<u32> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c == bundle)
-                    && alive(*pid)
-            })
-            .collect()
-    };
+    let in_bundle = || processes_with("cwd", &bundle);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !in_bundle().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

@@ -7,13 +7,11 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use protobuf::well_known_types::any::Any;
 use protobuf::{Message, MessageField};
-use tether::client::ShimSpawn;
 use tether::protos::events::{TaskCreate, TaskDelete, TaskExit, TaskStart};
 use tether::protos::mount::Mount;
 use tether::protos::runc_options::Options;
@@ -332,17 +330,7 @@ async fn delete_subcommand_cleans_up_after_a_dead_shim() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let bundle = f.bundle();
-    let spawn = ShimSpawn {
-        binary: Path::new(SHIM),
-        bundle: &bundle,
-        namespace: &f.namespace,
-        id: &f.id,
-        address: "/run/containerd/containerd.sock",
-        ttrpc_address: "",
-        options: &[],
-    };
-    let resp = spawn.delete().expect("delete subcommand");
+    let resp = delete_after_death(&f);
     assert_eq!(resp.pid, pid);
     assert_eq!(resp.exit_status, 137);
     assert!(resp.exited_at.seconds > 0);
@@ -358,7 +346,7 @@ async fn delete_subcommand_cleans_up_after_a_dead_shim() {
     }
     assert!(!alive(pid), "container init survived delete");
     // Twice is fine: missing state is tolerated.
-    spawn.delete().expect("second delete");
+    delete_after_death(&f);
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -343,6 +343,22 @@ impl Drop for Fixture {
     }
 }
 
+/// What containerd does for a shim that died: the shim binary's `delete`
+/// (tether's, whichever shim the fixture ran).
+pub fn delete_after_death(f: &Fixture) -> DeleteResponse {
+    let bundle = f.bundle();
+    let spawn = ShimSpawn {
+        binary: Path::new(SHIM),
+        bundle: &bundle,
+        namespace: &f.namespace,
+        id: &f.id,
+        address: "/run/containerd/containerd.sock",
+        ttrpc_address: "",
+        options: &[],
+    };
+    spawn.delete().expect("the delete subcommand")
+}
+
 /// Whether `pid` is a live (non-zombie) process.
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
