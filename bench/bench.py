@@ -37,7 +37,25 @@ GO_SHIM = Path("/usr/bin/containerd-shim-runc-v2")
 RUNC = Path(shutil.which("runc") or "/usr/sbin/runc")
 RUNC_STATE = Path("/run/containerd/runc")
 CGROUP_FS = Path("/sys/fs/cgroup")
-CPUACCT = CGROUP_FS / "cpuacct"
+# CPU accounting: v1's cpuacct hierarchy, or the unified hierarchy itself
+# (cpu.stat's usage_usec is there in every cgroup, controllers or not).
+UNIFIED = (CGROUP_FS / "cgroup.controllers").exists()
+CPUACCT = CGROUP_FS if UNIFIED else CGROUP_FS / "cpuacct"
+
+
+def cg_cpu_seconds(d):
+    """CPU seconds a cgroup has used: cpuacct.usage (ns) on v1, cpu.stat's
+    usage_usec on v2; 0 when the cgroup is gone."""
+    try:
+        if UNIFIED:
+            for line in (d / "cpu.stat").read_text().splitlines():
+                k, v = line.split()
+                if k == "usage_usec":
+                    return int(v) / 1e6
+            return 0.0
+        return int((d / "cpuacct.usage").read_text()) / 1e9
+    except (OSError, ValueError):
+        return 0.0
 MIB = 1 << 20
 GIB = 1 << 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -274,7 +292,7 @@ class Bench:
             (self.cg_root / sub).mkdir(parents=True, exist_ok=True)
         for line in read("/proc/self/cgroup", "").splitlines():
             _, ctrls, path = line.split(":", 2)
-            if "cpuacct" in ctrls.split(","):
+            if (UNIFIED and ctrls == "") or (not UNIFIED and "cpuacct" in ctrls.split(",")):
                 self.orig_cpuacct = CPUACCT / path.lstrip("/")
         (self.cg_root / "harness" / "cgroup.procs").write_text(f"{os.getpid()}\n")
 
@@ -456,18 +474,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         return None
 
     def cg_usage(self, name):
-        try:
-            return int((self.cg_root / name / "cpuacct.usage").read_text()) / 1e9
-        except OSError:
-            return 0.0
+        return cg_cpu_seconds(self.cg_root / name)
 
     def my_cpu(self):
         """CPU seconds used so far by everything of ours (cgroup accounted)."""
         total = sum(self.cg_usage(n) for n in ["harness", "tether", "go", "runc"])
         for impl in self.impls:  # containers: runc puts them under /<ns>/<id>
-            v = read(CPUACCT / impl.ns / "cpuacct.usage")
-            if v:
-                total += int(v) / 1e9
+            total += cg_cpu_seconds(CPUACCT / impl.ns)
         return total
 
     # ---------------------------------------------------------- noise meter
@@ -1106,7 +1119,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             dirs.append(self.cg_root)
         for impl in self.impls:
             if impl.ns:
-                dirs += [c / impl.ns for c in CGROUP_FS.iterdir() if (c / impl.ns).is_dir()]
+                tops = [CGROUP_FS] if UNIFIED else list(CGROUP_FS.iterdir())
+                dirs += [c / impl.ns for c in tops if (c / impl.ns).is_dir()]
         for top in dirs:
             if not top.is_dir():
                 continue
@@ -1383,6 +1397,9 @@ def machine_info():
 
 B8_START = "<!-- B8 start -->"
 B8_END = "<!-- B8 end -->"
+# The cgroup v2 section (bench/guest-v2.sh, bench/v2_section.py).
+V2_START = "<!-- V2 start -->"
+V2_END = "<!-- V2 end -->"
 
 
 def write_report(bench, rows, out_dir, chart_name, started, duration, argv, m, mode):
@@ -1447,12 +1464,14 @@ def write_report(bench, rows, out_dir, chart_name, started, duration, argv, m, m
         L.append("")
     L.append(METHOD_NOTES)
     L.append(details_section(bench))
-    # B8 (CRI pods, bench/b8_pods.py) keeps its own section; carry it over.
+    # B8 (CRI pods, bench/b8_pods.py) and the cgroup v2 run
+    # (bench/guest-v2.sh) keep their own sections; carry them over.
     old_md = out_dir / "benchmarks.md"
     text = old_md.read_text() if old_md.exists() else ""
-    start, end = text.find(B8_START), text.find(B8_END)
-    if 0 <= start < end:
-        L.append(text[start:end + len(B8_END)])
+    for mark_start, mark_end in [(B8_START, B8_END), (V2_START, V2_END)]:
+        start, end = text.find(mark_start), text.find(mark_end)
+        if 0 <= start < end:
+            L.append(text[start:end + len(mark_end)])
     (out_dir / "benchmarks.md").write_text("\n".join(L) + "\n")
 
 
@@ -1763,6 +1782,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer rounds and containers")
     ap.add_argument("--only", default="", help="comma list of B1..B7 to run (development)")
     ap.add_argument("--out-dir", default=str(REPO / "docs"), help="where benchmarks.md/png go")
+    ap.add_argument("--results-dir", default=str(REPO / "bench" / "results"),
+                    help="where latest.json goes")
     ap.add_argument("--command", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--from-json", default=None, metavar="PATH",
                     help="only rewrite the report and chart from a results file "
@@ -1823,8 +1844,8 @@ def main():
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = summarize(bench)
-    results_dir = Path(__file__).resolve().parent / "results"
-    results_dir.mkdir(exist_ok=True)
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
     cmd = (args.command or " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]])).strip()
     mode = "quick" if args.quick else "full"
     machine = machine_info()

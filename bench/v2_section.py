@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Writes the cgroup v2 section of docs/benchmarks.md from the guest's
+output (bench/guest-v2.sh): the v2 run's table, with the tether/Go ratio of
+the host's (v1) run beside each metric. The section sits between
+<!-- V2 start --> and <!-- V2 end -->, which bench/bench.py carries over.
+
+    v2_section.py GUEST-OUTPUT BENCHMARKS-MD
+"""
+import sys
+from pathlib import Path
+
+V2_START = "<!-- V2 start -->"
+V2_END = "<!-- V2 end -->"
+
+
+def rows(lines):
+    """(bench, metric) -> cells of the `| B… |` table rows."""
+    out = {}
+    for line in lines:
+        if line.startswith("| B"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            out[(cells[0], cells[1])] = cells
+    return out
+
+
+def main(guest_out, md_path):
+    text = Path(guest_out).read_text().splitlines()
+    try:
+        machine = text[text.index("==== machine") + 1:text.index("==== table")]
+        table = text[text.index("==== table") + 1:]
+    except ValueError:
+        sys.exit("v2_section.py: no table in the guest's output")
+    md = Path(md_path)
+    old = md.read_text()
+    v1 = rows(old.splitlines()[:old.find(V2_START) if V2_START in old else None])
+    L = [V2_START, "## cgroup v2 (the unified hierarchy, in a guest)\n",
+         "One quick run of B1-B7 by `bash bench/guest-v2.sh`, inside the guest of "
+         "`scripts/guest-test.sh`: Debian's kernel with only cgroup v2, CPU time from "
+         "`cpu.stat`. This host's KVM cannot boot that kernel, so the guest is emulated "
+         "(TCG): absolute times are several times slower than on the host, and only the "
+         "tether/Go ratios compare. The last column is the ratio of the host's own "
+         "(cgroup v1) run above.\n"]
+    L += machine + [""]
+    L.append("| Benchmark | Metric | tether (v2) | Go (v2) | tether/Go (v2) | tether/Go (v1, host) |")
+    L.append("|---|---|---|---|---|---|")
+    for key, cells in rows(table).items():
+        ratio_v1 = v1.get(key, [""] * 5)[4]
+        L.append(f"| {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {cells[4]} | {ratio_v1} |")
+    L.append(V2_END)
+    section = "\n".join(L)
+    s, e = old.find(V2_START), old.find(V2_END)
+    if 0 <= s < e:
+        new = old[:s] + section + old[e + len(V2_END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section + "\n"
+    md.write_text(new)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
