@@ -36,9 +36,6 @@ pub enum Error {
     /// The operation does not fit the process's current state.
     #[error("{0}")]
     FailedPrecondition(String),
-    /// The method is not implemented by this shim (yet).
-    #[error("{0} is not implemented by tether yet")]
-    Unimplemented(&'static str),
     /// The OCI runtime binary could not be started at all.
     #[error("OCI runtime {binary:?} could not be started: {source}")]
     RuntimeMissing {
@@ -100,7 +97,6 @@ impl Error {
             Error::ContainerNotFound(_) | Error::NotFound(_) => Code::NOT_FOUND,
             Error::AlreadyExists(_) => Code::ALREADY_EXISTS,
             Error::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
-            Error::Unimplemented(_) => Code::UNIMPLEMENTED,
             // containerd surfaces these as-is; Unknown is what its own shim sends.
             Error::RuntimeMissing { .. } | Error::Runtime { .. } => Code::UNKNOWN,
             Error::Io { .. } | Error::Sys { .. } => Code::INTERNAL,
@@ -142,10 +138,6 @@ mod tests {
         assert_eq!(
             Error::FailedPrecondition("x".into()).code(),
             ttrpc::Code::FAILED_PRECONDITION
-        );
-        assert_eq!(
-            Error::Unimplemented("Exec").code(),
-            ttrpc::Code::UNIMPLEMENTED
         );
     }
 

@@ -279,7 +279,6 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    // Owned by later work; a clear Unimplemented until then.
     async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
         let r = (|| {
             validate("container id", &req.id)?;
