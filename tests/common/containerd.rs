@@ -46,6 +46,8 @@ pub struct Containerd {
     child: Option<Child>,
     /// Every shim socket seen, so `Drop` can remove it if the shim could not.
     known_sockets: Mutex<BTreeSet<PathBuf>>,
+    /// Every id `unique_id` gave out: the sockets of this test's shims.
+    issued_ids: Mutex<Vec<String>>,
     /// The containerd version under test and its binaries.
     pub bins: ContainerdBins,
 }
@@ -122,6 +124,7 @@ disabled_plugins = {disabled}
             fifo_dir,
             child: None,
             known_sockets: Mutex::new(BTreeSet::new()),
+            issued_ids: Mutex::new(Vec::new()),
             bins,
         };
         c.spawn_daemon();
@@ -193,7 +196,30 @@ disabled_plugins = {disabled}
 
     /// A container id unique to this instance: `<tag>-<n>`.
     pub fn unique_id(&self, tag: &str) -> String {
-        format!("{tag}-{}", next_serial())
+        let id = format!("{tag}-{}", next_serial());
+        self.issued_ids
+            .lock()
+            .expect("issued_ids lock")
+            .push(id.clone());
+        id
+    }
+
+    /// The socket paths of this instance's shims: the conventional path of
+    /// every id it gave out, and every socket seen.
+    fn own_sockets(&self) -> BTreeSet<PathBuf> {
+        let ids = self.issued_ids.lock().expect("issued_ids lock").clone();
+        let mut own: BTreeSet<PathBuf> = ids
+            .iter()
+            .map(|id| self.conventional_socket_path(id))
+            .collect();
+        own.extend(
+            self.known_sockets
+                .lock()
+                .expect("known_sockets lock")
+                .iter()
+                .cloned(),
+        );
+        own
     }
 
     /// Where containerd keeps the bundle of task `id` (the shim's cwd).
@@ -420,10 +446,11 @@ disabled_plugins = {disabled}
                     problems.push(format!("shim socket file left: {}", s.display()));
                 }
             }
-            for s in since.map(SocketDirSnapshot::stale_new).unwrap_or_default() {
+            let own = self.own_sockets();
+            for s in since.map(|snap| snap.stale_new(&own)).unwrap_or_default() {
                 problems.push(format!(
-                    "socket file in {SHIM_SOCKET_DIR} appeared since the snapshot and no live socket is \
-                     bound to it (leaked by this test, or by anything else creating shims meanwhile): {}",
+                    "socket file of this test's shims in {SHIM_SOCKET_DIR} appeared since the \
+                     snapshot and no live socket is bound to it: {}",
                     s.display()
                 ));
             }

@@ -69,13 +69,15 @@ impl SocketDirSnapshot {
         SocketDirSnapshot(socket_dir_entries())
     }
 
-    /// Entries of /run/containerd/s that were not in the snapshot and that
-    /// no live socket is bound to (a shim that exited and left its file).
-    pub fn stale_new(&self) -> Vec<PathBuf> {
+    /// Entries of /run/containerd/s among `own` (the paths the test's own
+    /// shims would use; other tests create shims there at the same time)
+    /// that were not in the snapshot and that no live socket is bound to (a
+    /// shim that exited and left its file).
+    pub fn stale_new(&self, own: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
         let bound = bound_unix_paths();
         socket_dir_entries()
             .into_iter()
-            .filter(|p| !self.0.contains(p))
+            .filter(|p| own.contains(p) && !self.0.contains(p))
             .filter(|p| !bound.contains(&p.display().to_string()))
             .collect()
     }
