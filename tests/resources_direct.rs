@@ -197,3 +197,131 @@ async fn checkpoint_and_restore_work_or_name_criu_s_reason() {
     f.delete().await;
     f.shutdown_and_wait_exit().await;
 }
+
+/// A runc stand-in for `checkpoint` (real runc for everything else): it
+/// records its arguments, writes a criu-style dump.log with an error into
+/// the work path, and fails as runc does when criu fails.
+fn recording_checkpoint_runc(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("runc-recording-checkpoint");
+    let script = format!(
+        r#"#!/bin/sh
+for a in "$@"; do [ "$a" = checkpoint ] && cp=1; done
+[ -n "$cp" ] || exec runc "$@"
+printf '%s\n' "$@" > {args}
+work=""
+prev=""
+for a in "$@"; do [ "$prev" = --work-path ] && work="$a"; prev="$a"; done
+mkdir -p "$work"
+printf '(00.001) Warn: something harmless\n(00.002) Error (criu/vdso.c:42): vdso: test reason\n' > "$work/dump.log"
+echo 'criu failed: type NOTIFY errno 0' >&2
+exit 1
+"#,
+        args = dir.join("args").display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn checkpoint_passes_criu_s_options_and_names_its_reason() {
+    let tools = tempfile::tempdir().unwrap();
+    let runc = recording_checkpoint_runc(tools.path());
+    let o = tether::protos::runc_options::Options {
+        binary_name: runc.display().to_string(),
+        ..Default::default()
+    };
+    let options = Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: o.write_to_bytes().unwrap(),
+        ..Default::default()
+    };
+    let f = Fixture::build(
+        &["/bin/sleep", "1000"],
+        |_| {},
+        &options.write_to_bytes().unwrap(),
+    )
+    .await;
+    let mut create = f.create_request();
+    create.options = MessageField::some(options);
+    f.client.create(ctx(), &create).await.unwrap();
+    f.start().await;
+
+    let image = f.dir.path().join("image");
+    let work = f.dir.path().join("work");
+    let co = tether::protos::runc_options::CheckpointOptions {
+        open_tcp: true,
+        file_locks: true,
+        terminal: true,
+        empty_namespaces: vec!["network".into()],
+        cgroups_mode: "soft".into(),
+        work_path: work.display().to_string(),
+        parent_path: "../parent".into(),
+        ..Default::default()
+    };
+    let req = CheckpointTaskRequest {
+        id: f.id.clone(),
+        path: image.display().to_string(),
+        options: MessageField::some(Any {
+            type_url: "containerd.runc.v1.CheckpointOptions".into(),
+            value: co.write_to_bytes().unwrap(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let (code, msg) = code_of(f.client.checkpoint(ctx(), &req).await);
+    assert_ne!(code, ttrpc::Code::OK);
+    // The error names criu's own reason from its log, not the warning.
+    assert!(
+        msg.contains("criu: (00.002) Error (criu/vdso.c:42): vdso: test reason"),
+        "{msg}"
+    );
+    assert!(!msg.contains("harmless"), "{msg}");
+    // runc got exactly what the options asked for, in runc's own syntax.
+    let args = std::fs::read_to_string(tools.path().join("args")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    let at = args.iter().position(|a| *a == "checkpoint").unwrap();
+    assert_eq!(
+        &args[at..],
+        [
+            "checkpoint",
+            "--image-path",
+            &image.display().to_string(),
+            "--work-path",
+            &work.display().to_string(),
+            "--leave-running",
+            "--tcp-established",
+            "--shell-job",
+            "--file-locks",
+            "--empty-ns",
+            "network",
+            "--manage-cgroups-mode",
+            "soft",
+            "--parent-path",
+            "../parent",
+            &f.id,
+        ]
+    );
+    // Before it, runc's global flags, the container's runc root among them.
+    assert!(args[..at].contains(&"--root"), "{args:?}");
+    // Nothing was published, and the container runs on.
+    assert!(f.topics().iter().all(|t| t != "/tasks/checkpointed"));
+    let state = StateRequest {
+        id: f.id.clone(),
+        ..Default::default()
+    };
+    let s = f.client.state(ctx(), &state).await.unwrap();
+    assert_eq!(s.status.enum_value(), Ok(Status::RUNNING));
+    // Unknown checkpoint option types are refused before runc runs.
+    std::fs::remove_file(tools.path().join("args")).unwrap();
+    let mut bad = req.clone();
+    bad.options = MessageField::some(Any {
+        type_url: "example.com/Nope".into(),
+        ..Default::default()
+    });
+    let (code, _) = code_of(f.client.checkpoint(ctx(), &bad).await);
+    assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT);
+    assert!(!tools.path().join("args").exists(), "runc ran anyway");
+    f.stop_and_delete().await;
+    f.shutdown_and_wait_exit().await;
+}
