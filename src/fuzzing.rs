@@ -91,10 +91,22 @@ pub fn bootstrap(data: &[u8]) {
 pub fn mount_options(data: &[u8]) {
     let options: Vec<String> = text(data).split(',').map(str::to_string).collect();
     let (_, _, rest) = crate::mount::parse_options(&options);
-    // What is not a flag goes to the filesystem as data, untouched.
-    for word in rest.split(',').filter(|w| !w.is_empty()) {
+    let words: Vec<String> = rest
+        .split(',')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    // What is not a flag goes to the filesystem as data, untouched...
+    for word in &words {
         assert!(options.iter().any(|o| o == word), "{word:?} invented");
     }
+    // ...and no flag ever ends up in the data.
+    let (flags, propagation, again) = crate::mount::parse_options(&words);
+    assert!(
+        flags.is_empty() && propagation.is_empty(),
+        "a flag in {rest:?}"
+    );
+    assert_eq!(again, words.join(","));
 }
 
 /// A stdout URI: accepted file:// and binary:// paths are absolute.
@@ -197,15 +209,35 @@ pub fn task_request(data: &[u8]) {
 }
 
 /// A live-upgrade state file: accepted states name each descriptor once and
-/// none of stdio.
+/// none of stdio. The numbers are collected from the JSON itself, not by
+/// the reader's own `State::descriptors`.
 pub fn upgrade_state(data: &[u8]) {
-    if let Ok(state) = crate::upgrade::state::parse(data) {
-        let mut fds = state.descriptors();
-        assert!(fds.iter().all(|fd| *fd >= 3));
+    if crate::upgrade::state::parse(data).is_ok() {
+        let json: serde_json::Value = serde_json::from_slice(data).expect("parsed once already");
+        let mut fds = Vec::new();
+        descriptor_numbers(&json, &mut fds);
+        assert!(fds.iter().all(|fd| *fd >= 3), "stdio accepted: {fds:?}");
         let n = fds.len();
         fds.sort_unstable();
         fds.dedup();
         assert_eq!(fds.len(), n, "a descriptor named twice was accepted");
+    }
+}
+
+/// Every number under a key the state file uses for a descriptor.
+fn descriptor_numbers(v: &serde_json::Value, out: &mut Vec<i64>) {
+    const KEYS: &[&str] = &["listener", "fd", "stdin_holder", "console", "from", "to"];
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match v.as_i64() {
+                    Some(n) if KEYS.contains(&k.as_str()) => out.push(n),
+                    _ => descriptor_numbers(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| descriptor_numbers(v, out)),
+        _ => {}
     }
 }
 

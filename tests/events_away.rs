@@ -28,13 +28,36 @@ fn script(status: u64) -> String {
     format!("trap 'exit {status}' TERM; sleep 1000 & wait")
 }
 
+/// Removes containers 1..n of the shim (the fixture removes its own) with
+/// `runc delete --force`, whatever state the test left them in.
+struct ExtraContainers(String, String, usize);
+
+impl Drop for ExtraContainers {
+    fn drop(&mut self) {
+        let root = format!("/run/containerd/runc/{}", self.0);
+        for i in 1..self.2 {
+            let _ = std::process::Command::new("runc")
+                .args([
+                    "--root",
+                    &root,
+                    "delete",
+                    "--force",
+                    &format!("{}-{i}", self.1),
+                ])
+                .output();
+        }
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn every_exit_is_delivered_after_containerd_was_away() {
     let n = env_or("TETHER_AWAY_CONTAINERS", 100).max(1) as usize;
     let away = Duration::from_secs(env_or("TETHER_AWAY_SECONDS", 60));
     let status_of = |i: usize| (i % 250 + 1) as u64;
     let mut f = Fixture::new(&["/bin/sh", "-c", &script(status_of(0))]).await;
-    // The other containers, in the same shim (one shim serves a group).
+    // The other containers, in the same shim (one shim serves a group);
+    // removed through runc should the test fail half-way.
+    let _extra = ExtraContainers(f.namespace.clone(), f.id.clone(), n);
     let mut ids = vec![f.id.clone()];
     f.create().await;
     f.start().await;
@@ -83,17 +106,30 @@ async fn every_exit_is_delivered_after_containerd_was_away() {
     );
     tokio::time::sleep(away.saturating_sub(t0.elapsed())).await;
 
+    let back = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     f.events_up().await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let count = |f: &Fixture| f.topics().iter().filter(|t| *t == "/tasks/exit").count();
     while count(&f) < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Longer than a few retry back-offs: a duplicate would show by then.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let got = f.sink.got.lock().unwrap().clone();
     let mut exits: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (topic, any) in &got {
         if topic == "/tasks/exit" {
             let e = TaskExit::parse_from_bytes(&any.value).unwrap();
+            // The time of the exit, not of the delivery.
+            let at = e.exited_at.seconds;
+            assert!(
+                at > 0 && at <= back,
+                "{}: exited_at {at}, back at {back}",
+                e.container_id
+            );
             exits.entry(e.container_id).or_default().push(e.exit_status);
         }
     }

@@ -90,14 +90,14 @@ async fn ten_thousand_execs_leave_no_zombie_and_no_descriptor() {
     let f = Fixture::new(&["/bin/sleep", "100000"]).await;
     f.create().await;
     f.start().await;
-    // Once of each kind first, so that lazily made descriptors are in the
-    // baseline.
-    for i in 0..10 {
-        one(&f, i).await;
-    }
+    // A warm-up of every kind, eight at a time as below, so that lazily
+    // made descriptors are in the baseline.
+    stream::iter(0..40)
+        .for_each_concurrent(8, |i| one(&f, i))
+        .await;
     let baseline = fd_count(f.shim_pid);
     let t0 = Instant::now();
-    stream::iter(10..10 + n)
+    stream::iter(40..40 + n)
         .for_each_concurrent(8, |i| one(&f, i))
         .await;
     eprintln!(

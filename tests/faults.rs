@@ -60,10 +60,33 @@ fn processes_with(link: &str, target: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// Processes whose root is the fixture's rootfs (the container's, and any
-/// half-made `runc init`).
-fn container_processes(f: &Fixture) -> Vec<u32> {
-    processes_with("root", &f.bundle().join("rootfs"))
+/// The pid namespace of a container's process (`pid:[N]`): every process
+/// of the container is in it, whatever its root looks like from here.
+fn pid_ns(pid: u32) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap()
+}
+
+/// Live processes still in the container's pid namespace.
+fn in_container(ns: &Path) -> Vec<u32> {
+    processes_with("ns/pid", ns)
+}
+
+/// Live children of `pid` (a subreaper inherits the orphans of its tree).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|c| {
+                    c.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .filter(|p| alive(*p))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -72,6 +95,7 @@ async fn shim_killed_during_start_leaves_nothing_after_delete() {
     for delay_ms in [0u64, 2, 5, 10, 20, 40] {
         let f = Fixture::new(&["/bin/sleep", "1000"]).await;
         let pid = f.create().await;
+        let ns = pid_ns(pid);
         let req = StartRequest {
             id: f.id.clone(),
             ..Default::default()
@@ -89,7 +113,7 @@ async fn shim_killed_during_start_leaves_nothing_after_delete() {
             gone_within(pid, Duration::from_secs(5)),
             "init survived (kill after {delay_ms} ms)"
         );
-        assert_eq!(container_processes(&f), Vec::<u32>::new());
+        assert_eq!(in_container(&ns), Vec::<u32>::new());
         runc_forgot(&f);
         assert!(!f.socket().exists(), "socket left");
     }
@@ -100,6 +124,7 @@ async fn shim_killed_during_an_exec_leaves_nothing_after_delete() {
     let f = Fixture::new(&["/bin/sleep", "1000"]).await;
     let pid = f.create().await;
     f.start().await;
+    let ns = pid_ns(pid);
     let spec =
         serde_json::json!({"args": ["/bin/sleep", "1000"], "cwd": "/", "env": ["PATH=/bin"]});
     let exec = ExecProcessRequest {
@@ -129,7 +154,7 @@ async fn shim_killed_during_an_exec_leaves_nothing_after_delete() {
         gone_within(exec_pid, Duration::from_secs(5)),
         "exec survived"
     );
-    assert_eq!(container_processes(&f), Vec::<u32>::new());
+    assert_eq!(in_container(&ns), Vec::<u32>::new());
     runc_forgot(&f);
 }
 
@@ -184,17 +209,17 @@ async fn runc_killed_mid_create_is_a_clear_error_and_leaves_no_half_container() 
         assert_ne!(code, ttrpc::Code::OK);
         eprintln!("round {round}: {code:?}: {msg}");
         assert!(
-            msg.contains("runc-killed-mid-create") || msg.contains("create"),
+            msg.contains("OCI runtime create failed"),
             "round {round}: unclear error: {msg}"
         );
-        // Nothing half-made: no process in the rootfs, runc has no state,
-        // the id can be created again (with runc itself this time) in a
-        // new shim, and this shim still serves.
+        // Nothing half-made: the shim (the subreaper, which inherits an
+        // orphaned `runc init`) has no child left, runc has no state, and
+        // this shim still serves.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !container_processes(&f).is_empty() && Instant::now() < deadline {
+        while !children_of(f.shim_pid).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(container_processes(&f), Vec::<u32>::new(), "round {round}");
+        assert_eq!(children_of(f.shim_pid), Vec::<u32>::new(), "round {round}");
         runc_forgot(&f);
         let state = StateRequest {
             id: f.id.clone(),
@@ -244,7 +269,6 @@ fn fill(dir: &Path) {
 #[tokio::test(flavor = "current_thread")]
 async fn full_disk_when_the_exit_is_recorded_still_reports_the_true_status() {
     let cell = Rc::new(RefCell::new(None));
-    let _guard = TmpfsGuard(cell.clone());
     let f = Fixture::build_on(
         &["/bin/sleep", "1000"],
         |_| {},
@@ -255,6 +279,8 @@ async fn full_disk_when_the_exit_is_recorded_still_reports_the_true_status() {
         },
     )
     .await;
+    // Dropped before `f`: the tmpfs goes before the temp dir is removed.
+    let _guard = TmpfsGuard(cell.clone());
     let pid = f.create().await;
     f.start().await;
     fill(&f.bundle());
@@ -351,9 +377,12 @@ async fn stdout_fifo_with_no_reader_neither_hangs_nor_loses_the_exit() {
 #[tokio::test(flavor = "current_thread")]
 async fn connections_from_a_user_that_is_not_root_are_refused() {
     let f = Fixture::new(&["/bin/true"]).await;
-    assert!(refused_for(&f.socket(), 65534, 65534), "nobody got in");
-    assert!(refused_for(&f.socket(), 1000, 0), "uid 1000 got in");
-    assert!(!refused_for(&f.socket(), 0, 0), "root refused");
+    // The socket's mode (0600, in a 0700 directory) keeps other users out.
+    assert_eq!(probe_connect(&f.socket(), 65534, 65534, false), "denied");
+    // Past the mode bits (CAP_DAC_OVERRIDE), the shim's own peer check
+    // closes the connection of a user that is not containerd's.
+    assert_eq!(probe_connect(&f.socket(), 1000, 1000, true), "closed");
+    assert_eq!(probe_connect(&f.socket(), 0, 0, false), "open");
     f.client
         .connect(ctx(), &ConnectRequest::default())
         .await
@@ -366,7 +395,8 @@ async fn shim_killed_during_a_live_upgrade_loses_no_exit_status() {
     // SIGUSR2 starts a live upgrade (quiesce, snapshot, check, exec); the
     // SIGKILL lands at a spread of points through it. A container that had
     // exited keeps its status; a running one is cleaned up.
-    for delay_ms in [0u64, 1, 3, 10, 30, 100, 300] {
+    let mut stages = std::collections::BTreeSet::new();
+    for delay_ms in [0u64, 1, 3, 10, 30, 100, 300, 1000] {
         let exited = Fixture::new(&["/bin/sh", "-c", "exit 42"]).await;
         let pid = exited.create().await;
         exited.start().await;
@@ -374,11 +404,30 @@ async fn shim_killed_during_a_live_upgrade_loses_no_exit_status() {
         let running = Fixture::new(&["/bin/sleep", "1000"]).await;
         let running_pid = running.create().await;
         running.start().await;
+        let ns = pid_ns(running_pid);
         for f in [&exited, &running] {
             let shim = nix::unistd::Pid::from_raw(f.shim_pid as i32);
             nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGUSR2).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        // How far the upgrade got, as the kill lands: the new binary runs
+        // with the state in its environment; before that, the old one
+        // writes the state file into the bundle.
+        for f in [&exited, &running] {
+            assert!(
+                alive(f.shim_pid),
+                "the shim died of SIGUSR2 ({delay_ms} ms)"
+            );
+        }
+        let environ = std::fs::read(format!("/proc/{}/environ", running.shim_pid)).unwrap();
+        let stage = if String::from_utf8_lossy(&environ).contains("TETHER_UPGRADE_STATE=") {
+            "new binary running"
+        } else if running.bundle().join(".tether-upgrade.json").exists() {
+            "state written"
+        } else {
+            "before the state"
+        };
+        stages.insert(stage);
         sigkill(exited.shim_pid);
         sigkill(running.shim_pid);
         assert!(gone_within(exited.shim_pid, Duration::from_secs(5)));
@@ -388,17 +437,22 @@ async fn shim_killed_during_a_live_upgrade_loses_no_exit_status() {
         assert_eq!(
             (resp.pid, resp.exit_status),
             (pid, 42),
-            "exited container, kill {delay_ms} ms into an upgrade"
+            "exited container, kill {delay_ms} ms into an upgrade ({stage})"
         );
         runc_forgot(&exited);
         let resp = delete_after_death(&running);
         assert_eq!(
             (resp.pid, resp.exit_status),
             (running_pid, 137),
-            "running container, kill {delay_ms} ms into an upgrade"
+            "running container, kill {delay_ms} ms into an upgrade ({stage})"
         );
         assert!(gone_within(running_pid, Duration::from_secs(5)));
-        assert_eq!(container_processes(&running), Vec::<u32>::new());
+        assert_eq!(in_container(&ns), Vec::<u32>::new());
         runc_forgot(&running);
     }
+    eprintln!("kill points reached: {stages:?}");
+    assert!(
+        stages.len() >= 2,
+        "every kill landed at the same point of the upgrade: {stages:?}"
+    );
 }

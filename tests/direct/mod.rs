@@ -427,7 +427,17 @@ pub fn refused_for_gid(socket: &Path, gid: u32) -> bool {
 /// Connects to `socket` as `uid`:`gid`; true when the connection was not
 /// allowed (the socket's permissions) or the shim closed it at once.
 pub fn refused_for(socket: &Path, uid: u32, gid: u32) -> bool {
-    use std::os::unix::process::CommandExt;
+    matches!(
+        probe_connect(socket, uid, gid, false).as_str(),
+        "denied" | "closed"
+    )
+}
+
+/// Connects to `socket` as `uid`:`gid` (with CAP_DAC_OVERRIDE, to get past
+/// the socket's mode bits, when `dac_override`) and says what happened:
+/// "denied" (connect refused), "closed" (the shim closed it at once),
+/// "open" (kept open for 2 s) or "data".
+pub fn probe_connect(socket: &Path, uid: u32, gid: u32, dac_override: bool) -> String {
     let probe = "import socket,sys\n\
                  s=socket.socket(socket.AF_UNIX)\n\
                  try:\n    s.connect(sys.argv[1])\n\
@@ -435,18 +445,23 @@ pub fn refused_for(socket: &Path, uid: u32, gid: u32) -> bool {
                  s.settimeout(2)\n\
                  try:\n    print('closed' if s.recv(1)==b'' else 'data')\n\
                  except socket.timeout:\n    print('open')\n";
-    let out = Command::new("python3")
-        .args(["-c", probe])
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups");
+    if dac_override {
+        cmd.args(["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]);
+    }
+    let out = cmd
+        .args(["/usr/bin/python3", "-c", probe])
         .arg(socket)
-        .gid(gid)
-        .uid(uid)
         .output()
-        .expect("python3 runs the probe");
+        .expect("setpriv and python3 run the probe");
     let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(
-        ["closed", "open", "denied"].contains(&verdict.as_str()),
+        ["closed", "open", "denied", "data"].contains(&verdict.as_str()),
         "probe failed: {verdict} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    verdict != "open"
+    verdict
 }
