@@ -6,6 +6,7 @@ the host's (v1) run beside each metric. The section sits between
 
     v2_section.py GUEST-OUTPUT BENCHMARKS-MD
 """
+import re
 import sys
 from pathlib import Path
 
@@ -14,11 +15,13 @@ V2_END = "<!-- V2 end -->"
 
 
 def rows(lines):
-    """(bench, metric) -> cells of the `| B… |` table rows."""
+    """(bench, metric) -> cells of the rows of the main results table
+    (Benchmark, Metric, tether, Go, tether/Go, Target, Met?); its header and
+    the noise table's rows are not taken."""
     out = {}
     for line in lines:
-        if line.startswith("| B"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and re.fullmatch(r"B\d+b?", cells[0]):
             out[(cells[0], cells[1])] = cells
     return out
 
