@@ -31,8 +31,10 @@
 //!
 //! Needs root; the run takes about half a minute.
 
+mod script_checks;
+
 use std::path::Path;
-use std::process::Command;
+use std::time::Duration;
 
 const HANDLERS: [&str; 2] = ["tether", "runc"];
 const CHECKS: [&str; 7] = [
@@ -63,52 +65,30 @@ fn pods(version: &str) {
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let shim = env!("CARGO_BIN_EXE_containerd-shim-tether-v2");
-    let start = std::time::Instant::now();
-    // timeout(1) sends SIGTERM on a hang: critest.sh then still cleans up.
-    let out = Command::new("timeout")
-        .args(["--signal=TERM", "--kill-after=120", "900", "bash"])
-        .arg(root.join("scripts/critest.sh"))
-        .args([
-            "--containerd",
-            version,
-            "--handler",
-            "tether",
-            "--shim",
-            shim,
-        ])
-        .args([
-            "--exec",
-            "--",
-            "env",
-            "CRI_PODS_CHECKS=pods options restart",
-            "bash",
-        ])
-        .arg(root.join("tests/cri/pods.sh"))
-        .current_dir(root)
-        .output()
-        .expect("run scripts/critest.sh");
+    let critest = root.join("scripts/critest.sh");
+    let pods = root.join("tests/cri/pods.sh");
+    let out = script_checks::run(
+        &[
+            "bash".as_ref(),
+            critest.as_os_str(),
+            "--containerd".as_ref(),
+            version.as_ref(),
+            "--handler".as_ref(),
+            "tether".as_ref(),
+            "--shim".as_ref(),
+            shim.as_ref(),
+            "--exec".as_ref(),
+            "--".as_ref(),
+            "env".as_ref(),
+            "CRI_PODS_CHECKS=pods options restart".as_ref(),
+            "bash".as_ref(),
+            pods.as_os_str(),
+        ],
+        Duration::from_secs(900),
+        Duration::from_secs(120),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // crictl's warnings about its config are noise.
-    for line in stderr.lines().filter(|l| !l.contains("level=warning")) {
-        eprintln!("{line}");
-    }
-    println!("{stdout}");
-    println!("took {:.1} s", start.elapsed().as_secs_f64());
-
-    let mut missing = Vec::new();
-    for h in HANDLERS {
-        for c in CHECKS {
-            let want = format!("PASS {h} {c}");
-            if !stdout.lines().any(|l| l == want) {
-                let got = stdout
-                    .lines()
-                    .find(|l| l.starts_with(&format!("FAIL {h} {c}:")))
-                    .unwrap_or("(no result line)");
-                missing.push(format!("{h} {c}: {got}"));
-            }
-        }
-    }
+    let mut missing = script_checks::missing(&stdout, &HANDLERS, &CHECKS);
     if !stdout.lines().any(|l| l == "PASS tether-wrapped options") {
         missing.push("tether-wrapped options: no PASS line".to_string());
     }

@@ -7,8 +7,10 @@
 //!
 //! Needs root; about four minutes once the binaries are cached.
 
+mod script_checks;
+
 use std::path::Path;
-use std::process::Command;
+use std::time::Duration;
 
 const HANDLERS: [&str; 2] = ["tether", "runc"];
 const CHECKS: [&str; 10] = [
@@ -33,42 +35,21 @@ fn kubernetes_node_runs_pods_on_tether_and_runc() {
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let shim = env!("CARGO_BIN_EXE_containerd-shim-tether-v2");
-    let start = std::time::Instant::now();
-    // timeout(1) sends SIGTERM on a hang, to the script alone
-    // (--foreground), whose traps then stop what it started, by PID.
-    let out = Command::new("timeout")
-        .args([
-            "--foreground",
-            "--signal=TERM",
-            "--kill-after=180",
-            "2700",
-            "bash",
-        ])
-        .arg(root.join("scripts/kube-e2e.sh"))
-        .args(["--containerd", "2.3.7", "--shim", shim])
-        .current_dir(root)
-        .output()
-        .expect("run scripts/kube-e2e.sh");
+    let script = root.join("scripts/kube-e2e.sh");
+    let out = script_checks::run(
+        &[
+            "bash".as_ref(),
+            script.as_os_str(),
+            "--containerd".as_ref(),
+            "2.3.7".as_ref(),
+            "--shim".as_ref(),
+            shim.as_ref(),
+        ],
+        Duration::from_secs(2700),
+        Duration::from_secs(180),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    for line in stderr.lines().filter(|l| !l.contains("level=warning")) {
-        eprintln!("{line}");
-    }
-    println!("{stdout}");
-    println!("took {:.1} s", start.elapsed().as_secs_f64());
-
-    let mut missing = Vec::new();
-    for h in HANDLERS {
-        for c in CHECKS {
-            if !stdout.lines().any(|l| l == format!("PASS {h} {c}")) {
-                let got = stdout
-                    .lines()
-                    .find(|l| l.starts_with(&format!("FAIL {h} {c}:")))
-                    .unwrap_or("(no result line)");
-                missing.push(format!("{h} {c}: {got}"));
-            }
-        }
-    }
+    let missing = script_checks::missing(&stdout, &HANDLERS, &CHECKS);
     let last = stdout.lines().last().unwrap_or("");
     assert!(
         missing.is_empty() && out.status.success(),
