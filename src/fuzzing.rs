@@ -224,20 +224,27 @@ pub fn upgrade_state(data: &[u8]) {
     }
 }
 
-/// Every number under a key the state file uses for a descriptor.
+/// Every descriptor number of a state, read from the JSON by the state
+/// file's layout (unknown keys, which the reader ignores, are not
+/// descriptors): the listener, each connection's fd, and each process's
+/// stdin holder, console and stream ends.
 fn descriptor_numbers(v: &serde_json::Value, out: &mut Vec<i64>) {
-    const KEYS: &[&str] = &["listener", "fd", "stdin_holder", "console", "from", "to"];
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                match v.as_i64() {
-                    Some(n) if KEYS.contains(&k.as_str()) => out.push(n),
-                    _ => descriptor_numbers(v, out),
-                }
+    let num = |v: &serde_json::Value, out: &mut Vec<i64>| out.extend(v.as_i64());
+    num(&v["listener"], out);
+    for c in v["conns"].as_array().into_iter().flatten() {
+        num(&c["fd"], out);
+    }
+    for c in v["containers"].as_array().into_iter().flatten() {
+        let execs = c["execs"].as_array().into_iter().flatten();
+        for p in std::iter::once(&c["init"]).chain(execs) {
+            let io = &p["io"];
+            num(&io["stdin_holder"], out);
+            num(&io["console"], out);
+            for st in io["streams"].as_array().into_iter().flatten() {
+                num(&st["from"], out);
+                num(&st["to"], out);
             }
         }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| descriptor_numbers(v, out)),
-        _ => {}
     }
 }
 
