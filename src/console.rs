@@ -125,6 +125,11 @@ impl Console {
         }
     }
 
+    /// The master's descriptor, borrowed (for a loop on the blocking pool).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self.master.get_ref())
+    }
+
     /// The master's descriptor, for a handover.
     pub fn into_fd(self) -> OwnedFd {
         self.master.into_inner()
@@ -143,14 +148,36 @@ impl Console {
         Ok(())
     }
 
+    /// [`Console::send_eof`] for a loop on the blocking pool: a full input
+    /// buffer is waited out for at most a second.
+    pub fn send_eof_blocking(&self) {
+        if !self.first_eof() {
+            return;
+        }
+        for _ in 0..10 {
+            match nix::unistd::write(self.fd(), &[4]) {
+                Err(nix::errno::Errno::EAGAIN) => {
+                    let mut fds = [nix::poll::PollFd::new(
+                        self.fd(),
+                        nix::poll::PollFlags::POLLOUT,
+                    )];
+                    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Whether no EOF was sent yet; from now on, one was.
+    fn first_eof(&self) -> bool {
+        let mut sent = self.eof_sent.lock().unwrap_or_else(|p| p.into_inner());
+        !std::mem::replace(&mut *sent, true)
+    }
+
     /// Ends input as a user at the terminal would: an EOF character, which a
     /// reader in canonical mode sees as end of input. Sent once.
     pub async fn send_eof(&self) {
-        let first = {
-            let mut sent = self.eof_sent.lock().unwrap_or_else(|p| p.into_inner());
-            !std::mem::replace(&mut *sent, true)
-        };
-        if first {
+        if self.first_eof() {
             let _ = self.write_all(&[4]).await;
         }
     }

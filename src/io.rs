@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::console::{Console, ConsoleSocket};
 use crate::copy::{copy, Sink, Source, Stopped};
 use crate::error::{Error, Result};
+use crate::file_copy::{copy_blocking, StopSignal};
 use crate::logger::{Logger, Target};
 use crate::reaper::Reaper;
 use crate::runc::ProcessStdio;
@@ -67,6 +68,8 @@ pub struct ProcessIo {
     /// A size set before the terminal existed.
     pending_size: Option<(u16, u16)>,
     logger: Option<Logger>,
+    /// Stops the loops on the blocking pool (made with the first of them).
+    file_stop: Option<Arc<StopSignal>>,
 }
 
 /// A running copy loop; what it hands back when stopped.
@@ -132,28 +135,32 @@ impl ProcessIo {
         // Where stdout and stderr go: a sink each (None: nowhere).
         let (out_sink, err_sink): (Option<Sink>, Option<Sink>) = match &target {
             Target::Paths => {
-                let out = open_output(&paths.stdout)?;
+                let out = open_output(&paths.stdout).await?;
                 // One file for both streams: one open file, one offset.
                 let err = match &out {
                     Some(Sink::File(f)) if paths.stderr == paths.stdout => Some(Sink::File(
                         f.try_clone()
                             .map_err(Error::io("dup output", &paths.stdout))?,
                     )),
-                    _ => open_output(&paths.stderr)?,
+                    _ => open_output(&paths.stderr).await?,
                 };
                 (out, err)
             }
             Target::File(path) => {
-                let path = Path::new(path);
-                if let Some(dir) = path.parent() {
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o755)
-                        .create(dir)
-                        .map_err(Error::io("create log directory", dir))?;
-                }
-                let out = append(path)?;
-                let err = out.try_clone().map_err(Error::io("dup log file", path))?;
+                let path = std::path::PathBuf::from(path);
+                let at = path.clone();
+                let out = off_thread(move || {
+                    if let Some(dir) = path.parent() {
+                        std::fs::DirBuilder::new()
+                            .recursive(true)
+                            .mode(0o755)
+                            .create(dir)
+                            .map_err(Error::io("create log directory", dir))?;
+                    }
+                    append(&path)
+                })
+                .await?;
+                let err = out.try_clone().map_err(Error::io("dup log file", at))?;
                 (Some(Sink::File(out)), Some(Sink::File(err)))
             }
             Target::Binary(binary, args) => {
@@ -177,14 +184,14 @@ impl ProcessIo {
             let (r, w) = owned_pipe(owner.io_owner)?;
             stdio.stdin = Some(r);
             let sink = Sink::Pipe(sender(w)?);
-            io.input = Some(io.spawn(source, sink, Vec::new(), false));
+            io.input = Some(io.spawn(source, sink, Vec::new(), false)?);
         }
         for (slot, sink) in [(&mut stdio.stdout, out_sink), (&mut stdio.stderr, err_sink)] {
             let Some(sink) = sink else { continue };
             let (r, w) = owned_pipe(owner.io_owner)?;
             *slot = Some(w);
             let source = pipe::Receiver::from_owned_fd(r).map_err(Error::io("pipe", "output"))?;
-            let output = io.spawn(Source::Pipe(source), sink, Vec::new(), true);
+            let output = io.spawn(Source::Pipe(source), sink, Vec::new(), true)?;
             io.outputs.push(output);
         }
         Ok((io, stdio, None))
@@ -201,17 +208,42 @@ impl ProcessIo {
             pending: None,
             pending_size: None,
             logger: None,
+            file_stop: None,
         }
     }
 
-    fn spawn(&self, from: Source, to: Sink, pending: Vec<u8>, output: bool) -> Loop {
+    /// Starts a copy loop: on the runtime thread, or on the blocking pool if
+    /// either end is a regular file (see [`crate::file_copy`]).
+    fn spawn(&mut self, from: Source, to: Sink, pending: Vec<u8>, output: bool) -> Result<Loop> {
         let progress = output.then(|| self.progress.clone());
-        tokio::spawn(copy(from, to, pending, progress, self.stop.subscribe()))
+        if !matches!(from, Source::File(_)) && !matches!(to, Sink::File(_)) {
+            let stop = self.stop.subscribe();
+            return Ok(tokio::spawn(copy(from, to, pending, progress, stop)));
+        }
+        let stop = match &self.file_stop {
+            Some(s) => s.clone(),
+            None => {
+                let s = StopSignal::new().map_err(Error::io("eventfd", "stdio"))?;
+                self.file_stop = Some(s.clone());
+                s
+            }
+        };
+        Ok(tokio::task::spawn_blocking(move || {
+            copy_blocking(from, to, pending, progress, stop)
+        }))
+    }
+
+    /// Stops every copy loop, wherever it runs.
+    fn stop_loops(&self) {
+        self.stop.send_replace(true);
+        if let Some(s) = &self.file_stop {
+            s.signal();
+        }
     }
 
     /// Stops every copy loop where it stands and hands over all descriptors.
     pub async fn stop(mut self) -> std::io::Result<IoHandover> {
-        self.stop.send_replace(true);
+        self.stop_loops();
         let mut h = IoHandover {
             stdin_holder: self.stdin_holder.take().map(OwnedFd::from),
             ..Default::default()
@@ -271,7 +303,7 @@ impl ProcessIo {
                 (Some(fd), false) => Sink::Pipe(sender(fd)?),
                 (None, _) => Sink::Console(console()?),
             };
-            let l = io.spawn(from, to, s.pending, s.output);
+            let l = io.spawn(from, to, s.pending, s.output)?;
             if s.output {
                 io.outputs.push(l);
             } else {
@@ -291,10 +323,10 @@ impl ProcessIo {
         if let Some(source) = input {
             // The client closing stdin ends the terminal's input (VEOF).
             self.input =
-                Some(self.spawn(source, Sink::Console(console.clone()), Vec::new(), false));
+                Some(self.spawn(source, Sink::Console(console.clone()), Vec::new(), false)?);
         }
         if let Some(sink) = output {
-            let l = self.spawn(Source::Console(console.clone()), sink, Vec::new(), true);
+            let l = self.spawn(Source::Console(console.clone()), sink, Vec::new(), true)?;
             self.outputs.push(l);
         }
         self.console = Some(console);
@@ -344,6 +376,10 @@ impl ProcessIo {
 
 impl Drop for ProcessIo {
     fn drop(&mut self) {
+        // Loops on the blocking pool cannot be aborted: they are told to stop.
+        if let Some(s) = &self.file_stop {
+            s.signal();
+        }
         for l in self.outputs.iter().chain(&self.input) {
             l.abort();
         }
@@ -397,7 +433,7 @@ fn open_input(path: &Path) -> Result<(Source, Option<File>)> {
 
 /// Opens an output path: a FIFO read-write (so writing never fails for want
 /// of a reader while clients come and go), anything else for appending.
-fn open_output(path: &str) -> Result<Option<Sink>> {
+async fn open_output(path: &str) -> Result<Option<Sink>> {
     if path.is_empty() {
         return Ok(None);
     }
@@ -410,8 +446,21 @@ fn open_output(path: &str) -> Result<Option<Sink>> {
                 .map_err(Error::io("open output", path))?;
             Ok(Some(Sink::Pipe(tx)))
         }
-        _ => append(path).map(|f| Some(Sink::File(f))),
+        _ => {
+            let path = path.to_path_buf();
+            off_thread(move || append(&path)).await.map(|f| Some(Sink::File(f)))
+        }
     }
+}
+
+/// Runs a filesystem call on the blocking pool: a stalled filesystem must
+/// not stall the runtime thread.
+pub async fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::io("run on the blocking pool", "")(std::io::Error::other(e))))
 }
 
 /// Opens a log file for appending. When both streams go to one file they

@@ -15,6 +15,7 @@ pub mod copy;
 pub mod ctl;
 pub mod error;
 pub mod events;
+pub mod file_copy;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,0 +1,162 @@
+//! Copy loops with a regular file at one end (a `file://` log, a stdout path
+//! that is not a FIFO, stdin from a file) run on tokio's blocking pool, not
+//! on the runtime thread: a write to a file can stall for as long as its
+//! filesystem does (a frozen or unreachable one, a full journal), and the
+//! runtime thread also reaps, answers every request and copies every other
+//! container's output. Pool threads are started when such a loop starts and
+//! go away once they have been idle for a while, so an idle shim keeps one
+//! thread.
+//!
+//! Pipe to file is spliced (no copy through the shim's memory). A loop waits
+//! with poll(2) on its source and on a stop eventfd, so a stop (a live
+//! upgrade, the process's stdio being dropped) ends it at once, handing back
+//! both ends and the unwritten bytes exactly as an async loop does, except
+//! while a write is stuck in the filesystem itself: that returns when the
+//! filesystem does.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::EfdFlags;
+
+use crate::copy::{Sink, Source, Stopped, COPY_BUF};
+
+/// Bytes moved per splice from a pipe into a file: up to a whole pipe
+/// buffer, so a loop that fell behind catches up in one call.
+const SPLICE_MAX: usize = 1 << 20;
+
+/// An eventfd that, once signalled, stays readable: every blocking loop of a
+/// process's stdio polls it, and one signal stops them all.
+pub struct StopSignal(OwnedFd);
+
+impl StopSignal {
+    /// A new, unsignalled eventfd (close-on-exec).
+    pub fn new() -> io::Result<Arc<StopSignal>> {
+        #[allow(deprecated)]
+        let fd = nix::sys::eventfd::eventfd(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        Ok(Arc::new(StopSignal(fd)))
+    }
+
+    /// Stops every loop polling this signal.
+    pub fn signal(&self) {
+        let _ = nix::unistd::write(&self.0, &1u64.to_ne_bytes());
+    }
+}
+
+/// What a wait for readiness ended with.
+enum Ready {
+    Go,
+    Stop,
+}
+
+/// Waits until `fd` is ready for `events` (or hung up) or `stop` is set.
+fn wait(fd: BorrowedFd<'_>, events: PollFlags, stop: &StopSignal) -> io::Result<Ready> {
+    loop {
+        let mut fds = [
+            PollFd::new(stop.0.as_fd(), PollFlags::POLLIN),
+            PollFd::new(fd, events),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if fds[0].any().unwrap_or(false) {
+            return Ok(Ready::Stop);
+        }
+        if fds[1].any().unwrap_or(false) {
+            return Ok(Ready::Go);
+        }
+    }
+}
+
+/// Copies `from` to `to` (after writing `pending`), blocking, until the
+/// source ends or the sink fails (None), or `stop` is signalled (both ends
+/// and the unwritten bytes handed back). The blocking twin of
+/// [`crate::copy::copy`].
+pub fn copy_blocking(
+    from: Source,
+    to: Sink,
+    mut pending: Vec<u8>,
+    progress: Option<Arc<AtomicU64>>,
+    stop: Arc<StopSignal>,
+) -> Option<Stopped> {
+    let count = |n: usize| {
+        if let Some(p) = &progress {
+            p.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    };
+    let mut zero_copy = matches!((&from, &to), (Source::Pipe(_), Sink::File(_)));
+    let mut buf = Vec::new();
+    loop {
+        while !pending.is_empty() {
+            match wait(sink_fd(&to), PollFlags::POLLOUT, &stop) {
+                Ok(Ready::Go) => {}
+                Ok(Ready::Stop) => return Some(Stopped { from, to, pending }),
+                Err(_) => return None,
+            }
+            match nix::unistd::write(sink_fd(&to), &pending) {
+                Ok(n @ 1..) => {
+                    pending.drain(..n);
+                    count(n);
+                }
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Ok(_) | Err(_) => {
+                    tracing::debug!("stdio copy stopped: the sink is gone");
+                    return None;
+                }
+            }
+        }
+        match wait(source_fd(&from), PollFlags::POLLIN, &stop) {
+            Ok(Ready::Go) => {}
+            Ok(Ready::Stop) => return Some(Stopped { from, to, pending }),
+            Err(_) => break,
+        }
+        if zero_copy {
+            use nix::fcntl::{splice, SpliceFFlags};
+            let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+            match splice(source_fd(&from), None, sink_fd(&to), None, SPLICE_MAX, flags) {
+                Ok(0) => break,
+                Ok(n) => count(n),
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(Errno::EINVAL | Errno::ENOSYS) => zero_copy = false,
+                Err(_) => return None,
+            }
+            continue;
+        }
+        if buf.is_empty() {
+            buf = vec![0u8; COPY_BUF];
+        }
+        match nix::unistd::read(source_fd(&from).as_raw_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            // EIO: a terminal whose other side is gone, i.e. its end.
+            Err(_) => break,
+        }
+    }
+    if let Sink::Console(c) = &to {
+        c.send_eof_blocking();
+    }
+    None
+}
+
+fn source_fd(s: &Source) -> BorrowedFd<'_> {
+    match s {
+        Source::Pipe(p) => p.as_fd(),
+        Source::File(f) => f.as_fd(),
+        Source::Console(c) => c.fd(),
+    }
+}
+
+fn sink_fd(s: &Sink) -> BorrowedFd<'_> {
+    match s {
+        Sink::Pipe(p) => p.as_fd(),
+        Sink::File(f) => f.as_fd(),
+        Sink::Console(c) => c.fd(),
+    }
+}
