@@ -45,12 +45,20 @@ pub struct Container {
     /// The container's cgroup, found right after `runc create`.
     pub cgroup: std::sync::OnceLock<crate::cgroup::Cgroup>,
     /// OOM kills already reported.
-    pub(crate) oom: std::sync::OnceLock<crate::oom::OomSeen>,
+    pub(crate) oom: std::sync::OnceLock<Arc<crate::oom::OomSeen>>,
+    /// The OOM watch, which ends with the container.
+    oom_watch: std::sync::OnceLock<crate::oom::Watch>,
     /// Frozen by Pause.
     pub(crate) paused: std::sync::atomic::AtomicBool,
+    /// Serialises the operations that check the container's state and then
+    /// change it through the runtime: pause, resume, update, checkpoint. It
+    /// guards no data (those have their own short locks), so it is the one
+    /// lock held while runc runs.
+    pub(crate) op_lock: tokio::sync::Mutex<()>,
     pub(crate) publisher: Publisher,
     pub(crate) reaper: Reaper,
     pub(crate) router: Arc<Router>,
+    pub(crate) notices: crate::router::Notices,
 }
 
 /// What a container is made of, apart from its processes.
@@ -76,8 +84,14 @@ impl Container {
     pub fn assemble(
         parts: Parts,
         init: Process,
-        (publisher, reaper, router): (Publisher, Reaper, Arc<Router>),
+        services: crate::shim::Services,
     ) -> Arc<Container> {
+        let crate::shim::Services {
+            publisher,
+            reaper,
+            router,
+            notices,
+        } = services;
         Arc::new(Container {
             runc: Runc::new(
                 &parts.options,
@@ -96,10 +110,13 @@ impl Container {
             kill_all_on_exit: parts.kill_all_on_exit,
             cgroup: Default::default(),
             oom: Default::default(),
+            oom_watch: Default::default(),
             paused: Default::default(),
+            op_lock: Default::default(),
             publisher,
             reaper,
             router,
+            notices,
         })
     }
 
@@ -197,8 +214,12 @@ impl Container {
         if process.is_init() {
             // On disk before anyone hears of it: if this daemon dies now,
             // `delete` still reports the real status.
+            // The fsync goes to the blocking pool: a slow disk must not hold
+            // up reaping and every other request meanwhile.
             let record = crate::state::ExitRecord::new(exit.pid, info.status, info.at);
-            if let Err(e) = record.save(&self.bundle) {
+            let bundle = self.bundle.clone();
+            let saved = crate::io::off_thread(move || record.save(&bundle)).await;
+            if let Err(e) = saved {
                 tracing::warn!(id = %self.id, error = %e, "keeping the exit status on disk");
             }
         }
@@ -236,13 +257,13 @@ impl Container {
 
     /// Finds the container's cgroup (its init has a pid now) and starts
     /// watching it for OOM kills.
-    pub(crate) fn watch_cgroup(self: &Arc<Self>) {
+    pub(crate) fn watch_cgroup(&self) {
         self.watch_cgroup_from(None);
     }
 
     /// Like `watch_cgroup`, counting OOM kills from `seen` (what an earlier
     /// shim already reported) instead of from now.
-    pub(crate) fn watch_cgroup_from(self: &Arc<Self>, seen: Option<u64>) {
+    pub(crate) fn watch_cgroup_from(&self, seen: Option<u64>) {
         let Some(cgroup) = crate::cgroup::Cgroup::of_pid(self.init.pid()) else {
             tracing::warn!(id = %self.id, "the container's cgroup was not found");
             return;
@@ -251,9 +272,16 @@ impl Container {
             Some(n) => crate::oom::OomSeen::from_count(n),
             None => crate::oom::OomSeen::baseline(&cgroup),
         };
-        let _ = self.oom.set(seen);
-        if let Err(e) = crate::oom::watch(self, &cgroup) {
-            tracing::warn!(id = %self.id, error = %e, "OOM kills will not be reported");
+        let seen = Arc::new(seen);
+        let _ = self.oom.set(seen.clone());
+        let target = crate::oom::Target {
+            container: self.id.clone(),
+            seen,
+            notices: self.notices.clone(),
+        };
+        match crate::oom::watch(target, &cgroup) {
+            Ok(w) => drop(self.oom_watch.set(w)),
+            Err(e) => tracing::warn!(id = %self.id, error = %e, "OOM kills will not be reported"),
         }
         let _ = self.cgroup.set(cgroup);
     }
@@ -330,8 +358,12 @@ impl Container {
     }
 
     /// Registers a started process and handles an exit that came first.
-    pub(crate) fn register(self: &Arc<Self>, process: &Arc<Process>) -> Option<Exit> {
-        self.router.register(process.pid(), self, process)
+    pub(crate) fn register(&self, process: &Process) -> Option<Exit> {
+        let key = crate::router::ProcessKey {
+            container: self.id.clone(),
+            exec: process.exec_id.clone(),
+        };
+        self.router.register(process.pid(), key)
     }
 
     /// Opens stdio for `process` and runs `spawn` (runc create or exec) with

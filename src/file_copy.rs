@@ -119,7 +119,14 @@ pub fn copy_blocking(
         if zero_copy {
             use nix::fcntl::{splice, SpliceFFlags};
             let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
-            match splice(source_fd(&from), None, sink_fd(&to), None, SPLICE_MAX, flags) {
+            match splice(
+                source_fd(&from),
+                None,
+                sink_fd(&to),
+                None,
+                SPLICE_MAX,
+                flags,
+            ) {
                 Ok(0) => break,
                 Ok(n) => count(n),
                 Err(Errno::EAGAIN | Errno::EINTR) => {}

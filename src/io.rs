@@ -448,7 +448,9 @@ async fn open_output(path: &str) -> Result<Option<Sink>> {
         }
         _ => {
             let path = path.to_path_buf();
-            off_thread(move || append(&path)).await.map(|f| Some(Sink::File(f)))
+            off_thread(move || append(&path))
+                .await
+                .map(|f| Some(Sink::File(f)))
         }
     }
 }
@@ -458,9 +460,11 @@ async fn open_output(path: &str) -> Result<Option<Sink>> {
 pub async fn off_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(Error::io("run on the blocking pool", "")(std::io::Error::other(e))))
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Error::io("run on the blocking pool", "")(
+            std::io::Error::other(e),
+        ))
+    })
 }
 
 /// Opens a log file for appending. When both streams go to one file they

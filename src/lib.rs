@@ -15,8 +15,8 @@ pub mod copy;
 pub mod ctl;
 pub mod error;
 pub mod events;
-pub mod file_copy;
 pub mod exec;
+pub mod file_copy;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;

@@ -6,20 +6,22 @@
 //! no kill behind it (v1 also signals when the cgroup is removed) reports
 //! nothing. The watcher wakes on the kernel's notification; the exit path
 //! checks the counter once more before publishing the init's exit, so a
-//! `/tasks/oom` always comes before the `/tasks/exit` it caused.
+//! `/tasks/oom` always comes before the `/tasks/exit` it caused. A watcher
+//! knows its container only by id: it sends a notice to the monitor, which
+//! asks the container to count and report.
 
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Weak;
+use std::sync::Arc;
 
 use nix::sys::eventfd::EfdFlags;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::cgroup::Cgroup;
-use crate::container::Container;
 use crate::error::{Error, Result};
+use crate::router::{Notice, Notices};
 
 /// The OOM kills already reported for a container.
 #[derive(Debug, Default)]
@@ -41,6 +43,11 @@ impl OomSeen {
         self.0.load(Ordering::Acquire)
     }
 
+    /// Whether the counter is past what was reported (nothing recorded).
+    pub fn would_grow(&self, cgroup: &Cgroup) -> bool {
+        cgroup.oom_kills().is_some_and(|now| now > self.count())
+    }
+
     /// Whether the counter grew past what was reported; records it if so.
     /// True at most once per growth, whoever asks.
     pub fn grew(&self, cgroup: &Cgroup) -> bool {
@@ -52,25 +59,51 @@ impl OomSeen {
     }
 }
 
-/// Starts watching `container`'s cgroup; the watch ends when the cgroup is
-/// removed or the container is gone.
-pub fn watch(container: &std::sync::Arc<Container>, cgroup: &Cgroup) -> Result<()> {
-    let weak = std::sync::Arc::downgrade(container);
+/// A running watch; it ends when the cgroup is removed, the container is
+/// gone, or the handle is dropped.
+pub struct Watch(tokio::task::JoinHandle<()>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a watch reports to, and for whom.
+pub struct Target {
+    /// The container whose cgroup is watched.
+    pub container: String,
+    /// The OOM kills already reported for it (shared with its exit path).
+    pub seen: Arc<OomSeen>,
+    /// The monitor's channel.
+    pub notices: Notices,
+}
+
+impl Target {
+    fn notify(&self) {
+        let _ = self.notices.send(Notice::Oom {
+            container: self.container.clone(),
+        });
+    }
+}
+
+/// Starts watching a container's cgroup.
+pub fn watch(target: Target, cgroup: &Cgroup) -> Result<Watch> {
     match cgroup {
         Cgroup::V1(_) => {
             let dir = cgroup
                 .v1_dir("memory")
                 .ok_or_else(|| Error::NotFound("no memory cgroup to watch".into()))?
                 .to_path_buf();
-            watch_v1(weak, dir)
+            watch_v1(target, cgroup.clone(), dir)
         }
-        Cgroup::V2(dir) => watch_v2(weak, dir.clone()),
+        Cgroup::V2(dir) => watch_v2(target, dir.clone()),
     }
 }
 
 /// v1: an eventfd registered for memory.oom_control through
 /// cgroup.event_control.
-fn watch_v1(container: Weak<Container>, dir: PathBuf) -> Result<()> {
+fn watch_v1(target: Target, cgroup: Cgroup, dir: PathBuf) -> Result<Watch> {
     let control_path = dir.join("memory.oom_control");
     let control = File::open(&control_path).map_err(Error::io("open", &control_path))?;
     #[allow(deprecated)]
@@ -80,7 +113,7 @@ fn watch_v1(container: Weak<Container>, dir: PathBuf) -> Result<()> {
     let event_control = dir.join("cgroup.event_control");
     fs::write(&event_control, register).map_err(Error::io("write", &event_control))?;
     let efd = crate::sys::async_fd(efd).map_err(Error::io("register eventfd", &event_control))?;
-    tokio::spawn(async move {
+    Ok(Watch(tokio::spawn(async move {
         let _control = control;
         loop {
             let Ok(mut guard) = efd.readable().await else {
@@ -93,18 +126,17 @@ fn watch_v1(container: Weak<Container>, dir: PathBuf) -> Result<()> {
             }
             // The notification comes when the cgroup runs out of memory, a
             // moment before the kernel picks and kills a victim: give the
-            // kill counter a short while to move.
+            // kill counter a short while to move. The monitor, not this
+            // task, counts and reports it.
             for _ in 0..KILL_WAIT_STEPS {
-                let Some(c) = container.upgrade() else { return };
-                if c.check_oom() {
+                if target.seen.would_grow(&cgroup) {
+                    target.notify();
                     break;
                 }
-                drop(c);
                 tokio::time::sleep(KILL_WAIT_STEP).await;
             }
         }
-    });
-    Ok(())
+    })))
 }
 
 /// How long (steps × step) an OOM notification waits for the kill it
@@ -113,7 +145,7 @@ const KILL_WAIT_STEPS: u32 = 50;
 const KILL_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// v2: inotify on memory.events.
-fn watch_v2(container: Weak<Container>, dir: PathBuf) -> Result<()> {
+fn watch_v2(target: Target, dir: PathBuf) -> Result<Watch> {
     let events = dir.join("memory.events");
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
         .map_err(Error::sys("inotify_init"))?;
@@ -125,13 +157,12 @@ fn watch_v2(container: Weak<Container>, dir: PathBuf) -> Result<()> {
         .try_clone_to_owned()
         .map_err(Error::io("dup inotify", &events))?;
     let ready = crate::sys::async_fd(ready).map_err(Error::io("register inotify", &events))?;
-    tokio::spawn(async move {
+    Ok(Watch(tokio::spawn(async move {
         loop {
             let Ok(mut guard) = ready.readable().await else {
                 return;
             };
             let read = guard.try_io(|_| Ok(inotify.read_events()?));
-            let Some(c) = container.upgrade() else { return };
             if let Ok(Ok(evs)) = read {
                 if evs
                     .iter()
@@ -140,10 +171,9 @@ fn watch_v2(container: Weak<Container>, dir: PathBuf) -> Result<()> {
                     return;
                 }
             }
-            c.check_oom();
+            target.notify();
         }
-    });
-    Ok(())
+    })))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// A reaped process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +32,14 @@ pub struct Exit {
     pub at: SystemTime,
 }
 
+/// Where the exits nobody claimed go, in the order they were reaped.
+pub type Unclaimed = Arc<dyn Fn(Exit) + Send + Sync>;
+
 /// Handle to the reaper; cheap to clone.
 #[derive(Clone)]
 pub struct Reaper {
     claims: Arc<Mutex<HashMap<u32, oneshot::Sender<Exit>>>>,
-    unclaimed: mpsc::UnboundedSender<Exit>,
+    unclaimed: Unclaimed,
     /// While set, nothing is reaped: exits wait as zombies (for a live
     /// upgrade, whose next binary reaps them).
     paused: Arc<std::sync::atomic::AtomicBool>,
@@ -57,13 +60,12 @@ impl ExitFuture {
 }
 
 impl Reaper {
-    /// Starts reaping on SIGCHLD. Returns the handle and the channel of exits
-    /// nobody claimed. Must be called inside the tokio runtime.
-    pub fn start() -> io::Result<(Reaper, mpsc::UnboundedReceiver<Exit>)> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Starts reaping on SIGCHLD; exits nobody claimed go to `unclaimed`.
+    /// Must be called inside the tokio runtime.
+    pub fn start(unclaimed: Unclaimed) -> io::Result<Reaper> {
         let reaper = Reaper {
             claims: Arc::default(),
-            unclaimed: tx,
+            unclaimed,
             paused: Arc::default(),
         };
         let mut sigchld = signal(SignalKind::child())?;
@@ -75,7 +77,7 @@ impl Reaper {
                 r.reap();
             }
         });
-        Ok((reaper, rx))
+        Ok(reaper)
     }
 
     /// Spawns `cmd` and claims its exit. The claim is made while the claim
@@ -124,7 +126,7 @@ impl Reaper {
             match claims.remove(&exit.pid) {
                 // A dropped future just means nobody cares any more.
                 Some(tx) => drop(tx.send(exit)),
-                None => drop(self.unclaimed.send(exit)),
+                None => (self.unclaimed)(exit),
             }
         }
     }
@@ -151,7 +153,11 @@ mod tests {
     #[allow(clippy::zombie_processes)]
     #[tokio::test(flavor = "current_thread")]
     async fn claimed_exits_go_to_the_spawner_and_others_to_the_monitor() {
-        let (reaper, mut unclaimed) = Reaper::start().unwrap();
+        let (tx, mut unclaimed) = tokio::sync::mpsc::unbounded_channel();
+        let reaper = Reaper::start(Arc::new(move |e| {
+            let _ = tx.send(e);
+        }))
+        .unwrap();
         let (_child, exit) = reaper
             .spawn(Command::new("sh").args(["-c", "exit 7"]))
             .unwrap();

@@ -1,7 +1,7 @@
 //! Pause, resume, resource updates and statistics of a container.
 
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::container::Container;
 use crate::error::{Error, Result};
@@ -27,6 +27,7 @@ impl Container {
 
     /// Freezes every process of the container.
     pub async fn pause(&self) -> Result<()> {
+        let _op = self.op_lock.lock().await;
         self.require_running("pause")?;
         if self.is_paused() {
             return Err(Error::FailedPrecondition(format!(
@@ -44,6 +45,7 @@ impl Container {
 
     /// Thaws a paused container.
     pub async fn resume(&self) -> Result<()> {
+        let _op = self.op_lock.lock().await;
         if !self.is_paused() {
             return Err(Error::FailedPrecondition(format!(
                 "container {:?} is not paused",
@@ -60,6 +62,7 @@ impl Container {
 
     /// Applies new resource limits (OCI LinuxResources JSON).
     pub async fn update(&self, resources_json: &[u8]) -> Result<()> {
+        let _op = self.op_lock.lock().await;
         if self.init.phase().finished() {
             return Err(Error::FailedPrecondition(format!(
                 "cannot update container {:?}: it has exited",
@@ -68,7 +71,12 @@ impl Container {
         }
         serde_json::from_slice::<serde_json::Value>(resources_json)
             .map_err(|e| Error::InvalidArgument(format!("resources: {e}")))?;
-        let path = self.bundle.join(".update-resources.json");
+        // A name per call: nothing another call writes can be applied here.
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let n = CALLS.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .bundle
+            .join(format!(".update-resources-{}-{n}.json", std::process::id()));
         let write = || {
             use std::io::Write;
             std::fs::OpenOptions::new()

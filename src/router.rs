@@ -1,17 +1,46 @@
-//! Which process a reaped pid belongs to.
+//! What reaches the shim's monitor from outside a request, and whose it is.
 //!
-//! A process is registered once its pid is known (after `runc create` or
-//! `runc exec` wrote the pid file). It may already have exited by then: exits
-//! of pids nobody has registered are kept, a bounded number for a bounded
-//! time, and handed over at registration.
+//! Two kinds of notice arrive on one channel, in order: exits the reaper did
+//! not claim, and OOM notifications from cgroup watchers. The monitor (see
+//! `Shim::monitor`) routes each to its container by id; nothing below a
+//! container points back up to it.
+//!
+//! A process is registered under its pid once the pid is known (after `runc
+//! create` or `runc exec` wrote the pid file). It may already have exited by
+//! then: exits of pids nobody has registered are kept, a bounded number for
+//! a bounded time, and handed over at registration.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::container::Container;
-use crate::process::Process;
+use tokio::sync::mpsc;
+
 use crate::reaper::Exit;
+
+/// Something that happened to a container, for the monitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A process nobody was waiting for by pid was reaped.
+    Exit(Exit),
+    /// The kernel reported an OOM in this container's cgroup.
+    Oom {
+        /// Container id.
+        container: String,
+    },
+}
+
+/// Where notices are sent.
+pub type Notices = mpsc::UnboundedSender<Notice>;
+
+/// A process, by container id and exec id (empty for init).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessKey {
+    /// Container id.
+    pub container: String,
+    /// Exec id; empty for the init process.
+    pub exec: String,
+}
 
 /// How many unregistered exits are kept at most.
 const EARLY_EXITS: usize = 1024;
@@ -20,11 +49,9 @@ const EARLY_EXITS: usize = 1024;
 /// cannot match a stale exit.
 const EARLY_TTL: Duration = Duration::from_secs(60);
 
-type Owner = (Weak<Container>, Arc<Process>);
-
 #[derive(Default)]
 struct Inner {
-    owners: HashMap<u32, Owner>,
+    owners: HashMap<u32, ProcessKey>,
     early: VecDeque<(Exit, Instant)>,
 }
 
@@ -39,30 +66,23 @@ impl Router {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers `process` of `container` under `pid`. Returns its exit if it
-    /// was reaped before this call.
-    pub fn register(
-        &self,
-        pid: u32,
-        container: &Arc<Container>,
-        process: &Arc<Process>,
-    ) -> Option<Exit> {
+    /// Registers the process `key` under `pid`. Returns its exit if it was
+    /// reaped before this call.
+    pub fn register(&self, pid: u32, key: ProcessKey) -> Option<Exit> {
         let mut inner = self.lock();
         if let Some(i) = inner.early.iter().position(|(e, _)| e.pid == pid) {
             return inner.early.remove(i).map(|(e, _)| e);
         }
-        inner
-            .owners
-            .insert(pid, (Arc::downgrade(container), process.clone()));
+        inner.owners.insert(pid, key);
         None
     }
 
-    /// The owner of an exit, which stops being registered; or None, and the
-    /// exit is kept for a later registration.
-    pub fn route(&self, exit: Exit) -> Option<(Arc<Container>, Arc<Process>)> {
+    /// The process an exit belongs to, which stops being registered; or
+    /// None, and the exit is kept for a later registration.
+    pub fn route(&self, exit: Exit) -> Option<ProcessKey> {
         let mut inner = self.lock();
-        if let Some((c, p)) = inner.owners.remove(&exit.pid) {
-            return c.upgrade().map(|c| (c, p));
+        if let Some(key) = inner.owners.remove(&exit.pid) {
+            return Some(key);
         }
         let now = Instant::now();
         while inner

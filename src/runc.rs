@@ -1,13 +1,16 @@
 //! Running the OCI runtime (runc or a compatible binary).
 //!
 //! Every invocation goes through the [`Reaper`], which claims the runtime's
-//! exit as it spawns it. runc is told to log JSON to the bundle's `log.json`;
-//! when it fails, the last error it logged during *this* invocation becomes
-//! the error message.
+//! exit as it spawns it. Each invocation logs JSON to a file of its own in
+//! the bundle: when it fails, the last error in that file becomes the error
+//! message, whatever other invocations run at the same time. Afterwards the
+//! file is appended to the bundle's `log.json`, the history, and removed.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Write};
+use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -112,16 +115,19 @@ impl Runc {
         &self.record
     }
 
-    fn command(&self) -> Command {
+    fn command(&self) -> Invocation {
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self
+            .log
+            .with_file_name(format!(".runc-{}-{n}.json", std::process::id()));
         let mut cmd = Command::new(&self.record.binary);
         cmd.arg("--root").arg(&self.record.root);
-        cmd.arg("--log")
-            .arg(&self.log)
-            .args(["--log-format", "json"]);
+        cmd.arg("--log").arg(&log).args(["--log-format", "json"]);
         if self.record.systemd_cgroup {
             cmd.arg("--systemd-cgroup");
         }
-        cmd
+        Invocation { cmd, log }
     }
 
     /// `runc create`: the container exists afterwards, its init waiting to be
@@ -287,7 +293,7 @@ impl Runc {
         self.run("restore", cmd, false).await.map(drop)
     }
 
-    fn criu_command(&self) -> Command {
+    fn criu_command(&self) -> Invocation {
         let mut cmd = self.command();
         if !self.criu.is_empty() {
             cmd.arg("--criu").arg(&self.criu);
@@ -311,14 +317,18 @@ impl Runc {
 
     /// Runs `cmd` to completion. With `capture`, stdout and stderr are read
     /// through pipes; otherwise the caller has set stdio.
-    async fn run(&self, op: &'static str, mut cmd: Command, capture: bool) -> Result<Output> {
-        let log_start = fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+    async fn run(&self, op: &'static str, inv: Invocation, capture: bool) -> Result<Output> {
+        let Invocation { mut cmd, log } = inv;
         if capture {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
         }
-        let (mut child, exit) = self.reaper.spawn(&mut cmd).map_err(|source| {
+        let spawned = self.reaper.spawn(&mut cmd);
+        if spawned.is_err() {
+            let _ = fs::remove_file(&log);
+        }
+        let (mut child, exit) = spawned.map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 Error::RuntimeMissing {
                     binary: self.record.binary.clone(),
@@ -343,10 +353,11 @@ impl Runc {
             (Vec::new(), Vec::new())
         };
         let exit = exit.wait().await;
+        let logged = keep_log(&log, &self.log);
         if exit.status == 0 {
             return Ok(Output { stdout });
         }
-        let message = last_error(&self.log, log_start)
+        let message = last_error_in(&logged)
             .or_else(|| {
                 let text = String::from_utf8_lossy(&stderr).trim().to_string();
                 (!text.is_empty()).then(|| text.lines().last().unwrap_or_default().to_string())
@@ -394,13 +405,46 @@ async fn read_all(fd: Option<OwnedFd>) -> Vec<u8> {
     buf
 }
 
-/// The message of the last error-level line runc appended after `offset`.
-fn last_error(log: &Path, offset: u64) -> Option<String> {
-    let mut f = fs::File::open(log).ok()?;
-    f.seek(SeekFrom::Start(offset)).ok()?;
+/// One runtime invocation: its command, and the log file it alone writes.
+struct Invocation {
+    cmd: Command,
+    log: PathBuf,
+}
+
+impl Deref for Invocation {
+    type Target = Command;
+    fn deref(&self) -> &Command {
+        &self.cmd
+    }
+}
+
+impl DerefMut for Invocation {
+    fn deref_mut(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+}
+
+/// Reads what one invocation logged (its last MiB), appends it to the
+/// bundle's `history` (log.json) and removes the invocation's own file.
+fn keep_log(log: &Path, history: &Path) -> String {
     let mut text = String::new();
-    f.take(1 << 20).read_to_string(&mut text).ok()?;
-    last_error_in(&text)
+    let Ok(f) = fs::File::open(log) else {
+        return text;
+    };
+    let _ = f.take(1 << 20).read_to_string(&mut text);
+    let _ = fs::remove_file(log);
+    if !text.is_empty() {
+        let appended = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(history)
+            .and_then(|mut h| h.write_all(text.as_bytes()));
+        if let Err(e) = appended {
+            tracing::debug!(error = %e, "keeping the runtime's log");
+        }
+    }
+    text
 }
 
 fn last_error_in(text: &str) -> Option<String> {

@@ -13,8 +13,8 @@ use crate::events::{Event, Publisher};
 use crate::io::StdioPaths;
 use crate::mount::{mount_all, unmount_all, Mount};
 use crate::process::{ExitInfo, Process};
-use crate::reaper::{Exit, Reaper};
-use crate::router::Router;
+use crate::reaper::Reaper;
+use crate::router::{Notice, Notices, Router};
 use crate::runc::RuntimeOptions;
 use crate::state::INIT_PID_FILE;
 
@@ -46,37 +46,52 @@ struct Table {
     socket: Option<PathBuf>,
 }
 
+/// The daemon-wide services every container works with.
+#[derive(Clone)]
+pub struct Services {
+    /// Publishes task events to containerd.
+    pub publisher: Publisher,
+    /// Spawns runtime processes and claims their exits.
+    pub reaper: Reaper,
+    /// Routes reaped exits to the processes they belong to.
+    pub router: Arc<Router>,
+    /// The monitor's channel (for OOM watchers).
+    pub notices: Notices,
+}
+
 /// Everything the daemon serves.
 pub struct Shim {
     /// containerd namespace.
     pub namespace: String,
-    reaper: Reaper,
-    publisher: Publisher,
-    router: Arc<Router>,
+    services: Services,
     table: Mutex<Table>,
     shutdown: Arc<Notify>,
     upgrades: std::sync::atomic::AtomicU32,
 }
 
 impl Shim {
-    /// A shim with no containers. Exits nobody claimed arrive on `exits`.
+    /// A shim with no containers. Notices sent to `notices` (the reaper's
+    /// unclaimed exits, OOM watchers) arrive on `inbox`.
     pub fn new(
         namespace: String,
         reaper: Reaper,
         publisher: Publisher,
-        exits: mpsc::UnboundedReceiver<Exit>,
+        (notices, inbox): (Notices, mpsc::UnboundedReceiver<Notice>),
         shutdown: Arc<Notify>,
     ) -> Arc<Shim> {
         let shim = Arc::new(Shim {
             namespace,
-            reaper,
-            publisher,
-            router: Arc::default(),
+            services: Services {
+                publisher,
+                reaper,
+                router: Arc::default(),
+                notices,
+            },
             table: Mutex::default(),
             shutdown,
             upgrades: Default::default(),
         });
-        tokio::spawn(shim.clone().monitor(exits));
+        tokio::spawn(shim.clone().monitor(inbox));
         shim
     }
 
@@ -113,20 +128,36 @@ impl Shim {
         self.table().containers.insert(c.id.clone(), c);
     }
 
-    /// The pieces containers are built from.
-    pub fn parts(&self) -> (Publisher, Reaper, Arc<Router>) {
-        (
-            self.publisher.clone(),
-            self.reaper.clone(),
-            self.router.clone(),
-        )
+    /// The services containers are built with.
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
-    /// Routes every unclaimed exit to its process.
-    async fn monitor(self: Arc<Self>, mut exits: mpsc::UnboundedReceiver<Exit>) {
-        while let Some(exit) = exits.recv().await {
-            if let Some((c, p)) = self.router.route(exit) {
-                tokio::spawn(c.exited(p, exit));
+    /// Routes every notice to its container: an exit to the process it
+    /// belongs to, an OOM to the container's count. Runs until the daemon
+    /// ends (the shim holds a sender).
+    async fn monitor(self: Arc<Self>, mut inbox: mpsc::UnboundedReceiver<Notice>) {
+        while let Some(notice) = inbox.recv().await {
+            match notice {
+                Notice::Exit(exit) => {
+                    let Some(key) = self.services.router.route(exit) else {
+                        continue;
+                    };
+                    let found = self
+                        .get(&key.container)
+                        .and_then(|c| Ok((c.process(&key.exec)?, c)));
+                    match found {
+                        Ok((p, c)) => drop(tokio::spawn(c.exited(p, exit))),
+                        Err(e) => {
+                            tracing::debug!(pid = exit.pid, error = %e, "exit of a process no longer known")
+                        }
+                    }
+                }
+                Notice::Oom { container } => {
+                    if let Ok(c) = self.get(&container) {
+                        c.check_oom();
+                    }
+                }
             }
         }
     }
@@ -146,13 +177,14 @@ impl Shim {
             kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
         };
         let init = Process::new(String::new(), req.stdio.clone(), Vec::new());
-        let container = Container::assemble(parts, init, self.parts());
+        let container = Container::assemble(parts, init, self.services.clone());
         // With this daemon's pid, so `delete` can tell when it is gone.
         let record = crate::state::RuntimeRecord {
             shim_pid: std::process::id(),
             ..container.runc.record().clone()
         };
-        record.save(&req.bundle)?;
+        let bundle = req.bundle.clone();
+        crate::io::off_thread(move || record.save(&bundle)).await?;
         if mounted {
             mount_all(&req.rootfs, &rootfs)?;
         }
@@ -192,7 +224,7 @@ impl Shim {
             container.watch_cgroup();
             container.register(&container.init)
         };
-        self.publisher.publish(Event::Create {
+        self.services.publisher.publish(Event::Create {
             id: req.id,
             bundle: req.bundle.display().to_string(),
             rootfs: req.rootfs,

@@ -46,6 +46,10 @@ pub fn daemon_child(cmd: &mut Command, listener: RawFd) {
 /// hand without one fails with a clear error rather than serving on, say, a
 /// terminal.
 pub fn take_listener() -> io::Result<OwnedFd> {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(io::Error::other("the listening socket was taken already"));
+    }
     // SAFETY: F_GETFD only reads the descriptor flags of fd 3 and has no
     // effect on memory; a closed descriptor yields EBADF.
     if unsafe { libc::fcntl(LISTENER_FD, libc::F_GETFD) } < 0 {
@@ -54,8 +58,8 @@ pub fn take_listener() -> io::Result<OwnedFd> {
         ));
     }
     // SAFETY: fd 3 is open (checked above) and nothing else in this process
-    // owns it: it was inherited across exec and no code has wrapped it yet.
-    // This function is called once, from the daemon's entry point.
+    // owns it: it was inherited across exec, and this function, the only
+    // code that takes fd 3, runs once per process (TAKEN above).
     let fd = unsafe { OwnedFd::from_raw_fd(LISTENER_FD) };
     match getsockopt(&fd, sockopt::AcceptConn) {
         Ok(true) => {}
@@ -186,19 +190,57 @@ pub fn pipe_unread(fd: RawFd) -> io::Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-/// Takes ownership of a descriptor inherited across exec from the previous
-/// shim binary (a live upgrade), whose state file lists it.
+/// The descriptors a live-upgrade state hands over, taken by number.
 ///
-/// The caller must pass each listed number once; the state file is written
-/// from distinct open descriptors, so no number appears twice.
-pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
+/// A state names each descriptor its writer released (`into_raw_fd`) from
+/// one owner: after the exec, nothing in the new image has wrapped them, and
+/// when an upgrade is called off, their old owners are gone. Each number
+/// therefore has exactly one owner to become, provided it is taken once: the
+/// table refuses a number taken before and stdio's 0-2, and is the only code
+/// that takes ownership of a descriptor by number. Build one table per state.
+#[derive(Debug, Default)]
+pub struct FdTable {
+    taken: std::collections::BTreeSet<RawFd>,
+}
+
+impl FdTable {
+    /// An empty table, for one state.
+    pub fn new() -> FdTable {
+        FdTable::default()
+    }
+
+    /// Takes ownership of descriptor `fd` (made close-on-exec again).
+    pub fn take(&mut self, fd: RawFd) -> io::Result<OwnedFd> {
+        if fd < 3 {
+            return Err(io::Error::other(format!(
+                "descriptor {fd} is stdio, not a handed-over descriptor"
+            )));
+        }
+        if !self.taken.insert(fd) {
+            return Err(io::Error::other(format!(
+                "descriptor {fd} was handed over twice"
+            )));
+        }
+        // SAFETY: `fd` is not below 3 and has not been taken through this
+        // table before (both checked above), and per the type's contract no
+        // other code takes descriptors by number from the same state; so
+        // nothing else owns it.
+        unsafe { adopt_fd(fd) }
+    }
+}
+
+/// Takes ownership of a descriptor by number.
+///
+/// # Safety
+/// `fd` must have no owner in this process: nothing else may close it, wrap
+/// it, or take it again. [`FdTable`] is the one caller and guarantees that.
+unsafe fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD only reads descriptor flags; a closed fd is EBADF.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the descriptor is open (checked above) and was handed over
-    // on purpose by the previous binary, which no longer exists in this
-    // process image; nothing else here has wrapped it (see the doc above).
+    // SAFETY: the descriptor is open (checked above) and unowned (this
+    // function's contract).
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     nix::fcntl::fcntl(
         fd,

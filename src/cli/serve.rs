@@ -22,6 +22,7 @@ use crate::ids::validate;
 use crate::protos::shim_ttrpc::create_task;
 use crate::reaper::Reaper;
 use crate::relay::Relays;
+use crate::router::Notice;
 use crate::service::TaskService;
 use crate::shim::Shim;
 use crate::upgrade;
@@ -46,11 +47,14 @@ pub fn run(flags: &Flags) -> Result<()> {
         }
         None => None,
     };
+    // One table takes every descriptor the state names, the listener first.
+    let mut fds = crate::sys::FdTable::new();
     let listener = match &taken_over {
-        Some(state) => crate::sys::adopt_fd(state.listener),
+        Some(state) => fds.take(state.listener),
         None => crate::sys::take_listener(),
     }
     .context("taking the listening socket")?;
+    let taken_over = taken_over.map(|state| (state, fds));
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
     crate::logging::init("log".as_ref(), flags.debug);
     let exe = std::env::current_exe().context("finding the shim's own binary")?;
@@ -126,7 +130,7 @@ async fn serve(
     flags: &Flags,
     listener: StdUnixListener,
     exe: PathBuf,
-    taken_over: Option<upgrade::state::State>,
+    taken_over: Option<(upgrade::state::State, crate::sys::FdTable)>,
 ) -> Result<()> {
     let socket: Option<PathBuf> = listener
         .local_addr()
@@ -135,10 +139,15 @@ async fn serve(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
 
-    let (reaper, exits) = Reaper::start().context("installing the SIGCHLD handler")?;
+    let (notices, inbox) = tokio::sync::mpsc::unbounded_channel();
+    let to_monitor = notices.clone();
+    let reaper = Reaper::start(Arc::new(move |exit| {
+        drop(to_monitor.send(Notice::Exit(exit)))
+    }))
+    .context("installing the SIGCHLD handler")?;
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
     let publisher = match &taken_over {
-        Some(state) => upgrade::publisher_for(state, ttrpc_address, flags.namespace.clone()),
+        Some((state, _)) => upgrade::publisher_for(state, ttrpc_address, flags.namespace.clone()),
         None => Publisher::start(ttrpc_address, flags.namespace.clone()),
     };
     let shutdown = Arc::new(Notify::new());
@@ -146,7 +155,7 @@ async fn serve(
         flags.namespace.clone(),
         reaper,
         publisher.clone(),
-        exits,
+        (notices, inbox),
         shutdown.clone(),
     );
     shim.set_socket(socket);
@@ -162,9 +171,9 @@ async fn serve(
         .add_listener(relayed(from_relays))
         .register_service(services);
     server.start().await.context("starting the ttrpc server")?;
-    if let Some(state) = taken_over {
+    if let Some((state, mut fds)) = taken_over {
         let upgrades = state.upgrades;
-        upgrade::restore_in_place(&shim, &relays, state).context("taking over")?;
+        upgrade::restore_in_place(&shim, &relays, state, &mut fds).context("taking over")?;
         tracing::info!(
             upgrades,
             version = env!("CARGO_PKG_VERSION"),
@@ -173,7 +182,7 @@ async fn serve(
     }
     let listener = Arc::new(listener);
     let (accept_paused, paused) = tokio::sync::watch::channel(false);
-    tokio::spawn(accept_loop(listener.clone(), relays.clone(), paused));
+    let accepting = tokio::spawn(accept_loop(listener.clone(), relays.clone(), paused));
     tracing::info!(id = flags.id, pid = std::process::id(), "shim serving");
 
     let mut args = vec!["-namespace", &flags.namespace, "-id", &flags.id];
@@ -200,8 +209,13 @@ async fn serve(
             }
         }
     }
-    // Let the Shutdown reply reach containerd before the connections close.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // In order: no new connection; every reply, Shutdown's included, is
+    // written to its client (a Wait left open has nothing to wait for any
+    // more); then the server's connections close.
+    accepting.abort();
+    if let Err(e) = daemon.relays.quiesce().await {
+        tracing::warn!(error = e, "shutting down with requests unanswered");
+    }
     let _ = server.shutdown().await;
     // The socket file went with Shutdown (another daemon may own that path
     // by now).

@@ -25,7 +25,6 @@ use tokio::sync::watch;
 use crate::container::{Container, Parts};
 use crate::events::Publisher;
 use crate::io::ProcessIo;
-use crate::oom::OomSeen;
 use crate::process::{Phase, Process};
 use crate::protos::forward::ForwardRequest;
 use crate::relay::Relays;
@@ -66,7 +65,9 @@ impl Daemon {
     }
 
     async fn attempt(&self) -> String {
-        let (publisher, reaper, _) = self.shim.parts();
+        let crate::shim::Services {
+            publisher, reaper, ..
+        } = self.shim.services().clone();
         if let Err(e) = self.relays.quiesce().await {
             let conns = self.relays.detach().await;
             let _ = self.relays.restore(conns);
@@ -89,7 +90,8 @@ impl Daemon {
             Ok(never) => match never {},
             Err(why) => {
                 // Called off: take it all back.
-                if let Err(e) = restore_in_place(&self.shim, &self.relays, state) {
+                let mut fds = crate::sys::FdTable::new();
+                if let Err(e) = restore_in_place(&self.shim, &self.relays, state, &mut fds) {
                     tracing::error!(error = %e, "taking the state back after a failed upgrade");
                 }
                 publisher.resume(events);
@@ -106,7 +108,7 @@ impl Daemon {
         events: &[ForwardRequest],
     ) -> (State, Vec<RawFd>) {
         let mut fds = vec![self.listener.as_raw_fd()];
-        let router = self.shim.parts().2;
+        let router = &self.shim.services().router;
         let mut containers = Vec::new();
         for c in self.shim.containers() {
             let init = capture_process(&c.init, &mut fds).await;
@@ -124,7 +126,7 @@ impl Daemon {
                 rootfs_mounted: c.rootfs_mounted,
                 kill_all_on_exit: c.kill_all_on_exit,
                 paused: c.is_paused(),
-                oom_seen: c.oom.get().map(OomSeen::count),
+                oom_seen: c.oom.get().map(|s| s.count()),
                 init,
                 execs,
             });
@@ -244,13 +246,17 @@ async fn capture_process(p: &Process, fds: &mut Vec<RawFd>) -> ProcessRec {
 
 /// Builds the shim's containers from a state (after exec, or when an
 /// upgrade is called off) and takes the connections back.
-pub fn restore_in_place(shim: &Arc<Shim>, relays: &Relays, state: State) -> std::io::Result<()> {
-    let parts = shim.parts();
-    parts
-        .2
+pub fn restore_in_place(
+    shim: &Arc<Shim>,
+    relays: &Relays,
+    state: State,
+    fds: &mut crate::sys::FdTable,
+) -> std::io::Result<()> {
+    shim.services()
+        .router
         .keep_early(state.early_exits.iter().map(ExitRec::exit).collect());
     for c in state.containers {
-        let init = restore_process(c.init)?;
+        let init = restore_process(c.init, fds)?;
         let container = Container::assemble(
             Parts {
                 id: c.id,
@@ -262,13 +268,13 @@ pub fn restore_in_place(shim: &Arc<Shim>, relays: &Relays, state: State) -> std:
                 kill_all_on_exit: c.kill_all_on_exit,
             },
             init,
-            parts.clone(),
+            shim.services().clone(),
         );
         container
             .paused
             .store(c.paused, std::sync::atomic::Ordering::Release);
         for e in c.execs {
-            let p = Arc::new(restore_process(e)?);
+            let p = Arc::new(restore_process(e, fds)?);
             container.lock_execs().insert(p.exec_id.clone(), p);
         }
         if container.init.phase() == Phase::Running {
@@ -287,14 +293,14 @@ pub fn restore_in_place(shim: &Arc<Shim>, relays: &Relays, state: State) -> std:
     }
     let mut conns = Vec::new();
     for c in state.conns {
-        conns.push(c.handover()?);
+        conns.push(c.handover(fds)?);
     }
     relays.restore(conns)?;
     shim.set_upgrades(state.upgrades);
     Ok(())
 }
 
-fn restore_process(r: ProcessRec) -> std::io::Result<Process> {
+fn restore_process(r: ProcessRec, fds: &mut crate::sys::FdTable) -> std::io::Result<Process> {
     let p = Process::new(r.exec_id, r.stdio, r.spec);
     p.set_pid(r.pid);
     p.set_pending_requests(r.size, r.stdin_closed);
@@ -304,7 +310,7 @@ fn restore_process(r: ProcessRec) -> std::io::Result<Process> {
         PhaseRec::Stopped(e) => p.set_phase(Phase::Stopped(e.info())),
     }
     if let Some(io) = r.io {
-        let io = ProcessIo::resume(io.handover()?).map_err(std::io::Error::other)?;
+        let io = ProcessIo::resume(io.handover(fds)?).map_err(std::io::Error::other)?;
         p.put_io(io);
     }
     Ok(p)

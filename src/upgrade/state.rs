@@ -15,6 +15,7 @@ use crate::process::ExitInfo;
 use crate::reaper::Exit;
 use crate::relay::{ConnHandover, Pending};
 use crate::runc::RuntimeOptions;
+use crate::sys::FdTable;
 
 /// The version this binary writes, and the newest it reads.
 pub const VERSION: u32 = 1;
@@ -195,11 +196,6 @@ pub fn fd_out(fd: OwnedFd, all: &mut Vec<RawFd>) -> RawFd {
     raw
 }
 
-/// A number from the state becomes a descriptor again.
-pub fn fd_in(fd: RawFd) -> std::io::Result<OwnedFd> {
-    crate::sys::adopt_fd(fd)
-}
-
 impl IoRec {
     /// From a stopped stdio.
     pub fn of(h: IoHandover, all: &mut Vec<RawFd>) -> IoRec {
@@ -223,8 +219,8 @@ impl IoRec {
     }
 
     /// Back to a handover.
-    pub fn handover(self) -> std::io::Result<IoHandover> {
-        let opt = |f: Option<RawFd>| f.map(fd_in).transpose();
+    pub fn handover(self, fds: &mut FdTable) -> std::io::Result<IoHandover> {
+        let mut opt = |f: Option<RawFd>| f.map(|n| fds.take(n)).transpose();
         let mut streams = Vec::new();
         for s in self.streams {
             streams.push(StreamHandover {
@@ -255,9 +251,9 @@ impl ConnRec {
     }
 
     /// Back to a connection.
-    pub fn handover(self) -> std::io::Result<ConnHandover> {
+    pub fn handover(self, fds: &mut FdTable) -> std::io::Result<ConnHandover> {
         Ok(ConnHandover {
-            client: fd_in(self.fd)?,
+            client: fds.take(self.fd)?,
             pending: self
                 .pending
                 .into_iter()
