@@ -111,7 +111,7 @@ pub fn mount_options(data: &[u8]) {
 
 /// A stdout URI: accepted file:// and binary:// paths are absolute.
 pub fn log_uri(data: &[u8]) {
-    use crate::logger::Target;
+    use crate::io::log_uri::Target;
     match Target::parse(&text(data)) {
         Ok(Target::File(p)) | Ok(Target::Binary(p, _)) => {
             assert!(p.starts_with('/'), "relative log path {p:?} accepted")
@@ -123,7 +123,7 @@ pub fn log_uri(data: &[u8]) {
 /// A byte stream read as ttrpc frames the way the upgrade relay reads them:
 /// the announced length is bounded before anything is allocated for it.
 pub fn ttrpc_frames(mut data: &[u8]) {
-    use crate::relay::{header_of, method_of, payload_len, HEADER};
+    use crate::upgrade::relay::{header_of, method_of, payload_len, HEADER};
     while let Some(header) = data.get(..HEADER) {
         let header: &[u8; HEADER] = header.try_into().expect("HEADER bytes");
         let Ok(len) = payload_len(header) else {
@@ -155,7 +155,7 @@ pub fn task_request(data: &[u8]) {
                 return;
             }
             let _ = crate::options::runtime_options(r.options.as_ref());
-            let _ = crate::logger::Target::parse(&r.stdout);
+            let _ = crate::io::log_uri::Target::parse(&r.stdout);
             for m in &r.rootfs {
                 let _ = crate::mount::parse_options(&m.options);
             }
@@ -165,7 +165,7 @@ pub fn task_request(data: &[u8]) {
                 return;
             };
             if ids(&r.id, &r.exec_id) {
-                let _ = crate::logger::Target::parse(&r.stdout);
+                let _ = crate::io::log_uri::Target::parse(&r.stdout);
                 if let Some(spec) = r.spec.as_ref() {
                     let _ = serde_json::from_slice::<serde_json::Value>(&spec.value);
                 }
@@ -212,7 +212,7 @@ pub fn task_request(data: &[u8]) {
 /// none of stdio. The numbers are collected from the JSON itself, not by
 /// the reader's own `State::descriptors`.
 pub fn upgrade_state(data: &[u8]) {
-    if let Ok(state) = crate::upgrade::state::parse(data) {
+    if let Ok(state) = crate::upgrade::snapshot::parse(data) {
         let mut fds = Vec::new();
         match serde_json::from_slice::<serde_json::Value>(data) {
             Ok(json) => descriptor_numbers(&json, &mut fds),

@@ -4,37 +4,31 @@
 //! runtime's containers as their subreaper, serves containerd's Task API over
 //! ttrpc, and publishes task events. See README.md for the big picture.
 
-pub mod cgroup;
-pub mod cgroup_stats;
-pub mod checkpoint;
+pub(crate) mod cgroup;
 pub mod cli;
 pub mod client;
-pub mod console;
-pub mod container;
-pub mod copy;
+pub(crate) mod container;
 pub mod ctl;
-pub mod error;
-pub mod events;
-pub mod exec;
-pub mod file_copy;
+pub(crate) mod error;
+pub(crate) mod events;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod ids;
-pub mod io;
-pub mod logger;
-pub mod logging;
-pub mod mount;
-pub mod oom;
-pub mod options;
-pub mod process;
+pub(crate) mod ids;
+pub(crate) mod io;
+pub(crate) mod logging;
+pub(crate) mod mount;
+pub(crate) mod options;
+pub(crate) mod process;
 pub mod protos;
-pub mod reaper;
-pub mod relay;
-pub mod resources;
-pub mod router;
-pub mod runc;
-pub mod service;
-pub mod shim;
-pub mod state;
-pub mod sys;
-pub mod upgrade;
+pub(crate) mod reaper;
+pub(crate) mod records;
+pub(crate) mod router;
+pub(crate) mod runc;
+pub(crate) mod service;
+pub(crate) mod shim;
+pub(crate) mod sys;
+pub(crate) mod upgrade;
+
+/// `-upgrade-check FILE`: whether this binary can take over a live-upgrade
+/// state (the previous binary runs it before it execs this one).
+pub use upgrade::check as check_upgrade_state;

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(state) = &flags.upgrade_check {
-        return match tether::upgrade::check(state.as_ref()) {
+        return match tether::check_upgrade_state(state.as_ref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("containerd-shim-tether-v2: {e}");

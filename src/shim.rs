@@ -7,16 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, Notify};
 
-use crate::container::{Container, Parts};
+use crate::container::{Container, Parts, Services};
 use crate::error::{Error, Result};
 use crate::events::{Event, Publisher};
 use crate::io::StdioPaths;
 use crate::mount::{mount_all, unmount_all, Mount};
 use crate::process::{ExitInfo, Process};
 use crate::reaper::Reaper;
-use crate::router::{Notice, Notices, Router};
+use crate::records::INIT_PID_FILE;
+use crate::router::{Notice, Notices};
 use crate::runc::RuntimeOptions;
-use crate::state::INIT_PID_FILE;
 
 /// A Create request in domain terms.
 #[derive(Debug, Clone, Default)]
@@ -44,19 +44,6 @@ struct Table {
     closing: bool,
     /// The socket file containerd reaches this daemon by.
     socket: Option<PathBuf>,
-}
-
-/// The daemon-wide services every container works with.
-#[derive(Clone)]
-pub struct Services {
-    /// Publishes task events to containerd.
-    pub publisher: Publisher,
-    /// Spawns runtime processes and claims their exits.
-    pub reaper: Reaper,
-    /// Routes reaped exits to the processes they belong to.
-    pub router: Arc<Router>,
-    /// The monitor's channel (for OOM watchers).
-    pub notices: Notices,
 }
 
 /// Everything the daemon serves.
@@ -179,7 +166,7 @@ impl Shim {
         let init = Process::new(String::new(), req.stdio.clone(), Vec::new());
         let container = Container::assemble(parts, init, self.services.clone());
         // With this daemon's pid, so `delete` can tell when it is gone.
-        let record = crate::state::RuntimeRecord {
+        let record = crate::records::RuntimeRecord {
             shim_pid: std::process::id(),
             ..container.runc.record().clone()
         };

@@ -91,9 +91,9 @@ fn lines_in(path: &Path) -> usize {
 }
 
 async fn prompt<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(PROMPT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} took over {PROMPT:?} while another container's log was stalled"))
+    tokio::time::timeout(PROMPT, f).await.unwrap_or_else(|_| {
+        panic!("{what} took over {PROMPT:?} while another container's log was stalled")
+    })
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -116,7 +116,10 @@ async fn a_stalled_log_file_holds_up_nothing_else() {
     // The first part lands; the rest comes while the filesystem is frozen.
     let deadline = Instant::now() + PROMPT;
     while lines_in(&log) < BEFORE_FREEZE as usize {
-        assert!(Instant::now() < deadline, "the log never got its first part");
+        assert!(
+            Instant::now() < deadline,
+            "the log never got its first part"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let frozen = scratch.freeze();
@@ -132,13 +135,22 @@ async fn a_stalled_log_file_holds_up_nothing_else() {
         id: f.id.clone(),
         ..Default::default()
     };
-    let s = prompt("State", f.client.state(ctx(), &state)).await.unwrap();
-    assert_eq!(s.status.enum_value(), Ok(tether::protos::status::Status::RUNNING));
+    let s = prompt("State", f.client.state(ctx(), &state))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.status.enum_value(),
+        Ok(tether::protos::status::Status::RUNNING)
+    );
 
     // Another container of the same shim is created, runs, writes to its
     // FIFO, exits, is reaped and reported, all while the log is stalled.
     let bundle = f.dir.path().join("bundle-b");
-    make_bundle(&bundle, &["/bin/sh", "-c", "echo hello from b; exit 5"], |_| {});
+    make_bundle(
+        &bundle,
+        &["/bin/sh", "-c", "echo hello from b; exit 5"],
+        |_| {},
+    );
     let fifo = f.dir.path().join("b-stdout");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let id_b = format!("{}-b", f.id);
@@ -148,9 +160,12 @@ async fn a_stalled_log_file_holds_up_nothing_else() {
         stdout: fifo.display().to_string(),
         ..Default::default()
     };
-    prompt("Create of another container", f.client.create(ctx(), &create_b))
-        .await
-        .unwrap();
+    prompt(
+        "Create of another container",
+        f.client.create(ctx(), &create_b),
+    )
+    .await
+    .unwrap();
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
@@ -159,9 +174,12 @@ async fn a_stalled_log_file_holds_up_nothing_else() {
         id: id_b.clone(),
         ..Default::default()
     };
-    prompt("Start of another container", f.client.start(ctx(), &start_b))
-        .await
-        .unwrap();
+    prompt(
+        "Start of another container",
+        f.client.start(ctx(), &start_b),
+    )
+    .await
+    .unwrap();
     let wait_b = WaitRequest {
         id: id_b.clone(),
         ..Default::default()
@@ -174,9 +192,12 @@ async fn a_stalled_log_file_holds_up_nothing_else() {
         id: id_b.clone(),
         ..Default::default()
     };
-    prompt("Delete of another container", f.client.delete(ctx(), &delete_b))
-        .await
-        .unwrap();
+    prompt(
+        "Delete of another container",
+        f.client.delete(ctx(), &delete_b),
+    )
+    .await
+    .unwrap();
     assert_eq!(reader.join().unwrap(), "hello from b\n");
     let exits = f.topics().iter().filter(|t| *t == "/tasks/exit").count();
     assert_eq!(exits, 1, "the other container's exit event");
@@ -190,7 +211,11 @@ async fn a_stalled_log_file_holds_up_nothing_else() {
     }
     let text = std::fs::read_to_string(&log).unwrap();
     let expected: String = (0..LINES).map(|i| format!("{i}\n")).collect();
-    assert!(text == expected, "the log lost or reordered bytes ({} lines)", lines_in(&log));
+    assert!(
+        text == expected,
+        "the log lost or reordered bytes ({} lines)",
+        lines_in(&log)
+    );
     assert_eq!(f.stop_and_delete().await, 137);
     f.shutdown_and_wait_exit().await;
 }

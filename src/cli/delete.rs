@@ -17,8 +17,8 @@ use super::Flags;
 use crate::events::timestamp;
 use crate::ids::validate;
 use crate::protos::shim::DeleteResponse;
+use crate::records::{read_pid, ExitRecord, RuntimeRecord, INIT_PID_FILE};
 use crate::runc::{record_for, RuntimeOptions};
-use crate::state::{read_pid, ExitRecord, RuntimeRecord, INIT_PID_FILE};
 
 /// The exit status reported for a task whose shim is gone: killed.
 const KILLED: u32 = 128 + libc::SIGKILL as u32;
@@ -30,7 +30,7 @@ const KILLED: u32 = 128 + libc::SIGKILL as u32;
 /// once connections are refused; one that keeps accepting belongs to a new
 /// daemon that took the path over, and stays.
 fn remove_dead_socket(bundle: &Path, shim_pid: u32) {
-    let Ok(address) = std::fs::read_to_string(bundle.join(crate::state::ADDRESS_FILE)) else {
+    let Ok(address) = std::fs::read_to_string(bundle.join(crate::records::ADDRESS_FILE)) else {
         return;
     };
     let Some(path) = address.trim().strip_prefix("unix://") else {

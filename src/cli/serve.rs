@@ -21,11 +21,11 @@ use crate::events::Publisher;
 use crate::ids::validate;
 use crate::protos::shim_ttrpc::create_task;
 use crate::reaper::Reaper;
-use crate::relay::Relays;
 use crate::router::Notice;
 use crate::service::TaskService;
 use crate::shim::Shim;
 use crate::upgrade;
+use crate::upgrade::relay::Relays;
 
 /// How long queued events may take to reach containerd at shutdown.
 const FLUSH_LIMIT: Duration = Duration::from_secs(3);
@@ -41,7 +41,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         Some(path) => {
             std::env::remove_var(upgrade::STATE_ENV);
             let path = PathBuf::from(path);
-            let state = upgrade::state::read(&path).map_err(anyhow::Error::msg);
+            let state = upgrade::snapshot::read(&path).map_err(anyhow::Error::msg);
             let _ = std::fs::remove_file(&path);
             Some(state?)
         }
@@ -130,7 +130,7 @@ async fn serve(
     flags: &Flags,
     listener: StdUnixListener,
     exe: PathBuf,
-    taken_over: Option<(upgrade::state::State, crate::sys::FdTable)>,
+    taken_over: Option<(upgrade::snapshot::State, crate::sys::FdTable)>,
 ) -> Result<()> {
     let socket: Option<PathBuf> = listener
         .local_addr()

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::bootstrap::{self, Reply, StartInput};
 use super::Flags;
 use crate::ids::validate;
-use crate::state::{write_atomic, ADDRESS_FILE};
+use crate::records::{write_atomic, ADDRESS_FILE};
 
 /// Where shim sockets live; containerd's convention, whatever its state dir.
 pub const SOCKET_DIR: &str = "/run/containerd/s";

@@ -3,6 +3,7 @@
 //! It is daemonless: each command spawns or asks shims and reads the state
 //! directory, so killing tetherctl never touches a container.
 
+mod attach;
 mod commands;
 mod run;
 pub mod spec;

@@ -108,7 +108,7 @@ impl Store {
     }
 
     /// A client for container `id`'s shim.
-    pub async fn client(&self, id: &str) -> Result<Shim> {
+    pub async fn client(&self, id: &str) -> Result<ShimHandle> {
         validate("container id", id)?;
         let bundle = self.bundle(id);
         if !bundle.is_dir() {
@@ -120,7 +120,7 @@ impl Store {
             .await
             .map_err(|_| anyhow::anyhow!("connecting to the shim of {id} timed out"))?
             .with_context(|| format!("the shim of container {id} is not reachable"))?;
-        Ok(Shim {
+        Ok(ShimHandle {
             id: id.to_string(),
             client,
         })
@@ -128,7 +128,7 @@ impl Store {
 }
 
 /// A connected shim serving one container.
-pub struct Shim {
+pub struct ShimHandle {
     /// The container id.
     pub id: String,
     /// The Task client.
@@ -140,7 +140,7 @@ pub fn ctx() -> ttrpc::context::Context {
     ttrpc::context::with_duration(Duration::from_secs(30))
 }
 
-impl Shim {
+impl ShimHandle {
     /// The shim daemon's pid.
     pub async fn shim_pid(&self) -> Result<u32> {
         let req = ConnectRequest {

@@ -10,7 +10,8 @@
 //! subreaper of its containers. Whatever fails before exec, the old code
 //! takes everything back and carries on.
 
-pub mod state;
+pub mod relay;
+pub mod snapshot;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -27,9 +28,9 @@ use crate::events::Publisher;
 use crate::io::ProcessIo;
 use crate::process::{Phase, Process};
 use crate::protos::forward::ForwardRequest;
-use crate::relay::Relays;
 use crate::shim::Shim;
-use state::{ConnRec, ContainerRec, ExitRec, IoRec, PhaseRec, ProcessRec, State};
+use crate::upgrade::relay::Relays;
+use snapshot::{ConnRec, ContainerRec, ExitRec, IoRec, PhaseRec, ProcessRec, State};
 
 /// The environment variable naming the state file for the next binary.
 pub const STATE_ENV: &str = "TETHER_UPGRADE_STATE";
@@ -65,7 +66,7 @@ impl Daemon {
     }
 
     async fn attempt(&self) -> String {
-        let crate::shim::Services {
+        let crate::container::Services {
             publisher, reaper, ..
         } = self.shim.services().clone();
         if let Err(e) = self.relays.quiesce().await {
@@ -104,7 +105,7 @@ impl Daemon {
     /// Stops every process's stdio and writes down everything.
     async fn capture(
         &self,
-        conns: Vec<crate::relay::ConnHandover>,
+        conns: Vec<crate::upgrade::relay::ConnHandover>,
         events: &[ForwardRequest],
     ) -> (State, Vec<RawFd>) {
         let mut fds = vec![self.listener.as_raw_fd()];
@@ -132,7 +133,7 @@ impl Daemon {
             });
         }
         let state = State {
-            version: state::VERSION,
+            version: snapshot::VERSION,
             tether: env!("CARGO_PKG_VERSION").into(),
             upgrades: self.shim.upgrades() + 1,
             listener: self.listener.as_raw_fd(),
@@ -152,7 +153,7 @@ impl Daemon {
 
     /// Proves the new binary reads the state, then becomes it.
     fn exec(&self, state: &State, fds: &[RawFd]) -> Result<std::convert::Infallible, String> {
-        state::write(&self.state_path, state).map_err(|e| e.to_string())?;
+        snapshot::write(&self.state_path, state).map_err(|e| e.to_string())?;
         // Reaping is paused: waiting for this one child directly is safe.
         let check = Command::new(&self.exe)
             .arg("-upgrade-check")
@@ -327,7 +328,7 @@ pub fn queued_events(state: &State) -> Vec<ForwardRequest> {
 
 /// `-upgrade-check FILE`: succeeds if this binary can take over that state.
 pub fn check(path: &std::path::Path) -> Result<(), String> {
-    state::read(path).map(drop)
+    snapshot::read(path).map(drop)
 }
 
 /// Reaper and publisher for a daemon taking over from `state`.

@@ -6,6 +6,9 @@
 //! host's cgroup mounts) and the unified v2 hierarchy are both read by hand:
 //! every file involved is flat `key value` text.
 
+pub mod oom;
+pub mod stats;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -71,13 +74,13 @@ impl Cgroup {
                 if !own.into_iter().any(|d| d.exists()) {
                     return Err(gone());
                 }
-                Ok(crate::events::any(&crate::cgroup_stats::v1(dirs)))
+                Ok(crate::events::any(&crate::cgroup::stats::v1(dirs)))
             }
             Cgroup::V2(dir) => {
                 if !dir.exists() {
                     return Err(gone());
                 }
-                Ok(crate::events::any(&crate::cgroup_stats::v2(dir)))
+                Ok(crate::events::any(&crate::cgroup::stats::v2(dir)))
             }
         }
     }

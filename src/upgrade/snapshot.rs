@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::io::{IoHandover, StdioPaths, StreamHandover};
 use crate::process::ExitInfo;
 use crate::reaper::Exit;
-use crate::relay::{ConnHandover, Pending};
 use crate::runc::RuntimeOptions;
 use crate::sys::FdTable;
+use crate::upgrade::relay::{ConnHandover, Pending};
 
 /// The version this binary writes, and the newest it reads.
 pub const VERSION: u32 = 1;
@@ -266,7 +266,7 @@ impl ConnRec {
 /// Writes the state file (0600).
 pub fn write(path: &Path, state: &State) -> crate::error::Result<()> {
     let data = serde_json::to_vec(state).expect("the upgrade state serializes");
-    crate::state::write_atomic(path, &data, 0o600)
+    crate::records::write_atomic(path, &data, 0o600)
 }
 
 /// Reads a state file this binary understands.

@@ -7,6 +7,11 @@
 //! FIFO closed, so the client reads every byte and then EOF. The daemon waits
 //! for that (see [`ProcessIo::drain`]) before it reports the exit.
 
+pub mod console;
+pub mod copy;
+pub mod file_copy;
+pub mod log_uri;
+
 use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
@@ -21,11 +26,11 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::console::{Console, ConsoleSocket};
-use crate::copy::{copy, Sink, Source, Stopped};
 use crate::error::{Error, Result};
-use crate::file_copy::{copy_blocking, StopSignal};
-use crate::logger::{Logger, Target};
+use crate::io::console::{Console, ConsoleSocket};
+use crate::io::copy::{copy, Sink, Source, Stopped};
+use crate::io::file_copy::{copy_blocking, StopSignal};
+use crate::io::log_uri::{Logger, Target};
 use crate::reaper::Reaper;
 use crate::runc::ProcessStdio;
 
@@ -213,7 +218,7 @@ impl ProcessIo {
     }
 
     /// Starts a copy loop: on the runtime thread, or on the blocking pool if
-    /// either end is a regular file (see [`crate::file_copy`]).
+    /// either end is a regular file (see [`crate::io::file_copy`]).
     fn spawn(&mut self, from: Source, to: Sink, pending: Vec<u8>, output: bool) -> Result<Loop> {
         let progress = output.then(|| self.progress.clone());
         if !matches!(from, Source::File(_)) && !matches!(to, Sink::File(_)) {

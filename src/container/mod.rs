@@ -2,6 +2,10 @@
 //! start, are signalled, exit and are deleted. Exec-only operations live in
 //! `exec.rs`.
 
+mod checkpoint;
+mod exec;
+mod resources;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,7 +16,7 @@ use crate::events::{Event, Publisher};
 use crate::io::{Owner, ProcessIo};
 use crate::process::{finished_error, ExitInfo, Phase, Process};
 use crate::reaper::{Exit, Reaper};
-use crate::router::Router;
+use crate::router::{Notices, Router};
 use crate::runc::Runc;
 
 /// How long init's exit waits for the exits of its execs to be reported (an
@@ -45,9 +49,9 @@ pub struct Container {
     /// The container's cgroup, found right after `runc create`.
     pub cgroup: std::sync::OnceLock<crate::cgroup::Cgroup>,
     /// OOM kills already reported.
-    pub(crate) oom: std::sync::OnceLock<Arc<crate::oom::OomSeen>>,
+    pub(crate) oom: std::sync::OnceLock<Arc<crate::cgroup::oom::OomSeen>>,
     /// The OOM watch, which ends with the container.
-    oom_watch: std::sync::OnceLock<crate::oom::Watch>,
+    oom_watch: std::sync::OnceLock<crate::cgroup::oom::Watch>,
     /// Frozen by Pause.
     pub(crate) paused: std::sync::atomic::AtomicBool,
     /// Serialises the operations that check the container's state and then
@@ -58,7 +62,20 @@ pub struct Container {
     pub(crate) publisher: Publisher,
     pub(crate) reaper: Reaper,
     pub(crate) router: Arc<Router>,
-    pub(crate) notices: crate::router::Notices,
+    pub(crate) notices: Notices,
+}
+
+/// The daemon-wide services every container works with.
+#[derive(Clone)]
+pub struct Services {
+    /// Publishes task events to containerd.
+    pub publisher: Publisher,
+    /// Spawns runtime processes and claims their exits.
+    pub reaper: Reaper,
+    /// Routes reaped exits to the processes they belong to.
+    pub router: Arc<Router>,
+    /// The monitor's channel (for OOM watchers).
+    pub notices: Notices,
 }
 
 /// What a container is made of, apart from its processes.
@@ -81,12 +98,8 @@ pub struct Parts {
 
 impl Container {
     /// Builds a container around its init process.
-    pub fn assemble(
-        parts: Parts,
-        init: Process,
-        services: crate::shim::Services,
-    ) -> Arc<Container> {
-        let crate::shim::Services {
+    pub fn assemble(parts: Parts, init: Process, services: Services) -> Arc<Container> {
+        let Services {
             publisher,
             reaper,
             router,
@@ -216,7 +229,7 @@ impl Container {
             // `delete` still reports the real status.
             // The fsync goes to the blocking pool: a slow disk must not hold
             // up reaping and every other request meanwhile.
-            let record = crate::state::ExitRecord::new(exit.pid, info.status, info.at);
+            let record = crate::records::ExitRecord::new(exit.pid, info.status, info.at);
             let bundle = self.bundle.clone();
             let saved = crate::io::off_thread(move || record.save(&bundle)).await;
             if let Err(e) = saved {
@@ -269,17 +282,17 @@ impl Container {
             return;
         };
         let seen = match seen {
-            Some(n) => crate::oom::OomSeen::from_count(n),
-            None => crate::oom::OomSeen::baseline(&cgroup),
+            Some(n) => crate::cgroup::oom::OomSeen::from_count(n),
+            None => crate::cgroup::oom::OomSeen::baseline(&cgroup),
         };
         let seen = Arc::new(seen);
         let _ = self.oom.set(seen.clone());
-        let target = crate::oom::Target {
+        let target = crate::cgroup::oom::Target {
             container: self.id.clone(),
             seen,
             notices: self.notices.clone(),
         };
-        match crate::oom::watch(target, &cgroup) {
+        match crate::cgroup::oom::watch(target, &cgroup) {
             Ok(w) => drop(self.oom_watch.set(w)),
             Err(e) => tracing::warn!(id = %self.id, error = %e, "OOM kills will not be reported"),
         }
@@ -384,7 +397,7 @@ impl Container {
         if let Some(console) = &console {
             io.attach_console(console.receive().await?)?;
         }
-        let pid = crate::state::read_pid(pid_file).ok_or_else(|| Error::Runtime {
+        let pid = crate::records::read_pid(pid_file).ok_or_else(|| Error::Runtime {
             binary: self.runc.record().binary.clone(),
             op: if process.is_init() { "create" } else { "exec" },
             message: format!("no pid in {}", pid_file.display()),

@@ -10,8 +10,8 @@ use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::process::Phase;
+use crate::records::INIT_PID_FILE;
 use crate::runc::CheckpointArgs;
-use crate::state::INIT_PID_FILE;
 
 impl Container {
     /// Where criu works (and logs) when the request names no place.

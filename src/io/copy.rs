@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
-use crate::console::Console;
+use crate::io::console::Console;
 
 /// Bytes read per step.
 pub const COPY_BUF: usize = 64 * 1024;

@@ -6,11 +6,12 @@
 //! message, whatever other invocations run at the same time. Afterwards the
 //! file is appended to the bundle's `log.json`, the history, and removed.
 
+mod log;
+
+use log::{keep_log, last_error_in, Invocation};
+
 use std::fs;
-use std::io::{Read, Write};
-use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -19,7 +20,7 @@ use tokio::net::unix::pipe;
 
 use crate::error::{Error, Result};
 use crate::reaper::Reaper;
-use crate::state::RuntimeRecord;
+use crate::records::RuntimeRecord;
 
 /// How the runtime is invoked for one container.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -104,7 +105,7 @@ impl Runc {
     pub fn new(opts: &RuntimeOptions, namespace: &str, bundle: &Path, reaper: Reaper) -> Runc {
         Runc {
             record: record_for(opts, namespace),
-            log: bundle.join(crate::state::RUNC_LOG_FILE),
+            log: bundle.join(crate::records::RUNC_LOG_FILE),
             criu: opts.criu_path.clone(),
             reaper,
         }
@@ -405,84 +406,9 @@ async fn read_all(fd: Option<OwnedFd>) -> Vec<u8> {
     buf
 }
 
-/// One runtime invocation: its command, and the log file it alone writes.
-struct Invocation {
-    cmd: Command,
-    log: PathBuf,
-}
-
-impl Deref for Invocation {
-    type Target = Command;
-    fn deref(&self) -> &Command {
-        &self.cmd
-    }
-}
-
-impl DerefMut for Invocation {
-    fn deref_mut(&mut self) -> &mut Command {
-        &mut self.cmd
-    }
-}
-
-/// Reads what one invocation logged (its last MiB), appends it to the
-/// bundle's `history` (log.json) and removes the invocation's own file.
-fn keep_log(log: &Path, history: &Path) -> String {
-    let mut text = String::new();
-    let Ok(f) = fs::File::open(log) else {
-        return text;
-    };
-    let _ = f.take(1 << 20).read_to_string(&mut text);
-    let _ = fs::remove_file(log);
-    if !text.is_empty() {
-        let appended = fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(history)
-            .and_then(|mut h| h.write_all(text.as_bytes()));
-        if let Err(e) = appended {
-            tracing::debug!(error = %e, "keeping the runtime's log");
-        }
-    }
-    text
-}
-
-fn last_error_in(text: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Line {
-        level: String,
-        msg: String,
-    }
-    text.lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .find(|l| matches!(l.level.as_str(), "error" | "fatal" | "panic"))
-        .map(|l| l.msg)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn picks_the_last_error_line() {
-        let log = concat!(
-            r#"{"level":"info","msg":"starting","time":"t"}"#,
-            "\n",
-            r#"{"level":"error","msg":"first","time":"t"}"#,
-            "\n",
-            "not json\n",
-            r#"{"level":"error","msg":"exec: \"nope\": executable file not found in $PATH","time":"t"}"#,
-            "\n",
-            r#"{"level":"warning","msg":"later","time":"t"}"#,
-            "\n"
-        );
-        assert_eq!(
-            last_error_in(log).unwrap(),
-            "exec: \"nope\": executable file not found in $PATH"
-        );
-        assert_eq!(last_error_in(""), None);
-    }
 
     #[test]
     fn root_gets_the_namespace_appended() {

@@ -23,7 +23,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::EfdFlags;
 
-use crate::copy::{Sink, Source, Stopped, COPY_BUF};
+use crate::io::copy::{Sink, Source, Stopped, COPY_BUF};
 
 /// Bytes moved per splice from a pipe into a file: up to a whole pipe
 /// buffer, so a loop that fell behind catches up in one call.
@@ -77,7 +77,7 @@ fn wait(fd: BorrowedFd<'_>, events: PollFlags, stop: &StopSignal) -> io::Result<
 /// Copies `from` to `to` (after writing `pending`), blocking, until the
 /// source ends or the sink fails (None), or `stop` is signalled (both ends
 /// and the unwritten bytes handed back). The blocking twin of
-/// [`crate::copy::copy`].
+/// [`crate::io::copy::copy`].
 pub fn copy_blocking(
     from: Source,
     to: Sink,
