@@ -11,15 +11,13 @@
 //! scenarios, `TETHER_DIRECT_SHIM` for the direct ones) for comparison.
 
 mod common;
-mod direct;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::direct::*;
 use common::{Containerd, Rootfs};
-use direct::*;
-use protobuf::well_known_types::any::Any;
-use protobuf::{Message, MessageField};
+use protobuf::Message;
 use tether::protos::cgroup2_metrics::Metrics;
 use tether::protos::shim::*;
 use tether::protos::status::Status;
@@ -178,14 +176,6 @@ crate::containerd_matrix!(
     pause_and_resume_go_through_cgroup_freeze,
 );
 
-fn resources(json: serde_json::Value) -> MessageField<Any> {
-    MessageField::some(Any {
-        type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
-        value: serde_json::to_vec(&json).unwrap(),
-        ..Default::default()
-    })
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn update_sets_memory_cpu_and_pids_and_stats_follow() {
     if !on_v2() {
@@ -198,7 +188,7 @@ async fn update_sets_memory_cpu_and_pids_and_stats_follow() {
     let limit = 48u64 << 20;
     let update = UpdateTaskRequest {
         id: f.id.clone(),
-        resources: resources(serde_json::json!({
+        resources: linux_resources(serde_json::json!({
             "memory": {"limit": limit},
             "cpu": {"quota": 50000, "period": 100000},
             "pids": {"limit": 64},
@@ -227,7 +217,7 @@ async fn update_sets_memory_cpu_and_pids_and_stats_follow() {
     // Raising a limit back to none: "max" again, reported as the largest value.
     let update = UpdateTaskRequest {
         id: f.id.clone(),
-        resources: resources(serde_json::json!({"pids": {"limit": -1}})),
+        resources: linux_resources(serde_json::json!({"pids": {"limit": -1}})),
         ..Default::default()
     };
     f.client.update(ctx(), &update).await.unwrap();
@@ -238,23 +228,11 @@ async fn update_sets_memory_cpu_and_pids_and_stats_follow() {
         u64::MAX
     );
 
-    let pause = PauseRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.pause(ctx(), &pause).await.unwrap();
-    let state = StateRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    let s = f.client.state(ctx(), &state).await.unwrap();
+    f.pause().await;
+    let s = f.state().await;
     assert_eq!(s.status.enum_value(), Ok(Status::PAUSED));
     assert_eq!(read(&dir, "cgroup.freeze"), "1");
-    let resume = ResumeRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.resume(ctx(), &resume).await.unwrap();
+    f.resume().await;
     assert_eq!(read(&dir, "cgroup.freeze"), "0");
 
     f.stop_and_delete().await;
@@ -279,11 +257,7 @@ async fn shim_cgroup_on_the_unified_hierarchy() {
         shim_cgroup: format!("/{name}"),
         ..Default::default()
     };
-    let options = Any {
-        type_url: "containerd.runc.v1.Options".into(),
-        value: o.write_to_bytes().unwrap(),
-        ..Default::default()
-    };
+    let options = runc_options(o);
     let f = Fixture::build(&["/bin/true"], |_| {}, &options.write_to_bytes().unwrap()).await;
     let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", f.shim_pid)).unwrap();
     f.shutdown_and_wait_exit().await;

@@ -346,9 +346,7 @@ fn info_reports_the_runtime_and_runc_features() {
     // A runtime binary that does not exist is a clear error.
     let mut opts = tether::protos::runc_options::Options::new();
     opts.binary_name = "/nonexistent/runtime".into();
-    let mut any = protobuf::well_known_types::any::Any::new();
-    any.type_url = "containerd.runc.v1.Options".into();
-    any.value = opts.write_to_bytes().unwrap();
+    let any = common::runc_options(opts);
     let mut child = Command::new(common::shim_path())
         .arg("-info")
         .stdin(Stdio::piped())

@@ -31,10 +31,11 @@
 //!
 //! Needs root; the run takes about half a minute.
 
-mod script_checks;
+mod common;
 
-use std::path::Path;
 use std::time::Duration;
+
+use common::script_checks;
 
 const HANDLERS: [&str; 2] = ["tether", "runc"];
 const CHECKS: [&str; 7] = [
@@ -63,26 +64,19 @@ fn pods(version: &str) {
         "the CRI pod tests need root (they run a real containerd, CNI and runc); \
          run them as root instead of skipping them"
     );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shim = env!("CARGO_BIN_EXE_containerd-shim-tether-v2");
-    let critest = root.join("scripts/critest.sh");
-    let pods = root.join("tests/cri/pods.sh");
-    let out = script_checks::run(
+    let pods = script_checks::repo_path("tests/cri/pods.sh");
+    let out = script_checks::run_script(
+        "scripts/critest.sh",
+        version,
         &[
-            "bash".as_ref(),
-            critest.as_os_str(),
-            "--containerd".as_ref(),
-            version.as_ref(),
-            "--handler".as_ref(),
-            "tether".as_ref(),
-            "--shim".as_ref(),
-            shim.as_ref(),
-            "--exec".as_ref(),
-            "--".as_ref(),
-            "env".as_ref(),
-            "CRI_PODS_CHECKS=pods options restart".as_ref(),
-            "bash".as_ref(),
-            pods.as_os_str(),
+            "--handler",
+            "tether",
+            "--exec",
+            "--",
+            "env",
+            "CRI_PODS_CHECKS=pods options restart",
+            "bash",
+            &pods,
         ],
         Duration::from_secs(900),
         Duration::from_secs(120),

@@ -6,22 +6,15 @@
 //! off to their ceiling several times over. docs/reliability.md records a run
 //! at 1,000 containers and 10 minutes.
 
-mod direct;
+mod common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use direct::*;
+use common::direct::*;
 use protobuf::Message;
 use tether::protos::events::TaskExit;
 use tether::protos::shim::*;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Each container exits with its own status when it gets SIGTERM.
 fn script(status: u64) -> String {
@@ -34,17 +27,9 @@ struct ExtraContainers(String, String, usize);
 
 impl Drop for ExtraContainers {
     fn drop(&mut self) {
-        let root = format!("/run/containerd/runc/{}", self.0);
+        let root = runc_root(&self.0);
         for i in 1..self.2 {
-            let _ = std::process::Command::new("runc")
-                .args([
-                    "--root",
-                    &root,
-                    "delete",
-                    "--force",
-                    &format!("{}-{i}", self.1),
-                ])
-                .output();
+            runc_delete_force(&root, &format!("{}-{i}", self.1));
         }
     }
 }
@@ -99,11 +84,7 @@ async fn every_exit_is_delivered_after_containerd_was_away() {
         let got = f.client.wait(ctx(), &wait).await.unwrap().exit_status;
         assert_eq!(got as u64, status_of(i), "{id}");
     }
-    assert_eq!(
-        f.topics().iter().filter(|t| *t == "/tasks/exit").count(),
-        0,
-        "delivered while away"
-    );
+    assert_eq!(f.count("/tasks/exit"), 0, "delivered while away");
     tokio::time::sleep(away.saturating_sub(t0.elapsed())).await;
 
     let back = std::time::SystemTime::now()
@@ -112,8 +93,7 @@ async fn every_exit_is_delivered_after_containerd_was_away() {
         .as_secs() as i64;
     f.events_up().await;
     let deadline = Instant::now() + Duration::from_secs(120);
-    let count = |f: &Fixture| f.topics().iter().filter(|t| *t == "/tasks/exit").count();
-    while count(&f) < n && Instant::now() < deadline {
+    while f.count("/tasks/exit") < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Longer than a few retry back-offs: a duplicate would show by then.

@@ -1,124 +1,15 @@
 //! Exec, terminals, stdin and log URIs, driven over ttrpc with real runc.
 
-mod direct;
+mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use direct::*;
-use protobuf::well_known_types::any::Any;
+use common::direct::*;
 use protobuf::{Message, MessageField};
 use tether::protos::events::{TaskExecStarted, TaskExit};
 use tether::protos::shim::*;
-use tether::protos::shim_ttrpc::TaskClient;
-
-/// An OCI process spec, as containerd sends it with Exec.
-fn process_spec(args: &[&str]) -> Any {
-    let spec = serde_json::json!({
-        "args": args,
-        "cwd": "/",
-        "env": ["PATH=/bin"],
-        "user": {"uid": 0, "gid": 0},
-        "terminal": false,
-    });
-    Any {
-        type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
-        value: serde_json::to_vec(&spec).unwrap(),
-        ..Default::default()
-    }
-}
-
-struct Exec<'a> {
-    client: &'a TaskClient,
-    id: String,
-    exec_id: String,
-}
-
-impl Exec<'_> {
-    async fn add<'a>(f: &'a Fixture, exec_id: &str, args: &[&str], io: (&str, &str)) -> Exec<'a> {
-        Exec::add_with(f, exec_id, args, io, false).await
-    }
-
-    async fn add_with<'a>(
-        f: &'a Fixture,
-        exec_id: &str,
-        args: &[&str],
-        (stdin, stdout): (&str, &str),
-        terminal: bool,
-    ) -> Exec<'a> {
-        let req = ExecProcessRequest {
-            id: f.id.clone(),
-            exec_id: exec_id.into(),
-            stdin: stdin.into(),
-            stdout: stdout.into(),
-            terminal,
-            spec: MessageField::some(process_spec(args)),
-            ..Default::default()
-        };
-        f.client.exec(ctx(), &req).await.unwrap();
-        Exec {
-            client: &f.client,
-            id: f.id.clone(),
-            exec_id: exec_id.into(),
-        }
-    }
-
-    async fn start(&self) -> ttrpc::Result<u32> {
-        let req = StartRequest {
-            id: self.id.clone(),
-            exec_id: self.exec_id.clone(),
-            ..Default::default()
-        };
-        self.client.start(ctx(), &req).await.map(|r| r.pid)
-    }
-
-    async fn wait(&self) -> u32 {
-        let req = WaitRequest {
-            id: self.id.clone(),
-            exec_id: self.exec_id.clone(),
-            ..Default::default()
-        };
-        self.client.wait(ctx(), &req).await.unwrap().exit_status
-    }
-
-    async fn kill(&self, signal: u32) -> ttrpc::Result<()> {
-        let req = KillRequest {
-            id: self.id.clone(),
-            exec_id: self.exec_id.clone(),
-            signal,
-            ..Default::default()
-        };
-        self.client.kill(ctx(), &req).await.map(drop)
-    }
-
-    async fn delete(&self) -> ttrpc::Result<DeleteResponse> {
-        let req = DeleteRequest {
-            id: self.id.clone(),
-            exec_id: self.exec_id.clone(),
-            ..Default::default()
-        };
-        self.client.delete(ctx(), &req).await
-    }
-
-    async fn resize(&self, width: u32, height: u32) {
-        let req = ResizePtyRequest {
-            id: self.id.clone(),
-            exec_id: self.exec_id.clone(),
-            width,
-            height,
-            ..Default::default()
-        };
-        self.client.resize_pty(ctx(), &req).await.unwrap();
-    }
-
-    async fn run(&self) -> u32 {
-        self.start().await.unwrap();
-        let status = self.wait().await;
-        self.delete().await.unwrap();
-        status
-    }
-}
 
 /// A fixture whose container is running `sleep`.
 async fn running(edit: impl FnOnce(&mut serde_json::Value)) -> Fixture {
@@ -140,31 +31,11 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn fd_targets(pid: u32) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .map(|t| t.display().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn ptmx_count(pid: u32) -> usize {
     fd_targets(pid)
         .iter()
         .filter(|t| t.ends_with("ptmx"))
         .count()
-}
-
-/// Waits until `f` holds (the shim closes descriptors from tasks that end
-/// a moment after the RPC that ended them returned).
-fn eventually(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[tokio::test(flavor = "current_thread")]

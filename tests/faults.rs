@@ -4,46 +4,28 @@
 //! bundle when `start` writes the address and when the exit is recorded, a
 //! stdout FIFO nobody reads, and a connection from a user that is not root.
 
-mod direct;
+mod common;
 
 use std::cell::RefCell;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use direct::*;
+use common::direct::*;
 use protobuf::{Message, MessageField};
 use tether::client::ShimSpawn;
 use tether::protos::shim::*;
 use tether::protos::status::Status;
 
-fn sigkill(pid: u32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
-
-fn gone_within(pid: u32, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    !alive(pid)
-}
-
 /// runc no longer knows the container, and its state dir is gone.
 fn runc_forgot(f: &Fixture) {
-    let root = format!("/run/containerd/runc/{}", f.namespace);
-    let state = std::process::Command::new("runc")
-        .args(["--root", &root, "state", &f.id])
-        .output()
-        .unwrap();
-    assert!(!state.status.success(), "runc still knows {}", f.id);
+    let root = f.runc_root();
+    assert!(!runc_knows(&root, &f.id), "runc still knows {}", f.id);
     assert!(
-        !Path::new(&root).join(&f.id).exists(),
-        "runc state dir {root}/{} left",
+        !root.join(&f.id).exists(),
+        "runc state dir {}/{} left",
+        root.display(),
         f.id
     );
 }
@@ -130,11 +112,7 @@ async fn shim_killed_during_an_exec_leaves_nothing_after_delete() {
     let exec = ExecProcessRequest {
         id: f.id.clone(),
         exec_id: "e1".into(),
-        spec: MessageField::some(protobuf::well_known_types::any::Any {
-            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
-            value: serde_json::to_vec(&spec).unwrap(),
-            ..Default::default()
-        }),
+        spec: MessageField::some(oci_process(&spec)),
         ..Default::default()
     };
     f.client.exec(ctx(), &exec).await.unwrap();
@@ -187,13 +165,7 @@ fn binary_option(binary: &Path) -> Vec<u8> {
         binary_name: binary.display().to_string(),
         ..Default::default()
     };
-    protobuf::well_known_types::any::Any {
-        type_url: "containerd.runc.v1.Options".into(),
-        value: o.write_to_bytes().unwrap(),
-        ..Default::default()
-    }
-    .write_to_bytes()
-    .unwrap()
+    runc_options(o).write_to_bytes().unwrap()
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -215,10 +187,9 @@ async fn runc_killed_mid_create_is_a_clear_error_and_leaves_no_half_container() 
         // Nothing half-made: the shim (the subreaper, which inherits an
         // orphaned `runc init`) has no child left, runc has no state, and
         // this shim still serves.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !children_of(f.shim_pid).is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let _ = poll_until(Duration::from_secs(5), || {
+            children_of(f.shim_pid).is_empty().then_some(())
+        });
         assert_eq!(children_of(f.shim_pid), Vec::<u32>::new(), "round {round}");
         runc_forgot(&f);
         let state = StateRequest {
@@ -288,11 +259,7 @@ async fn full_disk_when_the_exit_is_recorded_still_reports_the_true_status() {
     // Wait, State, the exit event and Delete all say 137, although the
     // exit record could not be written.
     assert_eq!(f.wait().await, 137);
-    let state = StateRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    let s = f.client.state(ctx(), &state).await.unwrap();
+    let s = f.state().await;
     assert_eq!(s.status.enum_value(), Ok(Status::STOPPED));
     assert_eq!(s.exit_status, 137);
     f.wait_for_topic("/tasks/exit", 1).await;
@@ -332,10 +299,9 @@ fn full_disk_when_start_writes_the_address_is_a_clear_error_and_leaves_nothing()
     // No daemon left: nothing runs in the bundle (the one start spawned is
     // SIGKILLed; give the kill a moment to land).
     let in_bundle = || processes_with("cwd", &bundle);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !in_bundle().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _ = poll_until(Duration::from_secs(5), || {
+        in_bundle().is_empty().then_some(())
+    });
     assert_eq!(
         in_bundle(),
         Vec::<u32>::new(),

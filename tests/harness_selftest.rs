@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
-use common::{process_alive, Containerd, ProcInfo, Rootfs, RUNC_ROOT};
+use common::{process_alive, runc_root, Containerd, ProcInfo, Rootfs};
 
 /// What the panicking test saw before it panicked.
 struct Seen {
@@ -67,7 +67,7 @@ fn panic_with_running_container(kill_containerd: bool) {
         seen.socket.display()
     );
     assert!(!seen.dir.exists(), "temp dir {} left", seen.dir.display());
-    let runc_root = Path::new(RUNC_ROOT).join(&seen.namespace);
+    let runc_root = runc_root(&seen.namespace);
     assert!(
         !runc_root.exists(),
         "runc state {} left",

@@ -7,10 +7,11 @@
 //!
 //! Needs root; about four minutes once the binaries are cached.
 
-mod script_checks;
+mod common;
 
-use std::path::Path;
 use std::time::Duration;
+
+use common::script_checks;
 
 const HANDLERS: [&str; 2] = ["tether", "runc"];
 const CHECKS: [&str; 10] = [
@@ -33,18 +34,10 @@ fn kubernetes_node_runs_pods_on_tether_and_runc() {
         "the Kubernetes test needs root (it runs a kubelet, containerd, CNI and runc); \
          run it as root instead of skipping it"
     );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shim = env!("CARGO_BIN_EXE_containerd-shim-tether-v2");
-    let script = root.join("scripts/kube-e2e.sh");
-    let out = script_checks::run(
-        &[
-            "bash".as_ref(),
-            script.as_os_str(),
-            "--containerd".as_ref(),
-            "2.3.7".as_ref(),
-            "--shim".as_ref(),
-            shim.as_ref(),
-        ],
+    let out = script_checks::run_script(
+        "scripts/kube-e2e.sh",
+        "2.3.7",
+        &[],
         Duration::from_secs(2700),
         Duration::from_secs(180),
     );

@@ -1,8 +1,8 @@
 //! Update and Stats over ttrpc, with real runc.
 
-mod direct;
+mod common;
 
-use direct::*;
+use common::direct::*;
 use protobuf::well_known_types::any::Any;
 use protobuf::{Message, MessageField};
 use tether::protos::cgroup1_metrics::Metrics;
@@ -28,11 +28,7 @@ async fn update_changes_the_cgroup_and_stats_follow_the_task() {
     let limit = 48u64 << 20;
     let update = UpdateTaskRequest {
         id: f.id.clone(),
-        resources: MessageField::some(Any {
-            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
-            value: serde_json::to_vec(&serde_json::json!({"memory": {"limit": limit}})).unwrap(),
-            ..Default::default()
-        }),
+        resources: linux_resources(serde_json::json!({"memory": {"limit": limit}})),
         ..Default::default()
     };
     f.client.update(ctx(), &update).await.unwrap();
@@ -52,25 +48,17 @@ async fn update_changes_the_cgroup_and_stats_follow_the_task() {
     assert_eq!(m.memory.usage.limit, limit);
     assert!(m.pids.current >= 1);
 
+    f.pause().await;
+    let s = f.state().await;
+    assert_eq!(s.status.enum_value(), Ok(Status::PAUSED));
     let pause = PauseRequest {
         id: f.id.clone(),
         ..Default::default()
     };
-    f.client.pause(ctx(), &pause).await.unwrap();
-    let state = StateRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    let s = f.client.state(ctx(), &state).await.unwrap();
-    assert_eq!(s.status.enum_value(), Ok(Status::PAUSED));
     let (code, _) = code_of(f.client.pause(ctx(), &pause).await);
     assert_eq!(code, ttrpc::Code::FAILED_PRECONDITION, "pausing twice");
-    let resume = ResumeRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    f.client.resume(ctx(), &resume).await.unwrap();
-    let s = f.client.state(ctx(), &state).await.unwrap();
+    f.resume().await;
+    let s = f.state().await;
     assert_eq!(s.status.enum_value(), Ok(Status::RUNNING));
 
     f.stop_and_delete().await;
@@ -82,14 +70,6 @@ async fn update_changes_the_cgroup_and_stats_follow_the_task() {
     let r = topics.iter().position(|t| t == "/tasks/resumed").unwrap();
     assert!(p < r);
     f.shutdown_and_wait_exit().await;
-}
-
-fn runc_options(o: tether::protos::runc_options::Options) -> Any {
-    Any {
-        type_url: "containerd.runc.v1.Options".into(),
-        value: o.write_to_bytes().unwrap(),
-        ..Default::default()
-    }
 }
 
 /// The owner of the container's stdout pipe, seen through its init.
@@ -170,11 +150,7 @@ async fn checkpoint_and_restore_work_or_name_criu_s_reason() {
             assert!(f.topics().iter().all(|t| t != "/tasks/checkpointed"));
         }
     }
-    let state = StateRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    let s = f.client.state(ctx(), &state).await.unwrap();
+    let s = f.state().await;
     assert_eq!(
         s.status.enum_value(),
         Ok(Status::RUNNING),
@@ -231,11 +207,7 @@ async fn checkpoint_passes_criu_s_options_and_names_its_reason() {
         binary_name: runc.display().to_string(),
         ..Default::default()
     };
-    let options = Any {
-        type_url: "containerd.runc.v1.Options".into(),
-        value: o.write_to_bytes().unwrap(),
-        ..Default::default()
-    };
+    let options = runc_options(o);
     let f = Fixture::build(
         &["/bin/sleep", "1000"],
         |_| {},
@@ -306,11 +278,7 @@ async fn checkpoint_passes_criu_s_options_and_names_its_reason() {
     assert!(args[..at].contains(&"--root"), "{args:?}");
     // Nothing was published, and the container runs on.
     assert!(f.topics().iter().all(|t| t != "/tasks/checkpointed"));
-    let state = StateRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    let s = f.client.state(ctx(), &state).await.unwrap();
+    let s = f.state().await;
     assert_eq!(s.status.enum_value(), Ok(Status::RUNNING));
     // Unknown checkpoint option types are refused before runc runs.
     std::fs::remove_file(tools.path().join("args")).unwrap();

@@ -5,22 +5,20 @@
 //!
 //! Needs root, runc and busybox-static (see .ci/run).
 
-use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use protobuf::well_known_types::any::Any;
-use protobuf::{Message, MessageField};
+use protobuf::MessageField;
 use tether::protos::events::{TaskCreate, TaskDelete, TaskExit, TaskStart};
 use tether::protos::mount::Mount;
 use tether::protos::runc_options::Options;
 use tether::protos::shim::*;
 use tether::protos::status::Status;
 
-mod direct;
+mod common;
 
-use direct::*;
+use common::direct::*;
+use common::{unix_sockets, ProcInfo};
 
 #[tokio::test(flavor = "current_thread")]
 async fn invalid_ids_are_rejected_and_nothing_is_left() {
@@ -84,11 +82,7 @@ async fn missing_runtime_binary_is_a_clear_error_and_cleans_up() {
         binary_name: "/nonexistent/runc-missing".into(),
         ..Default::default()
     };
-    req.options = MessageField::some(Any {
-        type_url: "containerd.runc.v1.Options".into(),
-        value: opts.write_to_bytes().unwrap(),
-        ..Default::default()
-    });
+    req.options = MessageField::some(runc_options(opts));
     let (_, msg) = code_of(f.client.create(ctx(), &req).await);
     assert!(msg.contains("/nonexistent/runc-missing"), "{msg}");
     assert!(msg.contains("No such file"), "{msg}");
@@ -117,11 +111,7 @@ async fn missing_runtime_binary_is_a_clear_error_and_cleans_up() {
 async fn lifecycle_reports_exit_and_publishes_each_event_once_in_order() {
     let f = Fixture::new(&["/bin/sh", "-c", "exit 3"]).await;
     let created = f.create().await;
-    let state = StateRequest {
-        id: f.id.clone(),
-        ..Default::default()
-    };
-    let s = f.client.state(ctx(), &state).await.unwrap();
+    let s = f.state().await;
     assert_eq!(s.status.enum_value(), Ok(Status::CREATED));
     assert_eq!(s.pid, created);
     assert_eq!(
@@ -145,7 +135,7 @@ async fn lifecycle_reports_exit_and_publishes_each_event_once_in_order() {
     };
     let waited = f.client.wait(ctx(), &wait).await.unwrap();
     assert_eq!(waited.exit_status, 3);
-    let s = f.client.state(ctx(), &state).await.unwrap();
+    let s = f.state().await;
     assert_eq!(s.status.enum_value(), Ok(Status::STOPPED));
     assert_eq!(s.exit_status, 3);
     assert_eq!(s.exited_at.seconds, waited.exited_at.seconds);
@@ -261,11 +251,7 @@ async fn running_container_kill_all_delete_rules_and_shutdown() {
     assert_eq!(code, ttrpc::Code::NOT_FOUND);
     let update = UpdateTaskRequest {
         id: f.id.clone(),
-        resources: MessageField::some(Any {
-            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
-            value: br#"{"pids":{"limit":10}}"#.to_vec(),
-            ..Default::default()
-        }),
+        resources: linux_resources(serde_json::json!({"pids": {"limit": 10}})),
         ..Default::default()
     };
     let (code, _) = code_of(f.client.update(ctx(), &update).await);
@@ -292,31 +278,11 @@ async fn socket_is_private_and_never_abstract() {
     assert_eq!(dir_mode & 0o777, 0o700, "socket dir mode {dir_mode:o}");
 
     // Every socket the shim holds, by inode; none of them abstract.
-    let mut inodes = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{}/fd", f.shim_pid)).unwrap() {
-        let target = std::fs::read_link(fd.unwrap().path()).unwrap();
-        let t = target.display().to_string();
-        if let Some(inode) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
-            inodes.push(inode.to_string());
-        }
-    }
-    let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
-    let paths: HashMap<String, String> = unix
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            Some((
-                cols.get(6)?.to_string(),
-                cols.get(7).unwrap_or(&"").to_string(),
-            ))
-        })
-        .collect();
+    let inodes = ProcInfo::read(f.shim_pid as i32).unwrap().socket_inodes();
     assert!(!inodes.is_empty());
-    for inode in &inodes {
-        if let Some(path) = paths.get(inode) {
-            assert!(!path.starts_with('@'), "abstract socket {path}");
-        }
+    for s in unix_sockets().iter().filter(|s| inodes.contains(&s.inode)) {
+        let path = s.path.as_deref().unwrap_or("");
+        assert!(!path.starts_with('@'), "abstract socket {path}");
     }
     f.shutdown_and_wait_exit().await;
 }
@@ -334,17 +300,14 @@ async fn delete_subcommand_cleans_up_after_a_dead_shim() {
     assert_eq!(resp.pid, pid);
     assert_eq!(resp.exit_status, 137);
     assert!(resp.exited_at.seconds > 0);
-    let root = format!("/run/containerd/runc/{}", f.namespace);
-    let state = Command::new("runc")
-        .args(["--root", &root, "state", &f.id])
-        .output()
-        .unwrap();
-    assert!(!state.status.success(), "container still known to runc");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!alive(pid), "container init survived delete");
+    assert!(
+        !runc_knows(&f.runc_root(), &f.id),
+        "container still known to runc"
+    );
+    assert!(
+        gone_within(pid, Duration::from_secs(5)),
+        "container init survived delete"
+    );
     // Twice is fine: missing state is tolerated.
     delete_after_death(&f);
 }

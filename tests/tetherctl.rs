@@ -1,12 +1,12 @@
 //! tetherctl end to end: real shims, real runc, a private state directory.
 
-mod direct;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use direct::{alive, make_rootfs, require_root_and_runc};
+use common::{all_processes, make_rootfs, mounts_under, require_root_and_runc, sigkill};
 
 const TETHERCTL: &str = env!("CARGO_BIN_EXE_tetherctl");
 
@@ -53,18 +53,11 @@ impl Ctl {
     /// the shims (their cwd is the bundle).
     fn shims(&self) -> Vec<u32> {
         let state = self.state();
-        let mut pids = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) {
-                if cwd.starts_with(&state) && alive(pid) {
-                    pids.push(pid);
-                }
-            }
-        }
-        pids
+        all_processes()
+            .into_iter()
+            .filter(|p| !p.is_zombie() && p.cwd.as_ref().is_some_and(|c| c.starts_with(&state)))
+            .map(|p| p.pid as u32)
+            .collect()
     }
 
     fn bundles(&self) -> Vec<String> {
@@ -78,12 +71,7 @@ impl Ctl {
     }
 
     fn mounts_under_state(&self) -> usize {
-        let state = self.state().display().to_string();
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&state)))
-            .count()
+        mounts_under(&self.state()).len()
     }
 
     fn assert_nothing_left(&self) {
@@ -99,10 +87,7 @@ impl Drop for Ctl {
             let _ = self.run(&["rm", "-f", &id]);
         }
         for pid in self.shims() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            sigkill(pid);
         }
     }
 }

@@ -4,13 +4,13 @@
 //! a connection opened before stays usable, the container keeps running, and
 //! the shim serves the next request.
 
-mod direct;
+mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use direct::*;
+use common::direct::*;
 use protobuf::Message;
 use tether::protos::shim::*;
 use tether::protos::shim_ttrpc::TaskClient;
@@ -18,10 +18,6 @@ use tether::protos::status::Status;
 
 const REQUEST: u8 = 1;
 const RESPONSE: u8 = 2;
-
-fn socket_path(f: &Fixture) -> String {
-    f.address.trim_start_matches("unix://").to_string()
-}
 
 fn frame(stream: u32, kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(10 + payload.len());
@@ -58,7 +54,7 @@ enum Answer {
 /// Connects to the shim, writes `bytes` (only the first `upto` of them, then
 /// closes the writing side, when given) and reads what comes back.
 async fn exchange(f: &Fixture, bytes: Vec<u8>, upto: Option<usize>) -> Answer {
-    let addr = socket_path(f);
+    let addr = f.socket();
     tokio::task::spawn_blocking(move || {
         let mut s = UnixStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -190,7 +186,7 @@ async fn malformed_frames_get_an_error_or_a_close_and_harm_nothing() {
     // The same garbage many times over, on many connections at once.
     let mut threads = Vec::new();
     for i in 0..32u32 {
-        let addr = socket_path(&f);
+        let addr = f.socket();
         threads.push(std::thread::spawn(move || {
             let mut s = UnixStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();

@@ -1,11 +1,14 @@
 //! The runtime under test (`TETHER_TEST_RUNTIME` or the tether shim built by
-//! cargo) and the check that everything the end-to-end tests need is there.
+//! cargo) and the checks that everything the tests need is there.
 
 use std::path::{Path, PathBuf};
 
+/// The tether shim binary built by cargo for this test run.
+pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-tether-v2");
+
 /// Path of the tether shim binary built by cargo for this test run.
 pub fn shim_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-tether-v2"))
+    PathBuf::from(SHIM)
 }
 
 /// The runtime passed to `ctr run --runtime`: `$TETHER_TEST_RUNTIME`, or the
@@ -78,4 +81,21 @@ pub fn require_environment() {
         bin.display(),
         runtime()
     );
+}
+
+/// Panics unless the tests that drive runc without containerd can run: root,
+/// runc and a static busybox.
+pub fn require_root_and_runc() {
+    assert!(nix::unistd::geteuid().is_root(), "these tests need root");
+    for bin in ["runc", "/bin/busybox"] {
+        let found = if bin.starts_with('/') {
+            Path::new(bin).is_file()
+        } else {
+            find_in_path(bin).is_some()
+        };
+        assert!(
+            found,
+            "{bin} is required (apt-get install runc busybox-static)"
+        );
+    }
 }

@@ -1,20 +1,31 @@
-//! End-to-end harness: a private containerd, a busybox root filesystem and
-//! helpers to inspect processes, mounts and sockets on the host.
+//! The support module of every integration test: a private containerd, a
+//! shim driven directly over ttrpc, busybox root filesystems, helpers to
+//! inspect processes, mounts, sockets and runc state on the host, and the
+//! check scripts' runner.
 //!
 //! Everything a test starts is owned by a guard (`Containerd`, `Rootfs`,
-//! `EventStream`) whose `Drop` stops it by PID and removes what it left, so a
-//! panicking test cleans up too. Nothing here ever signals a process by name.
+//! `EventStream`, `direct::Fixture`) whose `Drop` stops it by PID and removes
+//! what it left, so a panicking test cleans up too. Nothing here ever
+//! signals a process by name.
 //!
-//! The runtime under test is `TETHER_TEST_RUNTIME` when set (a runtime name
-//! such as `io.containerd.runc.v2`, or an absolute path to a shim binary) and
-//! the tether shim built by cargo otherwise.
+//! The runtime under test in the containerd tests is `TETHER_TEST_RUNTIME`
+//! when set (a runtime name such as `io.containerd.runc.v2`, or an absolute
+//! path to a shim binary) and the tether shim built by cargo otherwise.
 //!
 //! Layout: `environment` (runtime under test, prerequisites), `containerd`
 //! (the private daemon and its cleanup), `ctr` (`ctr` invocations and their
-//! parsing), `rootfs`, `events` (`ctr events`), `procs` (/proc scanning and
-//! killing by PID), `mounts`, `scenarios` (scenarios several test binaries run), `sockets` (unix sockets, /run/containerd/s) and
-//! `util` (polling, running commands, data helpers). Everything public is
-//! re-exported here, so tests use `common::Name`.
+//! parsing), `direct` (the shim without containerd: `Fixture`, `Exec`),
+//! `rootfs`, `events` (`ctr events`), `procs` (/proc scanning, waiting for
+//! and killing by PID), `mounts`, `payloads` (the `Any`s containerd sends),
+//! `runc` (runc's state), `scenarios` (scenarios several test binaries run),
+//! `script_checks` (PASS/FAIL check scripts), `sockets` (unix sockets,
+//! /run/containerd/s, connecting as another user) and `util` (polling,
+//! running commands, data helpers).
+//!
+//! A test declares `mod common;` and uses `common::Name` for everything
+//! public but the direct harness, which is `common::direct` (`use
+//! common::direct::*;` brings it and the helpers the direct tests use), and
+//! the script runner, `common::script_checks`.
 
 #![allow(dead_code)]
 
@@ -22,14 +33,18 @@ use std::time::Duration;
 
 mod containerd;
 mod ctr;
+pub mod direct;
 mod environment;
 mod events;
 #[macro_use]
 pub mod matrix;
 mod mounts;
+mod payloads;
 mod procs;
 mod rootfs;
+mod runc;
 mod scenarios;
+pub mod script_checks;
 mod sockets;
 mod util;
 
@@ -39,20 +54,28 @@ mod util;
 pub use self::{
     containerd::Containerd,
     ctr::{parse_delete_exit_code, parse_task_ls, TaskRow},
-    environment::{find_in_path, require_environment, runtime, runtime_binary, shim_path},
+    environment::{
+        find_in_path, require_environment, require_root_and_runc, runtime, runtime_binary,
+        shim_path, SHIM,
+    },
     events::{parse_event_line, Event, EventStream},
     matrix::{bins, current_bins, current_version, run_on, selected, ContainerdBins, MATRIX},
-    mounts::{mounts_under, unmount_all_under},
-    procs::{all_processes, kill_processes_where, process_alive, processes_rooted_under, ProcInfo},
-    rootfs::Rootfs,
+    mounts::{mounted_under, mounts_under, unmount_all_under},
+    payloads::{linux_resources, oci_process, process_spec, runc_options},
+    procs::{
+        alive, all_processes, fd_count, fd_targets, gone_within, kill_processes_where,
+        process_alive, processes_rooted_under, sigkill, zombie_children, ProcInfo,
+    },
+    rootfs::{make_rootfs, Rootfs},
+    runc::{runc_delete_force, runc_knows, runc_root},
     scenarios::oom_reported_once_before_exit,
     sockets::{
-        bound_unix_paths, socket_dir_entries, socket_path_of_address, sockets_of, unix_sockets,
-        SocketDirSnapshot, UnixSocket,
+        bound_unix_paths, probe_connect, refused_for, refused_for_gid, socket_dir_entries,
+        socket_path_of_address, sockets_of, unix_sockets, SocketDirSnapshot, UnixSocket,
     },
     util::{
-        compare_stream, describe_output, output_in_pty, output_with_timeout, poll_until,
-        pseudo_random_bytes, sha256_hex, spawn_and_wait, unique_name, StreamCompare,
+        compare_stream, describe_output, env_or, eventually, output_in_pty, output_with_timeout,
+        poll_until, pseudo_random_bytes, sha256_hex, spawn_and_wait, unique_name, StreamCompare,
     },
 };
 

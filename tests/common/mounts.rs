@@ -35,6 +35,11 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Whether anything is mounted at or under `dir`.
+pub fn mounted_under(dir: &Path) -> bool {
+    !mounts_under(dir).is_empty()
+}
+
 /// Lazily unmounts everything at or under `dir`, deepest first.
 pub fn unmount_all_under(dir: &Path) {
     for _ in 0..10 {

@@ -1,5 +1,6 @@
 //! Processes on the host, read from /proc: `ProcInfo` snapshots, finding
-//! the processes of a test, and killing them by PID (never by name).
+//! the processes of a test, waiting for them to go, their descriptors, and
+//! killing them by PID (never by name).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -12,6 +13,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::mounts::unescape_mountinfo;
+use super::util::poll_until;
 
 /// A snapshot of one process from /proc.
 #[derive(Debug, Clone)]
@@ -150,6 +152,46 @@ pub fn all_processes() -> Vec<ProcInfo> {
 /// neither gone nor a zombie).
 pub fn process_alive(pid: i32, starttime: u64) -> bool {
     ProcInfo::read(pid).is_some_and(|p| p.starttime == starttime && !p.is_zombie())
+}
+
+/// Whether `pid` is a live (non-zombie) process.
+pub fn alive(pid: u32) -> bool {
+    ProcInfo::read(pid as i32).is_some_and(|p| !p.is_zombie())
+}
+
+/// Whether `pid` is gone (or a zombie) within `limit`.
+pub fn gone_within(pid: u32, limit: Duration) -> bool {
+    poll_until(limit, || (!alive(pid)).then_some(())).is_some()
+}
+
+/// Children of `pid` that are zombies.
+pub fn zombie_children(pid: u32) -> Vec<u32> {
+    all_processes()
+        .into_iter()
+        .filter(|p| p.state == 'Z' && p.ppid == pid as i32)
+        .map(|p| p.pid as u32)
+        .collect()
+}
+
+/// How many descriptors `pid` has open (0 once it is gone).
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// What the descriptors of `pid` point at (none once it is gone).
+pub fn fd_targets(pid: u32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+                .map(|t| t.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGKILLs `pid`, whether or not it is still there.
+pub fn sigkill(pid: u32) {
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
 
 /// Live processes whose root (see `ProcInfo::root_source`) or cwd is under `dir`.

@@ -1,5 +1,7 @@
-//! `Rootfs`: a container root filesystem built from /bin/busybox in a
-//! temporary directory, removed (after killing its users) on drop.
+//! Container root filesystems built from /bin/busybox: `Rootfs`, in a
+//! temporary directory removed (after killing its users) on drop, for the
+//! containerd tests, and `make_rootfs`, in a directory the caller owns, for
+//! the direct ones.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -29,10 +31,6 @@ impl Rootfs {
             .expect("creating a temporary directory for the rootfs");
         let base = fs::canonicalize(tmp.path()).expect("canonicalizing the temp dir");
         let path = base.join("rootfs");
-        for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
-            fs::create_dir_all(path.join(d)).expect("creating rootfs directories");
-        }
-        fs::copy("/bin/busybox", path.join("bin/busybox")).expect("copying /bin/busybox");
         let list = Command::new("/bin/busybox")
             .arg("--list")
             .stdin(Stdio::null())
@@ -67,9 +65,11 @@ impl Rootfs {
                 "/bin/busybox has no `{needed}` applet"
             );
         }
-        for applet in &applets {
-            symlink("busybox", path.join("bin").join(applet)).expect("creating applet symlink");
-        }
+        install_busybox(
+            &path,
+            &["bin", "proc", "dev", "sys", "tmp", "etc"],
+            &applets,
+        );
         fs::write(path.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").expect("etc/passwd");
         fs::write(path.join("etc/group"), "root:x:0:\n").expect("etc/group");
         Rootfs {
@@ -96,6 +96,31 @@ impl Rootfs {
             fs::create_dir_all(parent).expect("creating parent directory in rootfs");
         }
         fs::write(&p, data).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
+    }
+}
+
+/// A root filesystem at `rootfs` of busybox-static and the applets the
+/// direct tests use (no /etc).
+pub fn make_rootfs(rootfs: &Path) {
+    install_busybox(
+        rootfs,
+        &["bin", "proc", "dev", "sys", "tmp"],
+        &[
+            "sh", "sleep", "echo", "cat", "true", "seq", "stty", "head", "ls", "tty",
+        ],
+    );
+}
+
+/// Creates `dirs` under `root`, copies /bin/busybox to `root/bin/busybox`
+/// and links each of `applets` to it in `root/bin`.
+fn install_busybox(root: &Path, dirs: &[&str], applets: &[impl AsRef<str>]) {
+    for d in dirs {
+        fs::create_dir_all(root.join(d)).expect("creating rootfs directories");
+    }
+    fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copying /bin/busybox");
+    for applet in applets {
+        symlink("busybox", root.join("bin").join(applet.as_ref()))
+            .expect("creating applet symlink");
     }
 }
 

@@ -1,10 +1,12 @@
-//! Unix sockets on the host (from /proc/net/unix and /proc/<pid>/fd) and
-//! the shim socket directory /run/containerd/s.
+//! Unix sockets on the host (from /proc/net/unix and /proc/<pid>/fd), the
+//! shim socket directory /run/containerd/s, and connecting to a socket as
+//! another user.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use super::procs::ProcInfo;
 use super::SHIM_SOCKET_DIR;
@@ -90,4 +92,52 @@ pub fn socket_dir_entries() -> BTreeSet<PathBuf> {
         Err(e) if e.kind() == ErrorKind::NotFound => BTreeSet::new(),
         Err(e) => panic!("reading {SHIM_SOCKET_DIR}: {e}"),
     }
+}
+
+/// Connects to `socket` as root with group `gid`; true when the shim closed
+/// the connection at once (refused), false when it kept it open.
+pub fn refused_for_gid(socket: &Path, gid: u32) -> bool {
+    refused_for(socket, 0, gid)
+}
+
+/// Connects to `socket` as `uid`:`gid`; true when the connection was not
+/// allowed (the socket's permissions) or the shim closed it at once.
+pub fn refused_for(socket: &Path, uid: u32, gid: u32) -> bool {
+    matches!(
+        probe_connect(socket, uid, gid, false).as_str(),
+        "denied" | "closed"
+    )
+}
+
+/// Connects to `socket` as `uid`:`gid` (with CAP_DAC_OVERRIDE, to get past
+/// the socket's mode bits, when `dac_override`) and says what happened:
+/// "denied" (connect refused), "closed" (the shim closed it at once),
+/// "open" (kept open for 2 s) or "data".
+pub fn probe_connect(socket: &Path, uid: u32, gid: u32, dac_override: bool) -> String {
+    let probe = "import socket,sys\n\
+                 s=socket.socket(socket.AF_UNIX)\n\
+                 try:\n    s.connect(sys.argv[1])\n\
+                 except PermissionError:\n    print('denied'); sys.exit(0)\n\
+                 s.settimeout(2)\n\
+                 try:\n    print('closed' if s.recv(1)==b'' else 'data')\n\
+                 except socket.timeout:\n    print('open')\n";
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups");
+    if dac_override {
+        cmd.args(["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]);
+    }
+    let out = cmd
+        .args(["/usr/bin/python3", "-c", probe])
+        .arg(socket)
+        .output()
+        .expect("setpriv and python3 run the probe");
+    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        ["closed", "open", "denied", "data"].contains(&verdict.as_str()),
+        "probe failed: {verdict} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    verdict
 }

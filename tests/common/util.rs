@@ -1,6 +1,6 @@
-//! Generic helpers: unique names, polling, running a command with a hang
-//! guard, and data helpers (deterministic test data, streaming comparison,
-//! SHA-256).
+//! Generic helpers: unique names, polling, numbers from the environment,
+//! running a command with a hang guard, and data helpers (deterministic test
+//! data, streaming comparison, SHA-256).
 
 use std::io::{ErrorKind, Read};
 use std::process::{ChildStdout, Command, ExitStatus, Output, Stdio};
@@ -37,6 +37,22 @@ pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         }
         thread::sleep(POLL);
     }
+}
+
+/// Panics unless `f` holds within 10 s (checked every `POLL`), naming
+/// `what` it waited for.
+pub fn eventually(what: &str, f: impl Fn() -> bool) {
+    let held = poll_until(Duration::from_secs(10), || f().then_some(()));
+    assert!(held.is_some(), "timed out waiting until {what}");
+}
+
+/// The number in environment variable `name`, or `default` when it is unset
+/// or not a number.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 // ---------------------------------------------------------------------------

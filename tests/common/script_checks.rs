@@ -2,14 +2,37 @@
 //! lines and `N passed, M failed` last (tests/cri/pods.sh,
 //! scripts/kube/checks.sh): run it under timeout(1) and read its verdicts.
 
+use std::ffi::OsStr;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use super::SHIM;
+
+/// Runs `bash <repo>/<script> --containerd <containerd> --shim <the tether
+/// shim> <args...>` as `run` does.
+pub fn run_script(
+    script: &str,
+    containerd: &str,
+    args: &[&str],
+    limit: Duration,
+    grace: Duration,
+) -> Output {
+    let script = repo_path(script);
+    let mut argv = vec!["bash", &script, "--containerd", containerd, "--shim", SHIM];
+    argv.extend_from_slice(args);
+    run(&argv, limit, grace)
+}
+
+/// The absolute path of `rel`, a path in the repository.
+pub fn repo_path(rel: &str) -> String {
+    format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
 
 /// Runs `cmd` (its argv) under `timeout --foreground` (SIGTERM to the script
 /// alone, whose traps stop what it started by PID, then SIGKILL after
 /// `grace`), echoes its stderr (but crictl's warnings) and stdout, and
 /// returns its output.
-pub fn run(cmd: &[&std::ffi::OsStr], limit: Duration, grace: Duration) -> Output {
+pub fn run(cmd: &[impl AsRef<OsStr>], limit: Duration, grace: Duration) -> Output {
     let start = Instant::now();
     let out = Command::new("timeout")
         .arg("--foreground")

@@ -2,7 +2,9 @@
 //! `start` in a bundle made from busybox-static and `runc spec`, with an
 //! in-test receiver where containerd's events socket would be. Everything a
 //! fixture started is stopped when it is dropped, by pid.
-#![allow(dead_code)]
+//!
+//! Tests use it with `mod common;` and `use common::direct::*;`, which also
+//! brings the helpers of the rest of the harness that the direct tests use.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +21,18 @@ use tether::protos::shim::*;
 use tether::protos::shim_ttrpc::TaskClient;
 use ttrpc::r#async::TtrpcContext;
 
-pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-tether-v2");
+mod exec;
+
+// Each test crate uses a different part of the harness (see common/mod.rs).
+#[allow(unused_imports)]
+pub use self::exec::Exec;
+#[allow(unused_imports)]
+pub use super::{
+    alive, env_or, eventually, fd_count, fd_targets, gone_within, linux_resources, make_rootfs,
+    mounted_under, oci_process, poll_until, probe_connect, process_spec, refused_for,
+    refused_for_gid, require_root_and_runc, runc_delete_force, runc_knows, runc_options, runc_root,
+    sigkill, zombie_children, SHIM,
+};
 
 /// The shim the fixtures start: tether, or the binary TETHER_DIRECT_SHIM
 /// names (containerd's Go shim, containerd-shim-runc-v2, to compare).
@@ -31,21 +44,6 @@ pub fn shim_binary() -> PathBuf {
 
 pub fn ctx() -> ttrpc::context::Context {
     ttrpc::context::with_duration(Duration::from_secs(20))
-}
-
-pub fn require_root_and_runc() {
-    assert!(nix::unistd::geteuid().is_root(), "these tests need root");
-    for bin in ["runc", "/bin/busybox"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {bin}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "{bin} is required (apt-get install runc busybox-static)"
-        );
-    }
 }
 
 /// Events received on a stand-in for containerd's ttrpc events socket.
@@ -191,6 +189,11 @@ impl Fixture {
         PathBuf::from(self.address.trim_start_matches("unix://"))
     }
 
+    /// runc's state root for this fixture's namespace.
+    pub fn runc_root(&self) -> PathBuf {
+        runc_root(&self.namespace)
+    }
+
     pub fn create_request(&self) -> CreateTaskRequest {
         CreateTaskRequest {
             id: self.id.clone(),
@@ -237,11 +240,15 @@ impl Fixture {
         M::parse_from_bytes(&any.value).unwrap()
     }
 
+    /// How many events of `topic` arrived.
+    pub fn count(&self, topic: &str) -> usize {
+        self.topics().iter().filter(|t| *t == topic).count()
+    }
+
     /// Waits (up to 10 s) until `n` events of `topic` arrived.
     pub async fn wait_for_topic(&self, topic: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.topics().iter().filter(|t| *t == topic).count() < n && Instant::now() < deadline
-        {
+        while self.count(topic) < n && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -287,6 +294,33 @@ impl Fixture {
         self.client.wait(ctx(), &req).await.unwrap().exit_status
     }
 
+    /// The container's state.
+    pub async fn state(&self) -> StateResponse {
+        let req = StateRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.state(ctx(), &req).await.unwrap()
+    }
+
+    /// Pauses the container.
+    pub async fn pause(&self) {
+        let req = PauseRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.pause(ctx(), &req).await.unwrap();
+    }
+
+    /// Resumes the container.
+    pub async fn resume(&self) {
+        let req = ResumeRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.resume(ctx(), &req).await.unwrap();
+    }
+
     /// Deletes the container.
     pub async fn delete(&self) -> DeleteResponse {
         let req = DeleteRequest {
@@ -313,11 +347,10 @@ impl Fixture {
         };
         // The connection may close under the reply: that is success too.
         let _ = self.client.shutdown(ctx(), &req).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive(self.shim_pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(!alive(self.shim_pid), "shim still running after Shutdown");
+        assert!(
+            gone_within(self.shim_pid, Duration::from_secs(10)),
+            "shim still running after Shutdown"
+        );
         assert!(!self.socket().exists(), "socket left behind");
     }
 }
@@ -325,15 +358,10 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         if alive(self.shim_pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.shim_pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            sigkill(self.shim_pid);
         }
-        let root = format!("/run/containerd/runc/{}", self.namespace);
-        let _ = Command::new("runc")
-            .args(["--root", &root, "delete", "--force", &self.id])
-            .output();
+        let root = self.runc_root();
+        runc_delete_force(&root, &self.id);
         let _ = std::fs::remove_dir_all(&root);
         let _ = nix::mount::umount2(
             &self.bundle().join("rootfs"),
@@ -357,32 +385,6 @@ pub fn delete_after_death(f: &Fixture) -> DeleteResponse {
         options: &[],
     };
     spawn.delete().expect("the delete subcommand")
-}
-
-/// Whether `pid` is a live (non-zombie) process.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-/// A root filesystem of busybox-static and the applets the tests use.
-pub fn make_rootfs(rootfs: &Path) {
-    for d in ["bin", "proc", "dev", "sys", "tmp"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in [
-        "sh", "sleep", "echo", "cat", "true", "seq", "stty", "head", "ls", "tty",
-    ] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
 }
 
 /// Writes an OCI bundle: busybox rootfs, `runc spec` defaults, our args.
@@ -409,59 +411,4 @@ pub fn code_of<T: std::fmt::Debug>(r: ttrpc::Result<T>) -> (ttrpc::Code, String)
         Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message),
         other => panic!("expected an error status, got {other:?}"),
     }
-}
-
-pub fn mounted_under(path: &Path) -> bool {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let p = path.display().to_string();
-    text.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&p)))
-}
-
-/// Connects to `socket` as root with group `gid`; true when the shim closed
-/// the connection at once (refused), false when it kept it open.
-pub fn refused_for_gid(socket: &Path, gid: u32) -> bool {
-    refused_for(socket, 0, gid)
-}
-
-/// Connects to `socket` as `uid`:`gid`; true when the connection was not
-/// allowed (the socket's permissions) or the shim closed it at once.
-pub fn refused_for(socket: &Path, uid: u32, gid: u32) -> bool {
-    matches!(
-        probe_connect(socket, uid, gid, false).as_str(),
-        "denied" | "closed"
-    )
-}
-
-/// Connects to `socket` as `uid`:`gid` (with CAP_DAC_OVERRIDE, to get past
-/// the socket's mode bits, when `dac_override`) and says what happened:
-/// "denied" (connect refused), "closed" (the shim closed it at once),
-/// "open" (kept open for 2 s) or "data".
-pub fn probe_connect(socket: &Path, uid: u32, gid: u32, dac_override: bool) -> String {
-    let probe = "import socket,sys\n\
-                 s=socket.socket(socket.AF_UNIX)\n\
-                 try:\n    s.connect(sys.argv[1])\n\
-                 except PermissionError:\n    print('denied'); sys.exit(0)\n\
-                 s.settimeout(2)\n\
-                 try:\n    print('closed' if s.recv(1)==b'' else 'data')\n\
-                 except socket.timeout:\n    print('open')\n";
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"))
-        .arg("--clear-groups");
-    if dac_override {
-        cmd.args(["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]);
-    }
-    let out = cmd
-        .args(["/usr/bin/python3", "-c", probe])
-        .arg(socket)
-        .output()
-        .expect("setpriv and python3 run the probe");
-    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        ["closed", "open", "denied", "data"].contains(&verdict.as_str()),
-        "probe failed: {verdict} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    verdict
 }
