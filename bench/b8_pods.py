@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-B8_START = "<!-- B8 start -->"
-B8_END = "<!-- B8 end -->"
+from tetherbench.markers import B8_END, B8_START, replace_section
+
 CRICTL = os.environ["CRICTL"]
 TMP = Path(os.environ["CRI_TMP"])
 STATE = Path(os.environ["CONTAINERD_STATE"]) / "io.containerd.runtime.v2.task" / "k8s.io"
@@ -171,15 +171,9 @@ def main():
           "0.5 s after the last container started.", "",
           "Samples (pod start, ms): tether " + ", ".join(f"{x * 1000:.0f}" for x in lat["tether"])
           + "; runc " + ", ".join(f"{x * 1000:.0f}" for x in lat["runc"]), "", B8_END]
-    section = "\n".join(L)
     out = Path(args.out)
     text = out.read_text() if out.exists() else ""
-    s, e = text.find(B8_START), text.find(B8_END)
-    if 0 <= s < e:
-        text = text[:s] + section + text[e + len(B8_END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    out.write_text(text)
+    out.write_text(replace_section(text, B8_START, B8_END, "\n".join(L)))
     for h in Path("/sys/fs/cgroup").iterdir():
         try:
             (h / "b8-pods").rmdir()

@@ -10,8 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-V2_START = "<!-- V2 start -->"
-V2_END = "<!-- V2 end -->"
+from tetherbench.markers import V2_END, V2_START, replace_section
 
 
 def rows(lines):
@@ -50,13 +49,7 @@ def main(guest_out, md_path):
         ratio_v1 = v1.get(key, [""] * 5)[4]
         L.append(f"| {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | {cells[4]} | {ratio_v1} |")
     L.append(V2_END)
-    section = "\n".join(L)
-    s, e = old.find(V2_START), old.find(V2_END)
-    if 0 <= s < e:
-        new = old[:s] + section + old[e + len(V2_END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    md.write_text(new)
+    md.write_text(replace_section(old, V2_START, V2_END, "\n".join(L)))
 
 
 if __name__ == "__main__":
