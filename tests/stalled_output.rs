@@ -5,13 +5,13 @@
 //! output all go on. Once the filesystem thaws, the log gets every byte, in
 //! order.
 
-mod direct;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use direct::*;
+use common::direct::*;
 use tether::protos::shim::*;
 
 /// How long anything the stalled log must not hold up may take.
