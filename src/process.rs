@@ -11,10 +11,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::io::{ProcessIo, StdioPaths};
+use crate::io::{IoRec, ProcessIo, StdioPaths};
+use crate::reaper::ExitRec;
+use crate::sys::{FdList, FdTable};
 
 /// A finished process's exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,34 +214,6 @@ impl Process {
         }
     }
 
-    /// Takes the stdio out (for a handover); see [`Process::put_io`].
-    pub fn take_io(&self) -> Option<ProcessIo> {
-        self.lock_io().take()
-    }
-
-    /// Puts stdio (back) in place.
-    pub fn put_io(&self, io: ProcessIo) {
-        *self.lock_io() = Some(io);
-    }
-
-    /// Sets the pid (restoring a handed-over process).
-    pub fn set_pid(&self, pid: u32) {
-        self.pid.store(pid, Ordering::Release);
-    }
-
-    /// Requests that came before the process had stdio: size, stdin closed.
-    pub fn pending_requests(&self) -> (Option<(u16, u16)>, bool) {
-        let p = self.lock_pending();
-        (p.size, p.stdin_closed)
-    }
-
-    /// Restores those requests (see [`Process::pending_requests`]).
-    pub fn set_pending_requests(&self, size: Option<(u16, u16)>, stdin_closed: bool) {
-        let mut p = self.lock_pending();
-        p.size = size;
-        p.stdin_closed = stdin_closed;
-    }
-
     /// A terminal size requested before the process had stdio.
     pub fn pending_size(&self) -> Option<(u16, u16)> {
         self.lock_pending().size
@@ -264,6 +239,105 @@ impl Process {
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A process as a live-upgrade snapshot records it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProcessRec {
+    /// Exec id ("" for init).
+    pub exec_id: String,
+    /// Client stdio.
+    pub stdio: StdioPaths,
+    /// Exec spec (JSON).
+    pub spec: Vec<u8>,
+    /// Pid (0: none yet).
+    pub pid: u32,
+    /// Phase.
+    pub phase: PhaseRec,
+    /// Terminal size requested before it had stdio.
+    pub size: Option<(u16, u16)>,
+    /// CloseIO came before it had stdio.
+    pub stdin_closed: bool,
+    /// Its stdio.
+    pub io: Option<IoRec>,
+}
+
+/// The phases a recorded process can be in (transitions in progress are
+/// waited out before a snapshot).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub enum PhaseRec {
+    /// Not started.
+    Created,
+    /// Running.
+    Running,
+    /// Exited and reported.
+    Stopped(ExitRec),
+}
+
+impl Process {
+    /// Stops the process's stdio and records it all, giving its descriptors
+    /// away into `fds`. The process keeps no stdio afterwards.
+    pub async fn snapshot(&self, fds: &mut FdList) -> ProcessRec {
+        let io = self.lock_io().take();
+        let io = match io {
+            Some(io) => match io.snapshot(fds).await {
+                Ok(rec) => Some(rec),
+                Err(e) => {
+                    tracing::error!(error = %e, "stopping stdio for the upgrade");
+                    None
+                }
+            },
+            None => None,
+        };
+        let (size, stdin_closed) = {
+            let p = self.lock_pending();
+            (p.size, p.stdin_closed)
+        };
+        ProcessRec {
+            exec_id: self.exec_id.clone(),
+            stdio: self.stdio.clone(),
+            spec: self.spec.clone(),
+            pid: self.pid(),
+            phase: match self.phase() {
+                Phase::Stopped(e) => PhaseRec::Stopped(ExitRec {
+                    pid: self.pid(),
+                    status: e.status,
+                    at: e
+                        .at
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default(),
+                }),
+                Phase::Created => PhaseRec::Created,
+                _ => PhaseRec::Running,
+            },
+            size,
+            stdin_closed,
+            io,
+        }
+    }
+
+    /// The process a snapshot recorded, its descriptors taken from `fds`.
+    pub fn restore(rec: ProcessRec, fds: &mut FdTable) -> std::io::Result<Process> {
+        let p = Process::new(rec.exec_id, rec.stdio, rec.spec);
+        p.pid.store(rec.pid, Ordering::Release);
+        *p.lock_pending() = Pending {
+            size: rec.size,
+            stdin_closed: rec.stdin_closed,
+        };
+        match rec.phase {
+            PhaseRec::Created => {}
+            PhaseRec::Running => p.set_phase(Phase::Running),
+            PhaseRec::Stopped(e) => p.set_phase(Phase::Stopped(ExitInfo {
+                status: e.status,
+                at: SystemTime::UNIX_EPOCH + e.at,
+            })),
+        }
+        if let Some(io) = rec.io {
+            let io = ProcessIo::restore(io, fds).map_err(std::io::Error::other)?;
+            *p.lock_io() = Some(io);
+        }
+        Ok(p)
     }
 }
 

@@ -32,6 +32,40 @@ pub struct Exit {
     pub at: SystemTime,
 }
 
+/// An exit as a live-upgrade snapshot records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExitRec {
+    /// Pid.
+    pub pid: u32,
+    /// Status.
+    pub status: u32,
+    /// Time since the epoch.
+    pub at: std::time::Duration,
+}
+
+impl Exit {
+    /// Its record.
+    pub fn record(&self) -> ExitRec {
+        ExitRec {
+            pid: self.pid,
+            status: self.status,
+            at: self
+                .at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Back from a record.
+    pub fn from_record(r: &ExitRec) -> Exit {
+        Exit {
+            pid: r.pid,
+            status: r.status,
+            at: SystemTime::UNIX_EPOCH + r.at,
+        }
+    }
+}
+
 /// Where the exits nobody claimed go, in the order they were reaped.
 pub type Unclaimed = Arc<dyn Fn(Exit) + Send + Sync>;
 
@@ -91,13 +125,17 @@ impl Reaper {
         Ok((child, ExitFuture(rx)))
     }
 
-    /// Stops or restarts reaping; restarting reaps what exited meanwhile.
-    pub fn pause(&self, paused: bool) {
+    /// Stops reaping: exits wait as zombies (for a live upgrade, whose next
+    /// binary reaps them).
+    pub fn pause(&self) {
+        self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Reaps again, starting with what exited meanwhile.
+    pub fn resume(&self) {
         self.paused
-            .store(paused, std::sync::atomic::Ordering::SeqCst);
-        if !paused {
-            self.reap();
-        }
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.reap();
     }
 
     /// Reaps every child that has exited.

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::reaper::Exit;
+use crate::reaper::{Exit, ExitRec};
 
 /// Something that happened to a container, for the monitor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Notice {
     /// A process nobody was waiting for by pid was reaped.
     Exit(Exit),
@@ -28,6 +28,8 @@ pub enum Notice {
         /// Container id.
         container: String,
     },
+    /// Answered once every notice sent before it has been handled.
+    CaughtUp(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Where notices are sent.
@@ -97,17 +99,18 @@ impl Router {
         None
     }
 
-    /// Exits nobody has registered yet (for a handover).
-    pub fn early_exits(&self) -> Vec<Exit> {
-        self.lock().early.iter().map(|(e, _)| *e).collect()
+    /// Exits nobody has registered yet, for a live upgrade. (Registrations
+    /// are not recorded: restored processes register again.)
+    pub fn snapshot(&self) -> Vec<ExitRec> {
+        self.lock().early.iter().map(|(e, _)| e.record()).collect()
     }
 
-    /// Takes exits an earlier shim had kept.
-    pub fn keep_early(&self, exits: Vec<Exit>) {
+    /// Keeps the exits a snapshot recorded, for later registrations.
+    pub fn restore(&self, exits: &[ExitRec]) {
         let now = Instant::now();
         self.lock()
             .early
-            .extend(exits.into_iter().map(|e| (e, now)));
+            .extend(exits.iter().map(|r| (Exit::from_record(r), now)));
     }
 
     /// Forgets the registration of `pid` (its process is being deleted).

@@ -145,7 +145,17 @@ impl Shim {
                         c.check_oom();
                     }
                 }
+                Notice::CaughtUp(done) => drop(done.send(())),
             }
+        }
+    }
+
+    /// Returns once the monitor has handled every notice sent so far (so
+    /// every exit reaped until now has reached its process).
+    pub async fn monitor_caught_up(&self) {
+        let (done, handled) = tokio::sync::oneshot::channel();
+        if self.services.notices.send(Notice::CaughtUp(done)).is_ok() {
+            let _ = handled.await;
         }
     }
 

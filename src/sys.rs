@@ -190,6 +190,39 @@ pub fn pipe_unread(fd: RawFd) -> io::Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
+/// The descriptors a live-upgrade snapshot gives away, as numbers: each is
+/// released from its one owner (so it is not closed) and listed, to be kept
+/// open across the exec, or taken back through an [`FdTable`] if the upgrade
+/// is called off.
+#[derive(Debug, Default)]
+pub struct FdList(Vec<RawFd>);
+
+impl FdList {
+    /// An empty list.
+    pub fn new() -> FdList {
+        FdList::default()
+    }
+
+    /// Gives `fd` away; its number.
+    pub fn give(&mut self, fd: OwnedFd) -> RawFd {
+        let n = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        self.0.push(n);
+        n
+    }
+
+    /// Records a number whose descriptor stays with its owner (the
+    /// listener), so that it too survives the exec.
+    pub fn lend(&mut self, fd: RawFd) -> RawFd {
+        self.0.push(fd);
+        fd
+    }
+
+    /// Every number given or lent.
+    pub fn numbers(&self) -> &[RawFd] {
+        &self.0
+    }
+}
+
 /// The descriptors a live-upgrade state hands over, taken by number.
 ///
 /// A state names each descriptor its writer released (`into_raw_fd`) from

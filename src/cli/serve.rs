@@ -147,7 +147,9 @@ async fn serve(
     .context("installing the SIGCHLD handler")?;
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
     let publisher = match &taken_over {
-        Some((state, _)) => upgrade::publisher_for(state, ttrpc_address, flags.namespace.clone()),
+        Some((state, _)) => {
+            Publisher::restored(ttrpc_address, flags.namespace.clone(), &state.events)
+        }
         None => Publisher::start(ttrpc_address, flags.namespace.clone()),
     };
     let shutdown = Arc::new(Notify::new());
@@ -173,7 +175,7 @@ async fn serve(
     server.start().await.context("starting the ttrpc server")?;
     if let Some((state, mut fds)) = taken_over {
         let upgrades = state.upgrades;
-        upgrade::restore_in_place(&shim, &relays, state, &mut fds).context("taking over")?;
+        upgrade::restore(&shim, &relays, state, &mut fds).context("taking over")?;
         tracing::info!(
             upgrades,
             version = env!("CARGO_PKG_VERSION"),

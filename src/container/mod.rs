@@ -5,6 +5,9 @@
 mod checkpoint;
 mod exec;
 mod resources;
+mod snapshot;
+
+pub use snapshot::ContainerRec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

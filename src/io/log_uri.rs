@@ -136,14 +136,14 @@ impl Logger {
 }
 
 impl Logger {
-    /// Lets go of the logger without stopping it (a handover); its pid.
-    pub fn release(mut self) -> u32 {
+    /// Lets go of the logger without stopping it (a live upgrade); its pid.
+    pub fn snapshot(mut self) -> u32 {
         self.exit = None;
         std::mem::take(&mut self.pid)
     }
 
-    /// Takes charge of a running logger handed over by an earlier shim.
-    pub fn adopt(pid: u32) -> Logger {
+    /// Takes charge of a running logger a snapshot handed over.
+    pub fn restore(pid: u32) -> Logger {
         Logger { pid, exit: None }
     }
 }

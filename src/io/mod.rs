@@ -10,7 +10,10 @@
 pub mod console;
 pub mod copy;
 pub mod file_copy;
+mod handover;
 pub mod log_uri;
+
+pub use handover::IoRec;
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;
@@ -70,8 +73,6 @@ pub struct ProcessIo {
     console: Option<Arc<Console>>,
     /// Terminal only: input and output waiting for the pty master.
     pending: Option<(Option<Source>, Option<Sink>)>,
-    /// A size set before the terminal existed.
-    pending_size: Option<(u16, u16)>,
     logger: Option<Logger>,
     /// Stops the loops on the blocking pool (made with the first of them).
     file_stop: Option<Arc<StopSignal>>,
@@ -79,37 +80,6 @@ pub struct ProcessIo {
 
 /// A running copy loop; what it hands back when stopped.
 type Loop = JoinHandle<Option<Stopped>>;
-
-/// What a stopped [`ProcessIo`] hands over: every descriptor it held, and
-/// where each copy loop stood. [`ProcessIo::resume`] takes it back.
-#[derive(Debug, Default)]
-pub struct IoHandover {
-    /// The shim's own writer of the stdin FIFO (until CloseIO).
-    pub stdin_holder: Option<OwnedFd>,
-    /// Copy loops that were still running.
-    pub streams: Vec<StreamHandover>,
-    /// The terminal's master side.
-    pub console: Option<OwnedFd>,
-    /// A running `binary://` logger.
-    pub logger_pid: Option<u32>,
-}
-
-/// One copy loop, stopped.
-#[derive(Debug)]
-pub struct StreamHandover {
-    /// Output (counts towards draining) or input.
-    pub output: bool,
-    /// The source: a pipe/FIFO, a file, or (None) the terminal.
-    pub from: Option<OwnedFd>,
-    /// Whether `from` is a regular file.
-    pub from_file: bool,
-    /// The sink: a pipe/FIFO, a file, or (None) the terminal.
-    pub to: Option<OwnedFd>,
-    /// Whether `to` is a regular file.
-    pub to_file: bool,
-    /// Read and not yet written.
-    pub pending: Vec<u8>,
-}
 
 /// How long output may make no progress before the exit is reported anyway
 /// (a reader that went away must not hold an exit back forever; copying goes
@@ -211,7 +181,6 @@ impl ProcessIo {
             stop: watch::Sender::new(false),
             console: None,
             pending: None,
-            pending_size: None,
             logger: None,
             file_stop: None,
         }
@@ -246,84 +215,9 @@ impl ProcessIo {
         }
     }
 
-    /// Stops every copy loop where it stands and hands over all descriptors.
-    pub async fn stop(mut self) -> std::io::Result<IoHandover> {
-        self.stop_loops();
-        let mut h = IoHandover {
-            stdin_holder: self.stdin_holder.take().map(OwnedFd::from),
-            ..Default::default()
-        };
-        let loops = self.input.take().into_iter().map(|l| (l, false));
-        let loops: Vec<_> = loops
-            .chain(self.outputs.drain(..).map(|l| (l, true)))
-            .collect();
-        for (handle, output) in loops {
-            let Ok(Some(stopped)) = handle.await else {
-                continue;
-            };
-            let from_file = matches!(stopped.from, Source::File(_));
-            let to_file = matches!(stopped.to, Sink::File(_));
-            h.streams.push(StreamHandover {
-                output,
-                from: stopped.from.into_fd().await?,
-                from_file,
-                to: stopped.to.into_fd().await?,
-                to_file,
-                pending: stopped.pending,
-            });
-        }
-        if let Some(console) = self.console.take() {
-            match Arc::try_unwrap(console) {
-                Ok(c) => h.console = Some(c.into_fd()),
-                Err(_) => return Err(std::io::Error::other("the terminal is still in use")),
-            }
-        }
-        h.logger_pid = self.logger.take().map(Logger::release);
-        Ok(h)
-    }
-
-    /// Picks up where a stopped [`ProcessIo`] left off.
-    pub fn resume(h: IoHandover) -> Result<ProcessIo> {
-        let mut io = ProcessIo::empty();
-        io.stdin_holder = h.stdin_holder.map(File::from);
-        io.logger = h.logger_pid.map(Logger::adopt);
-        if let Some(master) = h.console {
-            io.console = Some(Arc::new(Console::new(master)?));
-        }
-        for s in h.streams {
-            let console = || {
-                io.console.clone().ok_or_else(|| {
-                    Error::InvalidArgument("a terminal stream without a terminal".into())
-                })
-            };
-            let from = match (s.from, s.from_file) {
-                (Some(fd), true) => Source::File(File::from(fd)),
-                (Some(fd), false) => Source::Pipe(
-                    pipe::Receiver::from_owned_fd(fd).map_err(Error::io("resume", "pipe"))?,
-                ),
-                (None, _) => Source::Console(console()?),
-            };
-            let to = match (s.to, s.to_file) {
-                (Some(fd), true) => Sink::File(File::from(fd)),
-                (Some(fd), false) => Sink::Pipe(sender(fd)?),
-                (None, _) => Sink::Console(console()?),
-            };
-            let l = io.spawn(from, to, s.pending, s.output)?;
-            if s.output {
-                io.outputs.push(l);
-            } else {
-                io.input = Some(l);
-            }
-        }
-        Ok(io)
-    }
-
     /// Takes the pty master runc sent and starts copying through it.
     pub fn attach_console(&mut self, master: OwnedFd) -> Result<()> {
         let console = Arc::new(Console::new(master)?);
-        if let Some((w, h)) = self.pending_size.take() {
-            console.resize(w, h)?;
-        }
         let (input, output) = self.pending.take().unwrap_or((None, None));
         if let Some(source) = input {
             // The client closing stdin ends the terminal's input (VEOF).
@@ -338,14 +232,12 @@ impl ProcessIo {
         Ok(())
     }
 
-    /// Resizes the terminal, now or as soon as it exists. No-op without one.
+    /// Resizes the terminal. No-op without one. (A size asked for before the
+    /// process had stdio is kept by the process and applied once the
+    /// terminal is attached: see `Process::set_running_io`.)
     pub fn resize(&mut self, width: u16, height: u16) -> Result<()> {
         match &self.console {
             Some(c) => c.resize(width, height),
-            None if self.pending.is_some() => {
-                self.pending_size = Some((width, height));
-                Ok(())
-            }
             None => Ok(()),
         }
     }

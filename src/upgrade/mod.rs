@@ -20,17 +20,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protobuf::Message;
 use tokio::sync::watch;
 
-use crate::container::{Container, Parts};
-use crate::events::Publisher;
-use crate::io::ProcessIo;
+use crate::container::Container;
 use crate::process::{Phase, Process};
-use crate::protos::forward::ForwardRequest;
 use crate::shim::Shim;
+use crate::sys::{FdList, FdTable};
 use crate::upgrade::relay::Relays;
-use snapshot::{ConnRec, ContainerRec, ExitRec, IoRec, PhaseRec, ProcessRec, State};
+use snapshot::State;
 
 /// The environment variable naming the state file for the next binary.
 pub const STATE_ENV: &str = "TETHER_UPGRADE_STATE";
@@ -66,89 +63,68 @@ impl Daemon {
     }
 
     async fn attempt(&self) -> String {
-        let crate::container::Services {
-            publisher, reaper, ..
-        } = self.shim.services().clone();
+        let services = self.shim.services().clone();
         if let Err(e) = self.relays.quiesce().await {
-            let conns = self.relays.detach().await;
-            let _ = self.relays.restore(conns);
+            self.relays_back_in_place().await;
             return e;
         }
         let settled = settle(&self.shim).await.is_ok();
-        reaper.pause(true);
-        // Exits reaped just before the pause are routed and handled now.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        services.reaper.pause();
+        // Exits reaped just before the pause reach their processes first.
+        self.shim.monitor_caught_up().await;
         let settled = settled && settle(&self.shim).await.is_ok();
-        let conns = self.relays.detach().await;
         if !settled {
-            let _ = self.relays.restore(conns);
-            reaper.pause(false);
+            self.relays_back_in_place().await;
+            services.reaper.resume();
             return "processes did not settle".into();
         }
-        let events = publisher.stop().await;
-        let (state, fds) = self.capture(conns, &events).await;
-        match self.exec(&state, &fds) {
+        let mut given = FdList::new();
+        let mut state = self.snapshot(&mut given).await;
+        match self.exec(&state, given.numbers()) {
             Ok(never) => match never {},
             Err(why) => {
                 // Called off: take it all back.
-                let mut fds = crate::sys::FdTable::new();
-                if let Err(e) = restore_in_place(&self.shim, &self.relays, state, &mut fds) {
+                let events = std::mem::take(&mut state.events);
+                if let Err(e) = restore(&self.shim, &self.relays, state, &mut FdTable::new()) {
                     tracing::error!(error = %e, "taking the state back after a failed upgrade");
                 }
-                publisher.resume(events);
-                reaper.pause(false);
+                services.publisher.restore(&events);
+                services.reaper.resume();
                 why
             }
         }
     }
 
-    /// Stops every process's stdio and writes down everything.
-    async fn capture(
-        &self,
-        conns: Vec<crate::upgrade::relay::ConnHandover>,
-        events: &[ForwardRequest],
-    ) -> (State, Vec<RawFd>) {
-        let mut fds = vec![self.listener.as_raw_fd()];
-        let router = &self.shim.services().router;
+    /// Detaches every connection and takes it straight back (an upgrade
+    /// called off before anything else was stopped).
+    async fn relays_back_in_place(&self) {
+        let conns = self.relays.snapshot(&mut FdList::new()).await;
+        if let Err(e) = self.relays.restore(conns, &mut FdTable::new()) {
+            tracing::error!(error = %e, "taking connections back");
+        }
+    }
+
+    /// Stops and records every component: connections, events, containers
+    /// (their processes and stdio), early exits. Descriptors go into `fds`.
+    async fn snapshot(&self, fds: &mut FdList) -> State {
+        let services = self.shim.services();
+        let listener = fds.lend(self.listener.as_raw_fd());
+        let conns = self.relays.snapshot(fds).await;
+        let events = services.publisher.snapshot().await;
         let mut containers = Vec::new();
         for c in self.shim.containers() {
-            let init = capture_process(&c.init, &mut fds).await;
-            let mut execs = Vec::new();
-            let exec_list: Vec<_> = c.lock_execs().values().cloned().collect();
-            for p in exec_list {
-                execs.push(capture_process(&p, &mut fds).await);
-            }
-            containers.push(ContainerRec {
-                id: c.id.clone(),
-                namespace: c.namespace.clone(),
-                bundle: c.bundle.clone(),
-                options: c.options.clone(),
-                restore_from: c.restore_from.clone(),
-                rootfs_mounted: c.rootfs_mounted,
-                kill_all_on_exit: c.kill_all_on_exit,
-                paused: c.is_paused(),
-                oom_seen: c.oom.get().map(|s| s.count()),
-                init,
-                execs,
-            });
+            containers.push(c.snapshot(fds).await);
         }
-        let state = State {
+        State {
             version: snapshot::VERSION,
             tether: env!("CARGO_PKG_VERSION").into(),
             upgrades: self.shim.upgrades() + 1,
-            listener: self.listener.as_raw_fd(),
-            conns: conns
-                .into_iter()
-                .map(|c| ConnRec::of(c, &mut fds))
-                .collect(),
-            events: events
-                .iter()
-                .filter_map(|e| e.write_to_bytes().ok())
-                .collect(),
-            early_exits: router.early_exits().iter().map(ExitRec::of).collect(),
+            listener,
+            conns,
+            events,
+            early_exits: services.router.snapshot(),
             containers,
-        };
-        (state, fds)
+        }
     }
 
     /// Proves the new binary reads the state, then becomes it.
@@ -217,121 +193,26 @@ async fn settle(shim: &Shim) -> Result<(), ()> {
     tokio::time::timeout(SETTLE_LIMIT, wait).await.map_err(drop)
 }
 
-async fn capture_process(p: &Process, fds: &mut Vec<RawFd>) -> ProcessRec {
-    let io = match p.take_io() {
-        Some(io) => match io.stop().await {
-            Ok(h) => Some(IoRec::of(h, fds)),
-            Err(e) => {
-                tracing::error!(error = %e, "stopping stdio for the upgrade");
-                None
-            }
-        },
-        None => None,
-    };
-    let (size, stdin_closed) = p.pending_requests();
-    ProcessRec {
-        exec_id: p.exec_id.clone(),
-        stdio: p.stdio.clone(),
-        spec: p.spec.clone(),
-        pid: p.pid(),
-        phase: match p.phase() {
-            Phase::Stopped(e) => PhaseRec::Stopped(ExitRec::of_info(p.pid(), &e)),
-            Phase::Created => PhaseRec::Created,
-            _ => PhaseRec::Running,
-        },
-        size,
-        stdin_closed,
-        io,
-    }
-}
-
-/// Builds the shim's containers from a state (after exec, or when an
-/// upgrade is called off) and takes the connections back.
-pub fn restore_in_place(
+/// Builds the shim's containers and connections from a state (after exec,
+/// or when an upgrade is called off), taking every descriptor from `fds`.
+/// Queued events are the caller's: see `Publisher::restored`/`restore`.
+pub fn restore(
     shim: &Arc<Shim>,
     relays: &Relays,
     state: State,
-    fds: &mut crate::sys::FdTable,
+    fds: &mut FdTable,
 ) -> std::io::Result<()> {
-    shim.services()
-        .router
-        .keep_early(state.early_exits.iter().map(ExitRec::exit).collect());
+    let services = shim.services();
+    services.router.restore(&state.early_exits);
     for c in state.containers {
-        let init = restore_process(c.init, fds)?;
-        let container = Container::assemble(
-            Parts {
-                id: c.id,
-                namespace: c.namespace,
-                bundle: c.bundle,
-                options: c.options,
-                restore_from: c.restore_from,
-                rootfs_mounted: c.rootfs_mounted,
-                kill_all_on_exit: c.kill_all_on_exit,
-            },
-            init,
-            shim.services().clone(),
-        );
-        container
-            .paused
-            .store(c.paused, std::sync::atomic::Ordering::Release);
-        for e in c.execs {
-            let p = Arc::new(restore_process(e, fds)?);
-            container.lock_execs().insert(p.exec_id.clone(), p);
-        }
-        if container.init.phase() == Phase::Running {
-            container.watch_cgroup_from(c.oom_seen);
-        }
-        let running: Vec<_> = std::iter::once(container.init.clone())
-            .chain(container.lock_execs().values().cloned())
-            .filter(|p| p.phase() == Phase::Running)
-            .collect();
-        for p in running {
-            if let Some(exit) = container.register(&p) {
-                tokio::spawn(container.clone().exited(p, exit));
-            }
-        }
-        shim.adopt(container);
+        shim.adopt(Container::restore(c, services.clone(), fds)?);
     }
-    let mut conns = Vec::new();
-    for c in state.conns {
-        conns.push(c.handover(fds)?);
-    }
-    relays.restore(conns)?;
+    relays.restore(state.conns, fds)?;
     shim.set_upgrades(state.upgrades);
     Ok(())
-}
-
-fn restore_process(r: ProcessRec, fds: &mut crate::sys::FdTable) -> std::io::Result<Process> {
-    let p = Process::new(r.exec_id, r.stdio, r.spec);
-    p.set_pid(r.pid);
-    p.set_pending_requests(r.size, r.stdin_closed);
-    match r.phase {
-        PhaseRec::Created => {}
-        PhaseRec::Running => p.set_phase(Phase::Running),
-        PhaseRec::Stopped(e) => p.set_phase(Phase::Stopped(e.info())),
-    }
-    if let Some(io) = r.io {
-        let io = ProcessIo::resume(io.handover(fds)?).map_err(std::io::Error::other)?;
-        p.put_io(io);
-    }
-    Ok(p)
-}
-
-/// The events an earlier binary had queued.
-pub fn queued_events(state: &State) -> Vec<ForwardRequest> {
-    state
-        .events
-        .iter()
-        .filter_map(|b| ForwardRequest::parse_from_bytes(b).ok())
-        .collect()
 }
 
 /// `-upgrade-check FILE`: succeeds if this binary can take over that state.
 pub fn check(path: &std::path::Path) -> Result<(), String> {
     snapshot::read(path).map(drop)
-}
-
-/// Reaper and publisher for a daemon taking over from `state`.
-pub fn publisher_for(state: &State, address: String, namespace: String) -> Publisher {
-    Publisher::with_queue(address, namespace, queued_events(state))
 }

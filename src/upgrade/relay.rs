@@ -10,16 +10,19 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protobuf::Message;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+use crate::sys::{FdList, FdTable};
 
 /// ttrpc's frame header length and its largest payload.
 pub(crate) const HEADER: usize = 10;
@@ -36,13 +39,14 @@ pub struct Pending {
     pub frame: Vec<u8>,
 }
 
-/// A relayed connection, stopped: the client's socket and what it awaits.
-#[derive(Debug)]
-pub struct ConnHandover {
-    /// The client's socket.
-    pub client: OwnedFd,
-    /// Requests without a response, by stream id.
-    pub pending: Vec<Pending>,
+/// A client connection as a live-upgrade snapshot records it: its socket
+/// (a number that survives exec) and the requests it awaits answers to.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConnRec {
+    /// Its socket.
+    pub fd: RawFd,
+    /// Requests without a response: (method, frame).
+    pub pending: Vec<(String, Vec<u8>)>,
 }
 
 type Table = Arc<Mutex<BTreeMap<u32, Pending>>>;
@@ -134,8 +138,9 @@ impl Relays {
     }
 
     /// Stops relaying responses and takes every connection out: the client
-    /// sockets and their unanswered requests. The server's ends close.
-    pub async fn detach(&self) -> Vec<ConnHandover> {
+    /// sockets (given away into `fds`) and their unanswered requests. The
+    /// server's ends close.
+    pub async fn snapshot(&self, fds: &mut FdList) -> Vec<ConnRec> {
         self.stop_down.send_replace(true);
         let conns: Vec<Conn> = lock(&self.conns).drain(..).collect();
         let mut out = Vec::new();
@@ -149,9 +154,12 @@ impl Relays {
             // The old server connection ends; the client's stays open.
             drop(server);
             let Ok(std) = stream.into_std() else { continue };
-            let pending = lock(&c.pending).values().cloned().collect();
-            out.push(ConnHandover {
-                client: std.into(),
+            let pending = lock(&c.pending)
+                .values()
+                .map(|p| (p.method.clone(), p.frame.clone()))
+                .collect();
+            out.push(ConnRec {
+                fd: fds.give(std.into()),
                 pending,
             });
         }
@@ -160,12 +168,18 @@ impl Relays {
         out
     }
 
-    /// Takes connections back (after a handover, in this binary or the next).
-    pub fn restore(&self, conns: Vec<ConnHandover>) -> io::Result<()> {
+    /// Takes connections back from a snapshot (in this binary or the next),
+    /// their sockets from `fds`; their unanswered requests are replayed.
+    pub fn restore(&self, conns: Vec<ConnRec>, fds: &mut FdTable) -> io::Result<()> {
         for c in conns {
-            let std = std::os::unix::net::UnixStream::from(c.client);
+            let std = std::os::unix::net::UnixStream::from(fds.take(c.fd)?);
             std.set_nonblocking(true)?;
-            self.add(UnixStream::from_std(std)?, c.pending)?;
+            let pending = c
+                .pending
+                .into_iter()
+                .map(|(method, frame)| Pending { method, frame })
+                .collect();
+            self.add(UnixStream::from_std(std)?, pending)?;
         }
         Ok(())
     }

@@ -1,21 +1,20 @@
 //! The state a shim hands to the next binary in a live upgrade: versioned
-//! JSON, with descriptors as numbers that survive the exec.
+//! JSON, with descriptors as numbers that survive the exec. Each component
+//! records itself next to its own code (`Container::snapshot`,
+//! `Relays::snapshot`, `Publisher::snapshot`, `Router::snapshot`); this is
+//! the envelope, and the checks a reader makes before anything is taken.
 //!
 //! A newer binary reads every older version it knows; an older binary refuses
 //! a newer version cleanly (see [`VERSION`] and [`read`]).
 
-use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::os::fd::RawFd;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::io::{IoHandover, StdioPaths, StreamHandover};
-use crate::process::ExitInfo;
-use crate::reaper::Exit;
-use crate::runc::RuntimeOptions;
-use crate::sys::FdTable;
-use crate::upgrade::relay::{ConnHandover, Pending};
+use crate::container::ContainerRec;
+use crate::reaper::ExitRec;
+use crate::upgrade::relay::ConnRec;
 
 /// The version this binary writes, and the newest it reads.
 pub const VERSION: u32 = 1;
@@ -39,228 +38,6 @@ pub struct State {
     pub early_exits: Vec<ExitRec>,
     /// The containers.
     pub containers: Vec<ContainerRec>,
-}
-
-/// A client connection.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ConnRec {
-    /// Its socket.
-    pub fd: RawFd,
-    /// Requests without a response: (method, frame).
-    pub pending: Vec<(String, Vec<u8>)>,
-}
-
-/// An exit.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct ExitRec {
-    /// Pid.
-    pub pid: u32,
-    /// Status.
-    pub status: u32,
-    /// Time since the epoch.
-    pub at: Duration,
-}
-
-/// A container.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ContainerRec {
-    /// Id.
-    pub id: String,
-    /// Namespace.
-    pub namespace: String,
-    /// Bundle.
-    pub bundle: PathBuf,
-    /// Runtime options.
-    pub options: RuntimeOptions,
-    /// Checkpoint to restore from at Start.
-    pub restore_from: Option<PathBuf>,
-    /// Whether the shim mounted the rootfs.
-    pub rootfs_mounted: bool,
-    /// Whether init's exit kills the rest.
-    pub kill_all_on_exit: bool,
-    /// Frozen by Pause.
-    pub paused: bool,
-    /// OOM kills reported so far.
-    pub oom_seen: Option<u64>,
-    /// The init process.
-    pub init: ProcessRec,
-    /// The execs.
-    pub execs: Vec<ProcessRec>,
-}
-
-/// A process.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ProcessRec {
-    /// Exec id ("" for init).
-    pub exec_id: String,
-    /// Client stdio.
-    pub stdio: StdioPaths,
-    /// Exec spec (JSON).
-    pub spec: Vec<u8>,
-    /// Pid (0: none yet).
-    pub pid: u32,
-    /// Phase.
-    pub phase: PhaseRec,
-    /// Terminal size requested before it had stdio.
-    pub size: Option<(u16, u16)>,
-    /// CloseIO came before it had stdio.
-    pub stdin_closed: bool,
-    /// Its stdio.
-    pub io: Option<IoRec>,
-}
-
-/// The phases a handed-over process can be in (transitions in progress are
-/// waited out before a handover).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub enum PhaseRec {
-    /// Not started.
-    Created,
-    /// Running.
-    Running,
-    /// Exited and reported.
-    Stopped(ExitRec),
-}
-
-/// A process's stdio.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct IoRec {
-    /// The stdin FIFO holder.
-    pub stdin_holder: Option<RawFd>,
-    /// Copy loops.
-    pub streams: Vec<StreamRec>,
-    /// pty master.
-    pub console: Option<RawFd>,
-    /// A binary:// logger.
-    pub logger_pid: Option<u32>,
-}
-
-/// One copy loop.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StreamRec {
-    /// Output or input.
-    pub output: bool,
-    /// Source (None: the terminal).
-    pub from: Option<RawFd>,
-    /// Source is a regular file.
-    pub from_file: bool,
-    /// Sink (None: the terminal).
-    pub to: Option<RawFd>,
-    /// Sink is a regular file.
-    pub to_file: bool,
-    /// Read, not yet written.
-    pub pending: Vec<u8>,
-}
-
-impl ExitRec {
-    /// From a reaped exit.
-    pub fn of(e: &Exit) -> ExitRec {
-        ExitRec {
-            pid: e.pid,
-            status: e.status,
-            at: e.at.duration_since(UNIX_EPOCH).unwrap_or_default(),
-        }
-    }
-
-    /// From a reported exit.
-    pub fn of_info(pid: u32, e: &ExitInfo) -> ExitRec {
-        ExitRec {
-            pid,
-            status: e.status,
-            at: e.at.duration_since(UNIX_EPOCH).unwrap_or_default(),
-        }
-    }
-
-    /// Back to an exit.
-    pub fn exit(&self) -> Exit {
-        Exit {
-            pid: self.pid,
-            status: self.status,
-            at: SystemTime::UNIX_EPOCH + self.at,
-        }
-    }
-
-    /// Back to a reported exit.
-    pub fn info(&self) -> ExitInfo {
-        ExitInfo {
-            status: self.status,
-            at: SystemTime::UNIX_EPOCH + self.at,
-        }
-    }
-}
-
-/// Descriptors become numbers; the caller keeps the list to mark them for
-/// exec (and to take them back if the upgrade is called off).
-pub fn fd_out(fd: OwnedFd, all: &mut Vec<RawFd>) -> RawFd {
-    let raw = fd.into_raw_fd();
-    all.push(raw);
-    raw
-}
-
-impl IoRec {
-    /// From a stopped stdio.
-    pub fn of(h: IoHandover, all: &mut Vec<RawFd>) -> IoRec {
-        IoRec {
-            stdin_holder: h.stdin_holder.map(|f| fd_out(f, all)),
-            streams: h
-                .streams
-                .into_iter()
-                .map(|s| StreamRec {
-                    output: s.output,
-                    from: s.from.map(|f| fd_out(f, all)),
-                    from_file: s.from_file,
-                    to: s.to.map(|f| fd_out(f, all)),
-                    to_file: s.to_file,
-                    pending: s.pending,
-                })
-                .collect(),
-            console: h.console.map(|f| fd_out(f, all)),
-            logger_pid: h.logger_pid,
-        }
-    }
-
-    /// Back to a handover.
-    pub fn handover(self, fds: &mut FdTable) -> std::io::Result<IoHandover> {
-        let mut opt = |f: Option<RawFd>| f.map(|n| fds.take(n)).transpose();
-        let mut streams = Vec::new();
-        for s in self.streams {
-            streams.push(StreamHandover {
-                output: s.output,
-                from: opt(s.from)?,
-                from_file: s.from_file,
-                to: opt(s.to)?,
-                to_file: s.to_file,
-                pending: s.pending,
-            });
-        }
-        Ok(IoHandover {
-            stdin_holder: opt(self.stdin_holder)?,
-            streams,
-            console: opt(self.console)?,
-            logger_pid: self.logger_pid,
-        })
-    }
-}
-
-impl ConnRec {
-    /// From a detached connection.
-    pub fn of(c: ConnHandover, all: &mut Vec<RawFd>) -> ConnRec {
-        ConnRec {
-            fd: fd_out(c.client, all),
-            pending: c.pending.into_iter().map(|p| (p.method, p.frame)).collect(),
-        }
-    }
-
-    /// Back to a connection.
-    pub fn handover(self, fds: &mut FdTable) -> std::io::Result<ConnHandover> {
-        Ok(ConnHandover {
-            client: fds.take(self.fd)?,
-            pending: self
-                .pending
-                .into_iter()
-                .map(|(method, frame)| Pending { method, frame })
-                .collect(),
-        })
-    }
 }
 
 /// Writes the state file (0600).
@@ -311,15 +88,7 @@ impl State {
         let mut all = vec![self.listener];
         all.extend(self.conns.iter().map(|c| c.fd));
         for c in &self.containers {
-            for p in std::iter::once(&c.init).chain(&c.execs) {
-                let Some(io) = &p.io else { continue };
-                all.extend(io.stdin_holder);
-                all.extend(io.console);
-                for s in &io.streams {
-                    all.extend(s.from);
-                    all.extend(s.to);
-                }
-            }
+            c.descriptors(&mut all);
         }
         all
     }
@@ -342,7 +111,7 @@ mod tests {
         let s = read(&p).unwrap();
         assert_eq!((s.version, s.upgrades, s.listener), (1, 2, 3));
         assert_eq!(s.conns[0].pending[0].0, "Wait");
-        assert_eq!(s.early_exits[0].exit().status, 137);
+        assert_eq!(s.early_exits[0].status, 137);
     }
 
     #[test]

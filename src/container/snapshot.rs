@@ -1,0 +1,119 @@
+//! A container across a live upgrade: [`Container::snapshot`] records it,
+//! its processes and their stdio; [`Container::restore`] builds it again,
+//! in this binary (an upgrade called off) or the next, and picks up the
+//! supervision of its processes where it was.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Container, Parts, Services};
+use crate::process::{Phase, Process, ProcessRec};
+use crate::runc::RuntimeOptions;
+use crate::sys::{FdList, FdTable};
+
+/// A container as a snapshot records it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ContainerRec {
+    /// Id.
+    pub id: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Bundle.
+    pub bundle: PathBuf,
+    /// Runtime options.
+    pub options: RuntimeOptions,
+    /// Checkpoint to restore from at Start.
+    pub restore_from: Option<PathBuf>,
+    /// Whether the shim mounted the rootfs.
+    pub rootfs_mounted: bool,
+    /// Whether init's exit kills the rest.
+    pub kill_all_on_exit: bool,
+    /// Frozen by Pause.
+    pub paused: bool,
+    /// OOM kills reported so far.
+    pub oom_seen: Option<u64>,
+    /// The init process.
+    pub init: ProcessRec,
+    /// The execs.
+    pub execs: Vec<ProcessRec>,
+}
+
+impl ContainerRec {
+    /// Every descriptor number it names.
+    pub fn descriptors(&self, all: &mut Vec<std::os::fd::RawFd>) {
+        for p in std::iter::once(&self.init).chain(&self.execs) {
+            if let Some(io) = &p.io {
+                io.descriptors(all);
+            }
+        }
+    }
+}
+
+impl Container {
+    /// Records the container, stopping its processes' stdio and giving their
+    /// descriptors away into `fds`. Its processes must not be between
+    /// phases (the upgrade waits for that) and reaping must be paused.
+    pub async fn snapshot(&self, fds: &mut FdList) -> ContainerRec {
+        let init = self.init.snapshot(fds).await;
+        let mut execs = Vec::new();
+        let processes: Vec<_> = self.lock_execs().values().cloned().collect();
+        for p in processes {
+            execs.push(p.snapshot(fds).await);
+        }
+        ContainerRec {
+            id: self.id.clone(),
+            namespace: self.namespace.clone(),
+            bundle: self.bundle.clone(),
+            options: self.options.clone(),
+            restore_from: self.restore_from.clone(),
+            rootfs_mounted: self.rootfs_mounted,
+            kill_all_on_exit: self.kill_all_on_exit,
+            paused: self.is_paused(),
+            oom_seen: self.oom.get().map(|s| s.count()),
+            init,
+            execs,
+        }
+    }
+
+    /// The container a snapshot recorded, supervised again: its descriptors
+    /// taken from `fds`, its cgroup watched, its running processes
+    /// registered (an exit reaped meanwhile is handled at once).
+    pub fn restore(
+        rec: ContainerRec,
+        services: Services,
+        fds: &mut FdTable,
+    ) -> std::io::Result<Arc<Container>> {
+        let init = Process::restore(rec.init, fds)?;
+        let parts = Parts {
+            id: rec.id,
+            namespace: rec.namespace,
+            bundle: rec.bundle,
+            options: rec.options,
+            restore_from: rec.restore_from,
+            rootfs_mounted: rec.rootfs_mounted,
+            kill_all_on_exit: rec.kill_all_on_exit,
+        };
+        let container = Container::assemble(parts, init, services);
+        container.paused.store(rec.paused, Ordering::Release);
+        for e in rec.execs {
+            let p = Arc::new(Process::restore(e, fds)?);
+            container.lock_execs().insert(p.exec_id.clone(), p);
+        }
+        if container.init.phase() == Phase::Running {
+            container.watch_cgroup_from(rec.oom_seen);
+        }
+        let running: Vec<_> = std::iter::once(container.init.clone())
+            .chain(container.lock_execs().values().cloned())
+            .filter(|p| p.phase() == Phase::Running)
+            .collect();
+        for p in running {
+            if let Some(exit) = container.register(&p) {
+                tokio::spawn(container.clone().exited(p, exit));
+            }
+        }
+        Ok(container)
+    }
+}

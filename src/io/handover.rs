@@ -1,0 +1,144 @@
+//! A process's stdio across a live upgrade: [`ProcessIo::snapshot`] stops
+//! every copy loop where it stands and writes down each descriptor (as a
+//! number that survives exec) and the bytes read but not yet written;
+//! [`ProcessIo::restore`] picks up exactly there, in this binary or the next.
+
+use std::fs::File;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::unix::pipe;
+
+use super::console::Console;
+use super::copy::{Sink, Source};
+use super::log_uri::Logger;
+use super::{sender, ProcessIo};
+use crate::error::{Error, Result};
+use crate::sys::{FdList, FdTable};
+
+/// A process's stdio, stopped.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IoRec {
+    /// The shim's own writer of the stdin FIFO (until CloseIO).
+    pub stdin_holder: Option<RawFd>,
+    /// Copy loops that were still running.
+    pub streams: Vec<StreamRec>,
+    /// The terminal's master side.
+    pub console: Option<RawFd>,
+    /// A running `binary://` logger.
+    pub logger_pid: Option<u32>,
+}
+
+/// One copy loop, stopped.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StreamRec {
+    /// Output (counts towards draining) or input.
+    pub output: bool,
+    /// The source: a pipe/FIFO, a file, or (None) the terminal.
+    pub from: Option<RawFd>,
+    /// Whether `from` is a regular file.
+    pub from_file: bool,
+    /// The sink: a pipe/FIFO, a file, or (None) the terminal.
+    pub to: Option<RawFd>,
+    /// Whether `to` is a regular file.
+    pub to_file: bool,
+    /// Read and not yet written.
+    pub pending: Vec<u8>,
+}
+
+impl IoRec {
+    /// Every descriptor number it names.
+    pub fn descriptors(&self, all: &mut Vec<RawFd>) {
+        all.extend(self.stdin_holder);
+        all.extend(self.console);
+        for s in &self.streams {
+            all.extend(s.from);
+            all.extend(s.to);
+        }
+    }
+}
+
+impl ProcessIo {
+    /// Stops every copy loop where it stands and gives every descriptor away
+    /// into `fds`.
+    pub async fn snapshot(mut self, fds: &mut FdList) -> std::io::Result<IoRec> {
+        self.stop_loops();
+        let mut rec = IoRec {
+            stdin_holder: self.stdin_holder.take().map(|f| fds.give(OwnedFd::from(f))),
+            streams: Vec::new(),
+            console: None,
+            logger_pid: None,
+        };
+        let loops = self.input.take().into_iter().map(|l| (l, false));
+        let loops: Vec<_> = loops
+            .chain(self.outputs.drain(..).map(|l| (l, true)))
+            .collect();
+        for (handle, output) in loops {
+            let Ok(Some(stopped)) = handle.await else {
+                continue;
+            };
+            let from_file = matches!(stopped.from, Source::File(_));
+            let to_file = matches!(stopped.to, Sink::File(_));
+            let from = stopped.from.into_fd().await?.map(|f| fds.give(f));
+            let to = stopped.to.into_fd().await?.map(|f| fds.give(f));
+            rec.streams.push(StreamRec {
+                output,
+                from,
+                from_file,
+                to,
+                to_file,
+                pending: stopped.pending,
+            });
+        }
+        if let Some(console) = self.console.take() {
+            match Arc::try_unwrap(console) {
+                Ok(c) => rec.console = Some(fds.give(c.into_fd())),
+                Err(_) => return Err(std::io::Error::other("the terminal is still in use")),
+            }
+        }
+        rec.logger_pid = self.logger.take().map(Logger::snapshot);
+        Ok(rec)
+    }
+
+    /// Picks up where a snapshot left off, taking its descriptors from `fds`.
+    pub fn restore(rec: IoRec, fds: &mut FdTable) -> Result<ProcessIo> {
+        let mut take = |n: Option<RawFd>| {
+            n.map(|n| fds.take(n))
+                .transpose()
+                .map_err(Error::io("take over", "stdio descriptor"))
+        };
+        let mut io = ProcessIo::empty();
+        io.stdin_holder = take(rec.stdin_holder)?.map(File::from);
+        io.logger = rec.logger_pid.map(Logger::restore);
+        if let Some(master) = take(rec.console)? {
+            io.console = Some(Arc::new(Console::new(master)?));
+        }
+        for s in rec.streams {
+            let console = |io: &ProcessIo| {
+                io.console.clone().ok_or_else(|| {
+                    Error::InvalidArgument("a terminal stream without a terminal".into())
+                })
+            };
+            let from = match (take(s.from)?, s.from_file) {
+                (Some(fd), true) => Source::File(File::from(fd)),
+                (Some(fd), false) => Source::Pipe(
+                    pipe::Receiver::from_owned_fd(fd).map_err(Error::io("resume", "pipe"))?,
+                ),
+                (None, _) => Source::Console(console(&io)?),
+            };
+            let to = match (take(s.to)?, s.to_file) {
+                (Some(fd), true) => Sink::File(File::from(fd)),
+                (Some(fd), false) => Sink::Pipe(sender(fd)?),
+                (None, _) => Sink::Console(console(&io)?),
+            };
+            let l = io.spawn(from, to, s.pending, s.output)?;
+            if s.output {
+                io.outputs.push(l);
+            } else {
+                io.input = Some(l);
+            }
+        }
+        Ok(io)
+    }
+}
