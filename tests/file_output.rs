@@ -1,3 +1,5 @@
+//! `file://` logs, whose copy loops run off the runtime thread.
+//!
 //! A container whose `file://` log sits on a filesystem that stops taking
 //! writes (an ext4 image frozen with FIFREEZE, as fsfreeze(8) does) must not
 //! hold up the rest of its shim: State, the Create, Start and Wait of another
@@ -217,5 +219,70 @@ async fn a_stalled_log_file_holds_up_nothing_else() {
         lines_in(&log)
     );
     assert_eq!(f.stop_and_delete().await, 137);
+    f.shutdown_and_wait_exit().await;
+}
+
+/// How many times the shim says it was upgraded in place.
+async fn upgrades(f: &Fixture) -> u32 {
+    let v = f
+        .client
+        .connect(ctx(), &ConnectRequest::default())
+        .await
+        .unwrap()
+        .version;
+    let n = v
+        .split("(upgraded ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok());
+    n.unwrap_or_else(|| panic!("no upgrade count in the version {v:?}"))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_file_log_keeps_every_byte_across_live_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("logs/c.log");
+    let f = Fixture::new(&[
+        "/bin/sh",
+        "-c",
+        "i=0; while :; do echo $i; i=$((i+1)); done",
+    ])
+    .await;
+    let req = CreateTaskRequest {
+        stdout: format!("file://{}", log.display()),
+        ..f.create_request()
+    };
+    f.client.create(ctx(), &req).await.unwrap();
+    f.start().await;
+    let shim = nix::unistd::Pid::from_raw(f.shim_pid as i32);
+    for n in 1..=5 {
+        // Each upgrade stops the copy loop mid-stream and the next binary
+        // resumes it from the same descriptors.
+        let before = lines_in(&log);
+        nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGUSR2).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while upgrades(&f).await < n {
+            assert!(Instant::now() < deadline, "upgrade {n} did not complete");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let deadline = Instant::now() + PROMPT;
+        while lines_in(&log) <= before {
+            assert!(Instant::now() < deadline, "no output after upgrade {n}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(f.stop_and_delete().await, 137);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut count = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        assert_eq!(
+            line,
+            i.to_string(),
+            "line {i} of the log: a byte lost, repeated or reordered"
+        );
+        count += 1;
+    }
+    assert!(text.ends_with('\n'), "the log ends mid-line");
+    assert!(count > 1000, "only {count} lines were written");
     f.shutdown_and_wait_exit().await;
 }
