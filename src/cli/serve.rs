@@ -29,6 +29,8 @@ use crate::upgrade::relay::Relays;
 
 /// How long queued events may take to reach containerd at shutdown.
 const FLUSH_LIMIT: Duration = Duration::from_secs(3);
+/// How long blocking-pool work may take to end once the daemon is done.
+const RUNTIME_END: Duration = Duration::from_secs(1);
 const TASK_V2: &str = "containerd.task.v2.Task";
 const TASK_V3: &str = "containerd.task.v3.Task";
 
@@ -65,6 +67,9 @@ pub fn run(flags: &Flags) -> Result<()> {
         .context("building the runtime")?;
     let listener = StdUnixListener::from(listener);
     let result = runtime.block_on(serve(flags, listener, exe, taken_over));
+    // Tasks still running (the reaper, the monitor) end with the runtime; a
+    // copy loop stuck in a write to a stalled filesystem is not waited for.
+    runtime.shutdown_timeout(RUNTIME_END);
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "shim daemon failed");
     }
