@@ -29,6 +29,8 @@ use crate::upgrade::relay::Relays;
 
 /// How long queued events may take to reach containerd at shutdown.
 const FLUSH_LIMIT: Duration = Duration::from_secs(3);
+/// How long an idle blocking-pool thread lives.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// How long blocking-pool work may take to end once the daemon is done.
 const RUNTIME_END: Duration = Duration::from_secs(1);
 const TASK_V2: &str = "containerd.task.v2.Task";
@@ -63,6 +65,9 @@ pub fn run(flags: &Flags) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Blocking-pool threads (file writes, fsyncs) go soon after their
+        // work: an idle shim is back to its one thread within a second.
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .build()
         .context("building the runtime")?;
     let listener = StdUnixListener::from(listener);
