@@ -28,8 +28,22 @@ pub const RUNC_LOG_FILE: &str = "log.json";
 pub const INIT_EXIT_FILE: &str = "init.exit";
 
 /// Writes `data` to `path` so that a reader sees the old content or the new,
-/// never a part: temporary file, fsync, rename.
+/// never a part, even after a machine crash: temporary file, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_replacing(path, data, mode, true)
+}
+
+/// Like [`write_atomic`] without the fsync: atomic for readers and across
+/// the writer's own death (the page cache outlives any process), not across
+/// a machine crash, which no container survives either. For the records the
+/// daemon writes on its runtime thread (the exit status, the runtime used):
+/// no wait on the disk, and no thread hop on the exit path (measured: a hop
+/// to the blocking pool made B6's last exit 20-30 % later).
+pub fn write_replacing_now(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_replacing(path, data, mode, false)
+}
+
+fn write_replacing(path: &Path, data: &[u8], mode: u32, sync: bool) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -43,7 +57,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)
     };
     write().map_err(|e| {
@@ -75,7 +91,7 @@ impl RuntimeRecord {
     /// Saves the record in `bundle`.
     pub fn save(&self, bundle: &Path) -> Result<()> {
         let data = serde_json::to_vec(self).expect("a RuntimeRecord always serializes");
-        write_atomic(&bundle.join(RUNTIME_FILE), &data, 0o600)
+        write_replacing_now(&bundle.join(RUNTIME_FILE), &data, 0o600)
     }
 
     /// Loads the record from `bundle`, if there is a readable one.
@@ -118,10 +134,10 @@ impl ExitRecord {
         std::time::UNIX_EPOCH + std::time::Duration::new(self.seconds.max(0) as u64, self.nanos)
     }
 
-    /// Saves the record (atomically, fsynced, 0600) in `bundle`.
+    /// Saves the record (atomically, through the page cache, 0600) in `bundle`.
     pub fn save(&self, bundle: &Path) -> Result<()> {
         let data = serde_json::to_vec(self).expect("an ExitRecord always serializes");
-        write_atomic(&bundle.join(INIT_EXIT_FILE), &data, 0o600)
+        write_replacing_now(&bundle.join(INIT_EXIT_FILE), &data, 0o600)
     }
 
     /// The record in `bundle`, if there is a readable one.

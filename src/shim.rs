@@ -180,8 +180,7 @@ impl Shim {
             shim_pid: std::process::id(),
             ..container.runc.record().clone()
         };
-        let bundle = req.bundle.clone();
-        crate::io::off_thread(move || record.save(&bundle)).await?;
+        record.save(&req.bundle)?;
         if mounted {
             mount_all(&req.rootfs, &rootfs)?;
         }

@@ -65,7 +65,7 @@ pub fn run(flags: &Flags) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        // Blocking-pool threads (file writes, fsyncs) go soon after their
+        // Blocking-pool threads (file copies and opens) go soon after their
         // work: an idle shim is back to its one thread within a second.
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .build()

@@ -230,12 +230,10 @@ impl Container {
         if process.is_init() {
             // On disk before anyone hears of it: if this daemon dies now,
             // `delete` still reports the real status.
-            // The fsync goes to the blocking pool: a slow disk must not hold
-            // up reaping and every other request meanwhile.
+            // Written through the page cache, without an fsync (see
+            // `write_replacing_now`): enough for a daemon that dies next.
             let record = crate::records::ExitRecord::new(exit.pid, info.status, info.at);
-            let bundle = self.bundle.clone();
-            let saved = crate::io::off_thread(move || record.save(&bundle)).await;
-            if let Err(e) = saved {
+            if let Err(e) = record.save(&self.bundle) {
                 tracing::warn!(id = %self.id, error = %e, "keeping the exit status on disk");
             }
         }
