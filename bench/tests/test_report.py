@@ -156,6 +156,21 @@ def test_unmet_targets_are_listed_with_a_reason(markdown, rows):
                             f"target {r['target']}): ")
 
 
+def test_an_unmet_target_without_a_ratio_is_still_reported(run, rows):
+    # B6b loses exits while the Go shim loses none: tether/Go is undefined.
+    broken = [dict(r) for r in rows]
+    row = next(r for r in broken if r["metric"] == "lost exits after the pause")
+    row.update(tether=3, go=0, ratio=None, met=False)
+    text = report.render(run, broken, "benchmarks.png", run["seconds"])
+    assert "- **B6b lost exits after the pause** (no ratio, target 0 (plan)): " in text
+
+
+def test_median_ignores_rounds_that_measured_nothing():
+    from tetherbench.util import median
+    assert median([0.2, None, 0.4]) == pytest.approx(0.3)
+    assert median([None]) != median([None])  # nan
+
+
 def test_noise_table_has_every_step(run, markdown):
     lines = markdown.split("| Benchmark | wall (s) |", 1)[1].splitlines()[2:]
     names = [ln.split("|")[1].strip() for ln in lines[:len(run["noise"])]]

@@ -64,7 +64,8 @@ def render(run, rows, chart_name, duration):
         for r in unmet:
             why = next((text for key, text in WHY_NOT_MET if key in r["metric"]),
                        "no analysis recorded for this figure yet.")
-            L.append(f"- **{r['bench']} {r['metric']}** ({r['ratio']:.2f}×, target {r['target']}): {why}")
+            ratio = "no ratio" if r["ratio"] is None else f"{r['ratio']:.2f}×"
+            L.append(f"- **{r['bench']} {r['metric']}** ({ratio}, target {r['target']}): {why}")
         L.append("")
     L.append("## Noise\n")
     L.append("CPU used outside the benchmark's own processes during each benchmark "

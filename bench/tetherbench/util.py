@@ -36,6 +36,8 @@ def pct(values, p):
 
 
 def median(values):
+    """The median of the values that were measured (None: not measured)."""
+    values = [v for v in values if v is not None]
     return statistics.median(values) if values else float("nan")
 
 
