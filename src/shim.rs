@@ -134,7 +134,7 @@ impl Shim {
                         .get(&key.container)
                         .and_then(|c| Ok((c.process(&key.exec)?, c)));
                     match found {
-                        Ok((p, c)) => drop(tokio::spawn(c.exited(p, exit))),
+                        Ok((p, c)) => c.on_exit(p, exit),
                         Err(e) => {
                             tracing::debug!(pid = exit.pid, error = %e, "exit of a process no longer known")
                         }
@@ -229,7 +229,7 @@ impl Shim {
             pid,
         });
         if let Some(exit) = early {
-            tokio::spawn(container.clone().exited(container.init.clone(), exit));
+            container.on_exit(container.init.clone(), exit);
         }
         Ok(pid)
     }

@@ -99,7 +99,7 @@ impl Container {
         });
         init.set_phase(Phase::Running);
         if let Some(exit) = early {
-            tokio::spawn(self.clone().exited(init, exit));
+            self.on_exit(init, exit);
         }
         Ok(pid)
     }

@@ -87,7 +87,7 @@ impl Container {
                 });
                 p.set_phase(Phase::Running);
                 if let Some(exit) = early {
-                    tokio::spawn(self.clone().exited(p, exit));
+                    self.on_exit(p, exit);
                 }
                 Ok(pid)
             }

@@ -62,6 +62,9 @@ pub struct Container {
     /// guards no data (those have their own short locks), so it is the one
     /// lock held while runc runs.
     pub(crate) op_lock: tokio::sync::Mutex<()>,
+    /// The handlers of reaped exits still at work (draining output, waiting
+    /// for execs): owned here, so none outlives its container.
+    exit_handlers: Mutex<tokio::task::JoinSet<()>>,
     pub(crate) publisher: Publisher,
     pub(crate) reaper: Reaper,
     pub(crate) router: Arc<Router>,
@@ -129,6 +132,7 @@ impl Container {
             oom_watch: Default::default(),
             paused: Default::default(),
             op_lock: Default::default(),
+            exit_handlers: Default::default(),
             publisher,
             reaper,
             router,
@@ -195,10 +199,17 @@ impl Container {
         Ok(init.pid())
     }
 
+    /// Handles the reaped exit of `process` in a task the container owns.
+    pub(crate) fn on_exit(self: &Arc<Self>, process: Arc<Process>, exit: Exit) {
+        let mut handlers = self.exit_handlers.lock().unwrap_or_else(|p| p.into_inner());
+        while handlers.try_join_next().is_some() {}
+        handlers.spawn(self.clone().exited(process, exit));
+    }
+
     /// Handles the reaped exit of one of the container's processes: drain its
     /// output, then report it. For init, first kill what is left if needed and
     /// let the execs' exits go first. Runs once per process.
-    pub async fn exited(self: Arc<Self>, process: Arc<Process>, exit: Exit) {
+    async fn exited(self: Arc<Self>, process: Arc<Process>, exit: Exit) {
         process.wait_until(|p| *p != Phase::Starting).await;
         let claimed = process.transition(|p| match p {
             Phase::Created | Phase::Running => Ok(Phase::Exited),

@@ -111,7 +111,7 @@ impl Container {
             .collect();
         for p in running {
             if let Some(exit) = container.register(&p) {
-                tokio::spawn(container.clone().exited(p, exit));
+                container.on_exit(p, exit);
             }
         }
         Ok(container)
