@@ -192,12 +192,27 @@ async fn splice_pipe(
             }
             Err(Errno::EAGAIN) => {
                 // Either side may be the one that would block: ask the source.
-                if !has_input(from) {
-                    let _ = from.try_io(|| Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                // Readiness is cleared only by a check made inside try_io,
+                // after tokio took its snapshot: an event that comes after
+                // the check keeps the readiness set, so it cannot be lost.
+                let empty = from.try_io(|| {
+                    if has_input(from) {
+                        Ok(())
+                    } else {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                });
+                if empty.is_err() {
                     continue;
                 }
                 let Sink::Pipe(p) = to else { continue };
-                let _ = p.try_io(|| Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                let _ = p.try_io(|| {
+                    if has_room(p) {
+                        Ok(())
+                    } else {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                });
                 tokio::select! {
                     biased;
                     _ = stop.wait_for(|s| *s) => return Spliced::Stopped,
@@ -209,6 +224,14 @@ async fn splice_pipe(
             Err(_) => return Spliced::Failed,
         }
     }
+}
+
+/// Whether a pipe can take a write (or its reader is gone), right now.
+fn has_room(p: &pipe::Sender) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(p.as_fd(), PollFlags::POLLOUT)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 /// Whether a pipe has data (or its end) waiting, right now.
