@@ -24,7 +24,8 @@ pub const COPY_BUF: usize = 64 * 1024;
 pub enum Source {
     /// A pipe or FIFO.
     Pipe(pipe::Receiver),
-    /// A regular file (read directly: page-cache reads are short).
+    /// A regular file. Loops with a file at either end run on the blocking
+    /// pool (`file_copy`), never through [`copy`].
     File(std::fs::File),
     /// A terminal's master side.
     Console(Arc<Console>),
@@ -34,8 +35,8 @@ pub enum Source {
 pub enum Sink {
     /// A pipe or FIFO.
     Pipe(pipe::Sender),
-    /// A regular file, appended to directly: page-cache writes are short,
-    /// and a blocking-pool round trip per write costs more than it saves.
+    /// A regular file, appended to (see [`Source::File`]: such loops run on
+    /// the blocking pool).
     File(std::fs::File),
     /// A terminal's master side.
     Console(Arc<Console>),
@@ -255,10 +256,7 @@ pub async fn copy(
     // Allocated when there is first something to read: idle loops (stdin
     // nobody writes, a quiet container's stderr) cost no buffer.
     let mut buf = Vec::new();
-    let mut zero_copy = matches!(
-        (&from, &to),
-        (Source::Pipe(_), Sink::Pipe(_) | Sink::File(_))
-    );
+    let mut zero_copy = matches!((&from, &to), (Source::Pipe(_), Sink::Pipe(_)));
     loop {
         if zero_copy && pending.is_empty() {
             let Source::Pipe(p) = &from else {

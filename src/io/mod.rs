@@ -354,7 +354,7 @@ async fn open_output(path: &str) -> Result<Option<Sink>> {
 
 /// Runs a filesystem call on the blocking pool: a stalled filesystem must
 /// not stall the runtime thread.
-pub async fn off_thread<T: Send + 'static>(
+async fn off_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
