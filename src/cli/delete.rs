@@ -25,10 +25,16 @@ const KILLED: u32 = 128 + libc::SIGKILL as u32;
 
 /// Removes the shim's socket file if its daemon is gone (killed before it
 /// could). A live daemon, which may serve other containers of the same group,
-/// keeps its socket. A killed daemon's listener can still take a connection
-/// for a moment while the kernel tears the process down, so the socket goes
-/// once connections are refused; one that keeps accepting belongs to a new
-/// daemon that took the path over, and stays.
+/// keeps its socket: it is listening, so a connection goes through (even
+/// across a live upgrade, whose listener survives the exec). A socket that
+/// refuses connections has no listener left, whatever /proc still says of
+/// the daemon: a SIGKILLed daemon closes its descriptors (and containerd sees
+/// the disconnect and runs this) before it turns zombie, so "still running"
+/// is no proof of a listener. A killed daemon's listener can also still take
+/// a connection for a moment while the kernel tears the process down, so for
+/// a daemon known dead the probe is repeated until connections are refused;
+/// one that keeps accepting belongs to a new daemon that took the path over,
+/// and stays.
 fn remove_dead_socket(bundle: &Path, shim_pid: u32) {
     let Ok(address) = std::fs::read_to_string(bundle.join(crate::records::ADDRESS_FILE)) else {
         return;
@@ -36,15 +42,16 @@ fn remove_dead_socket(bundle: &Path, shim_pid: u32) {
     let Some(path) = address.trim().strip_prefix("unix://") else {
         return;
     };
-    let tries = match shim_pid {
-        // Unknown daemon: whether anything still listens decides, at once.
-        0 => 1,
-        pid if process_running(pid) => return,
-        _ => DEAD_SOCKET_TRIES,
+    // Unknown or running daemon: whether anything listens decides, at once.
+    let tries = if shim_pid == 0 || process_running(shim_pid) {
+        1
+    } else {
+        DEAD_SOCKET_TRIES
     };
-    for _ in 0..tries {
+    for attempt in 1..=tries {
         match UnixStream::connect(path) {
-            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+            Ok(_) if attempt < tries => std::thread::sleep(Duration::from_millis(10)),
+            Ok(_) => return,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 let _ = std::fs::remove_file(path);
                 return;
@@ -131,4 +138,42 @@ pub fn run(flags: &Flags) -> Result<()> {
     stdout.write_all(&resp.write_to_bytes()?)?;
     stdout.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    fn bundle_with_socket() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        std::fs::write(
+            dir.path().join(crate::records::ADDRESS_FILE),
+            format!("unix://{}", sock.display()),
+        )
+        .unwrap();
+        (dir, sock)
+    }
+
+    /// A daemon that /proc still shows running (as a SIGKILLed one is, for a
+    /// moment after its descriptors are closed) but whose listener is gone:
+    /// the socket goes.
+    #[test]
+    fn socket_without_listener_goes_even_if_the_daemon_looks_alive() {
+        let (dir, sock) = bundle_with_socket();
+        drop(UnixListener::bind(&sock).unwrap());
+        assert!(sock.exists());
+        remove_dead_socket(dir.path(), std::process::id());
+        assert!(!sock.exists(), "a socket nobody listens on was kept");
+    }
+
+    /// A live daemon's socket, which takes connections, stays.
+    #[test]
+    fn listening_socket_of_a_live_daemon_stays() {
+        let (dir, sock) = bundle_with_socket();
+        let _listener = UnixListener::bind(&sock).unwrap();
+        remove_dead_socket(dir.path(), std::process::id());
+        assert!(sock.exists(), "a live daemon's socket was removed");
+    }
 }
