@@ -5,15 +5,22 @@
 #   scripts/peers.sh containerd VERSION   build containerd, ctr and
 #                                          containerd-shim-runc-v2 VERSION
 #                                          (e.g. 2.3.7 or 1.7.35); prints the bin dir
+#   scripts/peers.sh runc VERSION         build runc VERSION (e.g. 1.5.3) with
+#                                          seccomp; prints the bin dir
 #   scripts/peers.sh matrix               build every containerd of the test matrix
-#   scripts/peers.sh list                 the test matrix, one version a line
+#   scripts/peers.sh runc-matrix          build every runc of the runc matrix
+#                                          (needs libseccomp-dev and pkg-config)
+#   scripts/peers.sh list                 the containerd matrix, one version a line
+#   scripts/peers.sh runc-list            the runc matrix, one version a line
 #
-# Cache: $TETHER_PEERS_DIR (default /var/cache/tether-peers)/containerd-VERSION/bin.
-# "system" in the matrix is Debian's containerd (apt), which is not built.
+# Cache: $TETHER_PEERS_DIR (default /var/cache/tether-peers)/containerd-VERSION/bin
+# and .../runc-VERSION/bin. "system" in a matrix is Debian's package (apt),
+# which is not built.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${TETHER_PEERS_DIR:-/var/cache/tether-peers}"
 matrix_file="$here/tests/peers/containerd-matrix"
+runc_matrix_file="$here/tests/peers/runc-matrix"
 
 matrix() {
     if [[ -n "${TETHER_CONTAINERD:-}" ]]; then
@@ -66,14 +73,73 @@ build_containerd() {
     echo "$dest/bin"
 }
 
+runc_matrix() {
+    sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$runc_matrix_file" | awk '{print $1}'
+}
+
+# runc from its module's own tree, as its Makefile builds it (dynamic PIE,
+# cgo, seccomp through Debian's libseccomp-dev), less the libpathrs tag: that
+# links a Rust C library Debian 12 does not ship, and runc falls back to its
+# built-in Go implementation without it. The version comes from the module's
+# VERSION file (embedded); the commit is stamped as the module version.
+build_runc() {
+    local version="$1" module="github.com/opencontainers/runc"
+    [[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+(-rc\.[0-9]+)?$ ]] ||
+        { echo "peers: unsupported runc version $version" >&2; return 2; }
+    local dest="$cache/runc-$version"
+    mkdir -p "$cache"
+    exec 8>"$cache/.runc-$version.lock"
+    flock 8
+    if [[ -x "$dest/bin/runc" ]]; then
+        echo "$dest/bin"
+        return 0
+    fi
+    command -v go >/dev/null || { echo "peers: go is needed to build runc $version" >&2; return 1; }
+    pkg-config --exists libseccomp 2>/dev/null ||
+        { echo "peers: runc needs libseccomp-dev and pkg-config (apt-get install libseccomp-dev pkg-config)" >&2; return 1; }
+    local tmp="$dest.tmp.$$" start=$SECONDS src
+    rm -rf "$tmp"
+    mkdir -p "$tmp/bin"
+    echo "peers: building runc $version from $module" >&2
+    src="$(go mod download -json "$module@v$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -d "$src" ]] || { echo "peers: go mod download of $module@v$version failed" >&2; return 1; }
+    cp -r "$src" "$tmp/src"
+    chmod -R u+w "$tmp/src"
+    (
+        cd "$tmp/src"
+        GOFLAGS="-buildvcs=false -mod=mod" CGO_ENABLED=1 go build -trimpath -buildmode=pie \
+            -tags "seccomp urfave_cli_no_docs" \
+            -ldflags "-X main.gitCommit=v$version-module-proxy" \
+            -o "$tmp/bin/runc" .
+    ) >&2
+    rm -rf "$tmp/src"
+    "$tmp/bin/runc" --version | grep -q "^runc version $version" ||
+        { echo "peers: the runc built does not say it is $version" >&2; return 1; }
+    "$tmp/bin/runc" --version | grep -q '^libseccomp: ' ||
+        { echo "peers: runc $version was built without seccomp" >&2; return 1; }
+    echo "built in $((SECONDS - start)) s on $(date -u +%FT%TZ)" >"$tmp/BUILD-INFO"
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+    echo "peers: runc $version built in $((SECONDS - start)) s" >&2
+    echo "$dest/bin"
+}
+
 case "${1:-}" in
     containerd) build_containerd "${2:?version}" ;;
+    runc) build_runc "${2:?version}" ;;
     matrix)
         for v in $(matrix); do
             [[ "$v" == system ]] && continue
             ( build_containerd "$v" >/dev/null )
         done
         ;;
+    runc-matrix)
+        for v in $(runc_matrix); do
+            [[ "$v" == system ]] && continue
+            ( build_runc "$v" >/dev/null )
+        done
+        ;;
     list) matrix ;;
-    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    runc-list) runc_matrix ;;
+    *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

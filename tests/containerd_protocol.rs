@@ -334,7 +334,7 @@ fn info_reports_the_runtime_and_runc_features() {
     let features: serde_json::Value =
         serde_json::from_slice(&info.features.value).expect("features are JSON");
     let runc: serde_json::Value = serde_json::from_slice(
-        &Command::new("runc")
+        &Command::new(common::runc_binary())
             .arg("features")
             .output()
             .expect("runc features")
@@ -367,6 +367,64 @@ fn info_reports_the_runtime_and_runc_features() {
         "{}",
         describe_output(&out)
     );
+}
+
+/// With the newest runc as the handler's BinaryName, `-info` advertises what
+/// that runc supports: its own features document, with idmapped mounts and
+/// user namespaces, which containerd's CRI (2.3.4+) reads to let
+/// `hostUsers: false` pods through.
+#[test]
+fn info_advertises_the_newest_runc_features() {
+    let runc = common::runc_dir(common::NEWEST_RUNC).join("runc");
+    let mut opts = tether::protos::runc_options::Options::new();
+    opts.binary_name = runc.display().to_string();
+    let any = common::runc_options(opts);
+    let mut child = Command::new(common::shim_path())
+        .arg("-info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running -info");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&any.write_to_bytes().unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let info = RuntimeInfo::parse_from_bytes(&out.stdout).expect("a RuntimeInfo on stdout");
+    let features: serde_json::Value =
+        serde_json::from_slice(&info.features.value).expect("features are JSON");
+    let own: serde_json::Value = serde_json::from_slice(
+        &Command::new(&runc)
+            .arg("features")
+            .output()
+            .expect("runc features")
+            .stdout,
+    )
+    .expect("runc features JSON");
+    assert_eq!(
+        features,
+        own,
+        "the features must be runc {}'s own",
+        common::NEWEST_RUNC
+    );
+    assert_eq!(
+        features["annotations"]["org.opencontainers.runc.version"],
+        common::NEWEST_RUNC
+    );
+    assert_eq!(
+        features["linux"]["mountExtensions"]["idmap"]["enabled"],
+        true
+    );
+    let namespaces = features["linux"]["namespaces"]
+        .as_array()
+        .expect("namespaces");
+    assert!(namespaces.iter().any(|n| n == "user"), "{namespaces:?}");
+    // The options given are echoed, so containerd can tell whose answer it is.
+    assert_eq!(info.options.type_url, any.type_url);
 }
 
 /// `start` with stdin that is neither bootstrap params nor options fails

@@ -108,3 +108,17 @@ fn containerd_matrix_matches_the_peers_file() {
         "tests/peers/containerd-matrix and tests/common/matrix.rs differ"
     );
 }
+
+/// The harness's newest runc is the first line of tests/peers/runc-matrix,
+/// and Debian's ("system") is in that matrix too.
+#[test]
+fn newest_runc_is_the_runc_matrix_head() {
+    let file = include_str!("peers/runc-matrix");
+    let listed: Vec<&str> = file
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(listed.first(), Some(&common::NEWEST_RUNC));
+    assert!(listed.contains(&"system"), "{listed:?}");
+}

@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use super::environment::{require_environment, runtime, runtime_binary};
 use super::events::EventStream;
-use super::matrix::{current_bins, ContainerdBins};
+use super::matrix::{current_bins, current_runc_dir, current_runc_version, ContainerdBins};
 use super::procs::{all_processes, kill_and_reap, ProcInfo};
 use super::sockets::socket_path_of_address;
 use super::util::{next_serial, poll_until, sha256_hex, unique_name};
@@ -47,6 +47,9 @@ pub struct Containerd {
     issued_ids: Mutex<Vec<String>>,
     /// The containerd version under test and its binaries.
     pub bins: ContainerdBins,
+    /// The directory of the runc under test, when it is not the one in
+    /// $PATH.
+    pub runc_dir: Option<PathBuf>,
 }
 
 impl Containerd {
@@ -104,8 +107,9 @@ disabled_plugins = {disabled}
         ) + extra;
         fs::write(&config, toml).expect("writing containerd config");
         eprintln!(
-            "[harness] containerd {} in {} (namespace {namespace}); runtime under test: {} ({})",
+            "[harness] containerd {} with runc {} in {} (namespace {namespace}); runtime under test: {} ({})",
             bins.version,
+            current_runc_version(),
             dir.display(),
             runtime(),
             runtime_binary().display()
@@ -123,6 +127,7 @@ disabled_plugins = {disabled}
             known_sockets: Mutex::new(BTreeSet::new()),
             issued_ids: Mutex::new(Vec::new()),
             bins,
+            runc_dir: current_runc_dir(),
         };
         c.spawn_daemon();
         c
@@ -136,9 +141,28 @@ disabled_plugins = {disabled}
             .open(&self.log)
             .expect("opening containerd log");
         let log2 = log.try_clone().expect("cloning log handle");
-        let path = std::env::var("PATH").unwrap_or_default();
+        let mut path = format!(
+            "{}:{}",
+            self.bins.dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        // The runc under test first: Debian's containerd lives in /usr/bin,
+        // next to Debian's runc.
+        if let Some(runc) = &self.runc_dir {
+            path = format!("{}:{path}", runc.display());
+        }
+        // Both shims run the first `runc` of this PATH: make sure it is the
+        // one under test.
+        let first = std::env::split_paths(&path)
+            .map(|d| d.join("runc"))
+            .find(|p| p.is_file());
+        let want = match &self.runc_dir {
+            Some(dir) => Some(dir.join("runc")),
+            None => super::find_in_path("runc"),
+        };
+        assert_eq!(first, want, "containerd's PATH would run another runc");
         let child = Command::new(&self.bins.containerd)
-            .env("PATH", format!("{}:{path}", self.bins.dir.display()))
+            .env("PATH", path)
             .arg("--config")
             .arg(&self.config)
             .env_remove("CONTAINERD_ADDRESS")

@@ -8,6 +8,14 @@
 //! which runs it with that version current, so `Containerd::start()` starts
 //! the right daemon. `TETHER_CONTAINERD=2.3.7,system` narrows a run; the
 //! versions left out are reported as not selected.
+//!
+//! The runc dimension: every scenario runs with Debian's runc 1.1.5
+//! ("system", the runc in $PATH) on every containerd, and once more on the
+//! main target with the newest runc of tests/peers/runc-matrix
+//! (`<scenario>::v2_3_runc_newest`, built from the Go module proxy by
+//! `scripts/peers.sh runc`). That runc's directory goes first in containerd's
+//! PATH, so both the Go shim and tether (which run `runc` from PATH) use it,
+//! and so do the harness's own runc calls (`runc_binary()`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -25,8 +33,13 @@ pub const MATRIX: &[(&str, &str)] = &[
     ("v1_7", "1.7.35"),
 ];
 
+/// The newest runc of tests/peers/runc-matrix (its first line; the
+/// harness self-test checks).
+pub const NEWEST_RUNC: &str = "1.5.3";
+
 thread_local! {
     static CURRENT: RefCell<Option<&'static str>> = const { RefCell::new(None) };
+    static CURRENT_RUNC: RefCell<Option<&'static str>> = const { RefCell::new(None) };
 }
 
 /// One `#[test]` per containerd version for each scenario named.
@@ -39,6 +52,9 @@ macro_rules! containerd_matrix {
             #[test] fn v2_0() { $crate::common::run_on("v2_0", super::$scenario) }
             #[test] fn v2_4() { $crate::common::run_on("v2_4", super::$scenario) }
             #[test] fn v1_7() { $crate::common::run_on("v1_7", super::$scenario) }
+            #[test] fn v2_3_runc_newest() {
+                $crate::common::run_on_with_runc("v2_3", $crate::common::NEWEST_RUNC, super::$scenario)
+            }
         }
     )*};
 }
@@ -56,6 +72,23 @@ pub fn selected() -> Vec<&'static str> {
         .map(|(_, v)| *v)
         .filter(|v| wanted.is_empty() || wanted.contains(v))
         .collect()
+}
+
+/// Runs `scenario` with the containerd of matrix entry `key` and runc
+/// `runc` (a version of tests/peers/runc-matrix) current.
+pub fn run_on_with_runc(key: &str, runc: &'static str, scenario: fn()) {
+    CURRENT_RUNC.with(|c| *c.borrow_mut() = Some(runc));
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CURRENT_RUNC.with(|c| *c.borrow_mut() = None);
+        }
+    }
+    let _reset = Reset;
+    if runc != "system" {
+        eprintln!("[harness] runc {runc}");
+    }
+    run_on(key, scenario);
 }
 
 /// Runs `scenario` with the containerd of matrix entry `key` current.
@@ -178,4 +211,61 @@ fn locate(version: &'static str) -> ContainerdBins {
         );
     }
     b
+}
+
+/// The runc version current on this thread: the one a matrix test runs,
+/// else "system" (Debian's, in $PATH).
+pub fn current_runc_version() -> &'static str {
+    CURRENT_RUNC.with(|c| *c.borrow()).unwrap_or("system")
+}
+
+/// The directory of the current runc when it is not the one in $PATH: it
+/// goes first in containerd's PATH.
+pub fn current_runc_dir() -> Option<PathBuf> {
+    match current_runc_version() {
+        "system" => None,
+        v => Some(runc_dir(v)),
+    }
+}
+
+/// The runc binary the current test uses: `runc` from $PATH for "system",
+/// else the cached build of that version.
+pub fn runc_binary() -> PathBuf {
+    match current_runc_dir() {
+        Some(dir) => dir.join("runc"),
+        None => PathBuf::from("runc"),
+    }
+}
+
+/// The bin dir of runc `version`, building it when missing (once per test
+/// process).
+pub fn runc_dir(version: &'static str) -> PathBuf {
+    static FOUND: Mutex<BTreeMap<&'static str, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
+    found
+        .entry(version)
+        .or_insert_with(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .args(["runc", version])
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+            assert!(
+                out.status.success(),
+                "building runc {version} with {} failed ({})",
+                script.display(),
+                out.status
+            );
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            assert!(
+                dir.join("runc").is_file(),
+                "runc {version}: {} is missing",
+                dir.join("runc").display()
+            );
+            dir
+        })
+        .clone()
 }

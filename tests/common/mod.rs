@@ -59,7 +59,10 @@ pub use self::{
         shim_path, SHIM,
     },
     events::{parse_event_line, Event, EventStream},
-    matrix::{bins, current_bins, current_version, run_on, selected, ContainerdBins, MATRIX},
+    matrix::{
+        bins, current_bins, current_runc_dir, current_runc_version, current_version, run_on,
+        run_on_with_runc, runc_binary, runc_dir, selected, ContainerdBins, MATRIX, NEWEST_RUNC,
+    },
     mounts::{mounted_under, mounts_under, unmount_all_under},
     payloads::{linux_resources, oci_process, process_spec, runc_options},
     procs::{

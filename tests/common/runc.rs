@@ -1,9 +1,10 @@
 //! runc's state as containerd's shims keep it: one root per namespace under
-//! /run/containerd/runc, asked and cleaned with the runc binary in $PATH.
+//! /run/containerd/runc, asked and cleaned with the runc under test (`runc_binary()`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::matrix::runc_binary;
 use super::RUNC_ROOT;
 
 /// runc's state root for the containers of `namespace`
@@ -15,7 +16,7 @@ pub fn runc_root(namespace: &str) -> PathBuf {
 /// Whether runc still knows container `id` under `root` (`runc state`
 /// succeeds).
 pub fn runc_knows(root: &Path, id: &str) -> bool {
-    Command::new("runc")
+    Command::new(runc_binary())
         .arg("--root")
         .arg(root)
         .args(["state", id])
@@ -28,7 +29,7 @@ pub fn runc_knows(root: &Path, id: &str) -> bool {
 /// `runc delete --force` of container `id` under `root`, whatever state it
 /// is in; errors (it is gone already) are ignored.
 pub fn runc_delete_force(root: &Path, id: &str) {
-    let _ = Command::new("runc")
+    let _ = Command::new(runc_binary())
         .arg("--root")
         .arg(root)
         .args(["delete", "--force", id])

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
+use super::super::matrix::runc_binary;
 use super::super::mounts::{mounts_under, unmount_all_under};
 use super::super::procs::{kill_processes_where, processes_rooted_under};
 use super::super::rootfs::Rootfs;
@@ -121,7 +122,7 @@ impl Containerd {
                 let id = e.file_name().to_string_lossy().to_string();
                 eprintln!("[harness] runc state left for {namespace}/{id}; deleting it");
                 let _ = output_with_timeout(
-                    Command::new("runc")
+                    Command::new(runc_binary())
                         .arg("--root")
                         .arg(&runc_root)
                         .args(["delete", "--force", &id])
