@@ -29,8 +29,8 @@ const KILLED: u32 = 128 + libc::SIGKILL as u32;
 /// across a live upgrade, whose listener survives the exec). A socket that
 /// refuses connections has no listener left, whatever /proc still says of
 /// the daemon: a SIGKILLed daemon closes its descriptors (and containerd sees
-/// the disconnect and runs this) before it turns zombie, so "still running"
-/// is no proof of a listener. A killed daemon's listener can also still take
+/// the disconnect and runs this) before it turns zombie, so "not a zombie"
+/// is no proof of a listener (and PF_EXITING counts as dead). A killed daemon's listener can also still take
 /// a connection for a moment while the kernel tears the process down, so for
 /// a daemon known dead the probe is repeated until connections are refused;
 /// one that keeps accepting belongs to a new daemon that took the path over,
@@ -64,16 +64,27 @@ fn remove_dead_socket(bundle: &Path, shim_pid: u32) {
 /// How often `delete` probes a dead daemon's socket, 10 ms apart.
 const DEAD_SOCKET_TRIES: usize = 100;
 
-/// True if `pid` exists and is not a zombie.
+/// The kernel's PF_EXITING task flag: the process has begun to exit (a
+/// SIGKILLed daemon shows it before its descriptors are closed).
+const PF_EXITING: u64 = 0x4;
+
+/// True if `pid` exists, is not a zombie and has not begun to exit.
 fn process_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command, which is in parentheses.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The fields after the command (in parentheses): state, ppid, pgrp,
+    // session, tty_nr, tpgid, flags, ...
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state_alive = fields.first().is_some_and(|s| *s != "Z" && *s != "X");
+    let exiting = fields
+        .get(6)
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0);
+    state_alive && !exiting
 }
 
 /// Runs `delete`.
@@ -166,6 +177,12 @@ mod tests {
         assert!(sock.exists());
         remove_dead_socket(dir.path(), std::process::id());
         assert!(!sock.exists(), "a socket nobody listens on was kept");
+    }
+
+    #[test]
+    fn this_process_is_running() {
+        assert!(process_running(std::process::id()));
+        assert!(!process_running(u32::MAX));
     }
 
     /// A live daemon's socket, which takes connections, stays.
