@@ -7,17 +7,22 @@
 # $CRI_WRAPPED_LOG). On containerd 1.6 the tether handlers' options are in a
 # TOML file named by ConfigPath (see the config below).
 #
-#   scripts/critest.sh --handler NAME [--containerd VERSION] [--shim PATH]
-#                      [--focus REGEX] [--skip REGEX] [--parallel N]
+#   scripts/critest.sh --handler NAME [--containerd VERSION] [--runc VERSION]
+#                      [--shim PATH] [--focus REGEX] [--skip REGEX] [--parallel N]
 #                      [--results DIR] [--keep]
-#   scripts/critest.sh [--handler NAME] [--containerd VERSION] [--shim PATH]
-#                      [--results DIR] [--keep] --exec -- CMD [ARGS...]
+#   scripts/critest.sh [--handler NAME] [--containerd VERSION] [--runc VERSION]
+#                      [--shim PATH] [--results DIR] [--keep] --exec -- CMD [ARGS...]
 #
 #   --handler NAME       runc, tether or tether-crun: the runtime handler
 #                        critest uses (in --exec mode only passed on as
 #                        CRI_HANDLER; default tether)
 #   --containerd VERSION system (Debian's, /usr/bin/containerd; the default) or
 #                        a version scripts/peers.sh builds, e.g. 2.3.7
+#   --runc VERSION       system (Debian's 1.1.5 in /usr/bin; the default) or a
+#                        version scripts/peers.sh builds, e.g. 1.5.3: every
+#                        handler (containerd's Go shim and tether alike, and
+#                        the wrapper) runs it, as `runc` first in containerd's
+#                        PATH
 #   --shim PATH          the tether shim; default: target/release/
 #                        containerd-shim-tether-v2, built with
 #                        `cargo build --release` (when that fails, an already
@@ -37,6 +42,8 @@
 #                         names a crictl.yaml with the endpoints)
 #     CONTAINERD_PID, CONTAINERD_BIN, CONTAINERD_CONFIG, CONTAINERD_LOG,
 #     CONTAINERD_ROOT, CONTAINERD_STATE, CONTAINERD_VERSION (e.g. v2.3.7)
+#     RUNC_BIN, RUNC_VERSION the runc every handler runs, and its version (e.g.
+#                         1.5.3)
 #     CRI_TMP             the private temp dir (removed afterwards)
 #     CRI_RESULTS         the results dir (kept: containerd.log, config.toml)
 #     CRI_BUSYBOX_IMAGE   an image crictl can pull, with /bin/sh and the
@@ -82,7 +89,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${TETHER_PEERS_DIR:-/var/cache/tether-peers}"
 cri_tools_version="${CRI_TOOLS_VERSION:-v1.34.0}"
 
-handler="" containerd_version="system" shim="" focus="" skip="" keep=0 results=""
+handler="" containerd_version="system" runc_version="system" shim="" focus="" skip="" keep=0 results=""
 exec_cmd=() exec_mode=0
 parallel="${CRITEST_PARALLEL:-2}"
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2; exit 2; }
@@ -90,6 +97,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --handler) handler="${2:?}"; shift 2 ;;
         --containerd) containerd_version="${2:?}"; shift 2 ;;
+        --runc) runc_version="${2:?}"; shift 2 ;;
         --shim) shim="${2:?}"; shift 2 ;;
         --focus) focus="${2:?}"; shift 2 ;;
         --skip) skip="${2:?}"; shift 2 ;;
@@ -337,6 +345,15 @@ else
     ctr_bin="$cd_bin/ctr"
 fi
 [[ -x "$containerd_bin" ]] || { log "no containerd at $containerd_bin"; exit 2; }
+if [[ "$runc_version" == system ]]; then
+    runc_bin=/usr/bin/runc
+else
+    runc_bin="$(bash "$here/scripts/peers.sh" runc "$runc_version")/runc" ||
+        { log "building runc $runc_version failed"; exit 2; }
+fi
+[[ -x "$runc_bin" ]] || { log "no runc at $runc_bin"; exit 2; }
+runc_version="$("$runc_bin" --version | awk 'NR == 1 {print $3}')"
+log "runc $runc_version: $runc_bin"
 cd_version="$("$containerd_bin" --version | awk '{print $3}')"
 case "$cd_version" in
     v2.*|2.*) cd_major=2 ;;
@@ -517,6 +534,8 @@ EOF
 # ------------------------------------------------------------ containerd ---
 mkdir -p "$tmp/bin" "$tmp/root" "$tmp/state" "$tmp/opt"
 sock="$tmp/containerd.sock"
+# The runc every handler runs: `runc` first in containerd's PATH.
+ln -s "$runc_bin" "$tmp/bin/runc"
 # The tether handler's shim, found in containerd's PATH (1.x) or by
 # runtime_path (2.x).
 if [[ -x "$shim" ]]; then
@@ -681,6 +700,7 @@ if [[ $exec_mode == 1 ]]; then
             CONTAINERD_PID="$containerd_pid" CONTAINERD_BIN="$containerd_bin" \
             CONTAINERD_CONFIG="$tmp/config.toml" CONTAINERD_LOG="$results/containerd.log" \
             CONTAINERD_ROOT="$tmp/root" CONTAINERD_STATE="$tmp/state" CONTAINERD_VERSION="$cd_version" \
+            RUNC_BIN="$runc_bin" RUNC_VERSION="$runc_version" \
             CONTAINERD_PATH="$tmp/bin:$cd_bin:$PATH" \
             CRI_TMP="$tmp" CRI_RESULTS="$results" CRI_CONFIG_FILE="$tmp/crictl.yaml" \
             CRI_BUSYBOX_IMAGE="registry.k8s.io/e2e-test-images/busybox:1.29-2" \

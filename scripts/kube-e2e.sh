@@ -5,10 +5,14 @@
 # CRI plugin, running pods through the RuntimeClasses `tether` and `runc`;
 # the checks are in scripts/kube/checks.sh.
 #
-#   scripts/kube-e2e.sh [--containerd VERSION] [--shim PATH] [--keep]
+#   scripts/kube-e2e.sh [--containerd VERSION] [--runc VERSION] [--shim PATH]
+#                       [--keep]
 #
 #   --containerd VERSION  a version scripts/peers.sh builds (default 2.3.7),
 #                         or system (Debian's 1.6.20)
+#   --runc VERSION        the runc both RuntimeClasses run: a version
+#                         scripts/peers.sh builds (default: the newest of
+#                         tests/peers/runc-matrix), or system (Debian's 1.1.5)
 #   --shim PATH           the tether shim (default: cargo build --release)
 #   --keep                keep the private temp dir
 #
@@ -21,10 +25,12 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 containerd_version=2.3.7
+runc_version="$(bash "$here/scripts/peers.sh" runc-list | head -n1)"
 args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --containerd) containerd_version="${2:?}"; shift 2 ;;
+        --runc) runc_version="${2:?}"; shift 2 ;;
         --shim) args+=(--shim "${2:?}"); shift 2 ;;
         --keep) args+=(--keep); shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2; exit 2 ;;
@@ -45,7 +51,8 @@ out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 # critest.sh in the background, so that a TERM or INT sent to this script
 # (timeout(1) in tests/kube_e2e.rs) reaches it and its clean-up runs.
-bash "$here/scripts/critest.sh" --containerd "$containerd_version" --handler tether "${args[@]}" \
+bash "$here/scripts/critest.sh" --containerd "$containerd_version" --runc "$runc_version" \
+    --handler tether "${args[@]}" \
     --exec -- env KUBE_BIN="$kube_bin" bash "$here/scripts/kube/checks.sh" >"$out" &
 pid=$!
 # Its stdout, live; tail ends once it has printed the rest after critest.sh.

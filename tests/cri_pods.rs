@@ -1,7 +1,8 @@
 //! Kubernetes-style pods through containerd's CRI plugin, with the tether shim
 //! and, for comparison, runc's shim, in one run:
 //! `scripts/critest.sh --containerd VERSION --exec -- bash tests/cri/pods.sh`,
-//! on containerd 2.3.7 and on Debian's 1.6.20 (critest.sh sets up a private
+//! on containerd 2.3.7 with the newest runc of tests/peers/runc-matrix and on
+//! Debian's 1.6.20 with Debian's runc 1.1.5 (critest.sh sets up a private
 //! containerd with the CRI plugin, a local registry, a CNI bridge and the
 //! runtime handlers `runc`, `tether`, `tether-crun` and `tether-wrapped`;
 //! tests/cri/pods.sh drives crictl). Each check runs for the handlers
@@ -50,15 +51,15 @@ const CHECKS: [&str; 7] = [
 
 #[test]
 fn cri_pods_tether_and_runc_containerd_2_3() {
-    pods("2.3.7");
+    pods("2.3.7", common::NEWEST_RUNC);
 }
 
 #[test]
 fn cri_pods_tether_and_runc_containerd_1_6() {
-    pods("system");
+    pods("system", "system");
 }
 
-fn pods(version: &str) {
+fn pods(version: &str, runc: &str) {
     assert!(
         nix::unistd::geteuid().is_root(),
         "the CRI pod tests need root (they run a real containerd, CNI and runc); \
@@ -69,6 +70,8 @@ fn pods(version: &str) {
         "scripts/critest.sh",
         version,
         &[
+            "--runc",
+            runc,
             "--handler",
             "tether",
             "--exec",

@@ -2,8 +2,9 @@
 //! cache) etcd and Kubernetes from the Go module proxy, starts a one-node
 //! cluster on a private containerd 2.3.7 with the CRI plugin, and runs pods
 //! through the RuntimeClasses `tether` (this shim) and `runc` (containerd's
-//! Go shim) side by side. Every check must pass for both; the checks are
-//! listed in scripts/kube/checks.sh.
+//! Go shim) side by side, both running the newest runc of
+//! tests/peers/runc-matrix. Every check must pass for both; the checks are
+//! listed in scripts/kube/checks.sh (among them a `hostUsers: false` pod).
 //!
 //! Needs root; about four minutes once the binaries are cached.
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use common::script_checks;
 
 const HANDLERS: [&str; 2] = ["tether", "runc"];
-const CHECKS: [&str; 10] = [
+const CHECKS: [&str; 11] = [
     "running",
     "logs",
     "exec",
@@ -25,6 +26,7 @@ const CHECKS: [&str; 10] = [
     "two-containers",
     "containerd-restart",
     "graceful-delete",
+    "userns",
 ];
 
 #[test]
@@ -37,7 +39,7 @@ fn kubernetes_node_runs_pods_on_tether_and_runc() {
     let out = script_checks::run_script(
         "scripts/kube-e2e.sh",
         "2.3.7",
-        &[],
+        &["--runc", common::NEWEST_RUNC],
         Duration::from_secs(2700),
         Duration::from_secs(180),
     );

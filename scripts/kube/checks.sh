@@ -25,6 +25,12 @@
 #   graceful-delete  `kubectl delete pod` (grace period 30 s): SIGTERM reaches
 #                    the container, whose trap writes to a hostPath file, and
 #                    the pod is gone well within the grace period
+#   userns           a `hostUsers: false` pod (user namespaces: runc 1.2+,
+#                    which the handler's `-info` features advertise): its
+#                    /proc/self/uid_map maps uid 0 to a host uid other than 0,
+#                    it reads its ConfigMap volume's file and writes and reads
+#                    its emptyDir, its init runs as that host uid, and
+#                    `kubectl exec` works in it and sees the same mapping
 #
 # Output: `PASS|FAIL HANDLER CHECK [why]` a line, then `N passed, M failed`
 # as the last line. Exit status 0 when nothing failed, 2 when the cluster
@@ -191,6 +197,29 @@ spec:
     image: $img
     volumeMounts: [{name: out, mountPath: /out}]
     command: [sh, -c, 'trap "echo TERM >/out/term; exit 0" TERM; echo up >/out/up; while :; do sleep 0.2; done']
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: userns-data, namespace: $ns}
+data: {greeting: hello-userns-$h}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: userns, namespace: $ns}
+spec:
+  runtimeClassName: $h
+  hostUsers: false
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: cfg
+    configMap: {name: userns-data}
+  - name: scratch
+    emptyDir: {}
+  containers:
+  - name: main
+    image: $img
+    volumeMounts: [{name: cfg, mountPath: /cfg}, {name: scratch, mountPath: /scratch}]
+    command: [sh, -c, 'echo "map \$(head -n1 /proc/self/uid_map)"; echo "cfg \$(cat /cfg/greeting)"; echo w-$h >/scratch/f && echo "scratch \$(cat /scratch/f)"; exec sleep 3600']
 EOF
 }
 
@@ -378,6 +407,37 @@ check_graceful() {
     fi
 }
 
+check_userns() {
+    local h="$1" ns="e2e-$1" out map inner host c pid uid in_exec
+    if ! wait_for 120 ready "$ns" userns; then
+        fail "$h" userns "not Ready after 120 s: $(jp "$ns" userns '{.status.phase} {.status.containerStatuses[0].state}') $(kubectl -n "$ns" get events --field-selector involvedObject.name=userns -o 'jsonpath={range .items[*]}{.reason}: {.message}{"\n"}{end}' 2>&1 | tail -n 3)"
+        return
+    fi
+    wait_for 30 grep -q '^scratch ' <(kubectl -n "$ns" logs userns 2>/dev/null)
+    out="$(kubectl -n "$ns" logs userns 2>&1)"
+    # uid_map's first line: inside, outside, count.
+    map="$(sed -n 's/^map //p' <<<"$out" | tr -s ' ' | sed 's/^ //')"
+    read -r inner host _ <<<"$map"
+    c="$(cid "$ns" userns)"
+    pid="$(crictl_field "$c" "d['info']['pid']")"
+    uid="$(awk '/^Uid:/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
+    in_exec="$(kubectl -n "$ns" exec userns -- sh -c 'head -n1 /proc/self/uid_map; id -u' 2>&1 | tr -s ' \n' '  ' | sed 's/^ //; s/ $//')"
+    echo "     $h userns: uid_map '$map', init host uid ${uid:-?}, exec: '$in_exec'" >&2
+    if [[ "$inner" != 0 || -z "$host" || "$host" == 0 ]]; then
+        fail "$h" userns "uid_map '$map' is not a mapping of 0 to a non-zero host uid: $(head -c 300 <<<"$out")"
+    elif ! grep -qx "cfg hello-userns-$h" <<<"$out"; then
+        fail "$h" userns "ConfigMap file not read: $(head -c 300 <<<"$out")"
+    elif ! grep -qx "scratch w-$h" <<<"$out"; then
+        fail "$h" userns "emptyDir not writable: $(head -c 300 <<<"$out")"
+    elif [[ "$uid" != "$host" ]]; then
+        fail "$h" userns "init (pid $pid) runs as host uid ${uid:-?}, want $host"
+    elif [[ "$in_exec" != "$map 0" ]]; then
+        fail "$h" userns "kubectl exec said '$in_exec', want '$map 0'"
+    else
+        pass "$h" userns
+    fi
+}
+
 cluster_up || exit 2
 for h in "${handlers[@]}"; do
     manifests "$h" | kubectl apply -f - >&2 || fail "$h" running "kubectl apply failed"
@@ -390,6 +450,7 @@ for h in "${handlers[@]}"; do
     check_job_exit "$h"
     check_oom "$h"
     check_liveness "$h"
+    check_userns "$h"
 done
 check_restart
 for h in "${handlers[@]}"; do check_graceful "$h"; done
