@@ -639,12 +639,14 @@ state = "$tmp/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         SystemdCgroup = false
+    # No options table for tether (its defaults are runc from PATH and
+    # cgroupfs): containerd 2.x hands a runtime type other than
+    # io.containerd.runc.* its options as runtimeoptions.v1.Options, and for a
+    # user-namespaced pod its client then fails to read them as runc's
+    # (WithUIDOwner: "can't unmarshal type runtimeoptions.v1.Options").
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tether]
       runtime_type = "io.containerd.tether.v2"
       runtime_path = "$tmp/bin/containerd-shim-tether-v2"
-      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tether.options]
-        BinaryName = "runc"
-        SystemdCgroup = false
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.tether-crun]
       runtime_type = "io.containerd.tether.v2"
       runtime_path = "$tmp/bin/containerd-shim-tether-v2"

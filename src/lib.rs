@@ -13,6 +13,7 @@ pub(crate) mod error;
 pub(crate) mod events;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod idmap;
 pub(crate) mod ids;
 pub(crate) mod io;
 pub(crate) mod logging;

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use tether::cli::{self, Flags};
 
 fn main() -> ExitCode {
+    // The shim's own helper for idmapped rootfs mounts, not a containerd
+    // action.
+    if std::env::args().nth(1).as_deref() == Some(cli::USERNS_HOLDER_ARG) {
+        return cli::run_userns_holder();
+    }
     let flags = match Flags::parse(std::env::args().skip(1)) {
         Ok(f) => f,
         Err(e) => {

@@ -1,5 +1,6 @@
 //! Mounting the rootfs containerd hands over in Create, and unmounting it.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -73,10 +74,23 @@ pub(crate) fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
 }
 
 /// Mounts `mounts` on `target`, in order. On failure, whatever was mounted is
-/// unmounted again.
-pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
+/// unmounted again. Mounts with `uidmap=`/`gidmap=` options are idmapped
+/// through `userns`, a user namespace with those maps (`crate::idmap`).
+pub fn mount_all(mounts: &[Mount], target: &Path, userns: Option<&OwnedFd>) -> Result<()> {
+    let scratch = target.with_file_name("idmapped-layers");
     for (i, m) in mounts.iter().enumerate() {
-        if let Err(e) = mount_one(m, target) {
+        let mounted = match crate::idmap::split_options(&m.options) {
+            Ok((rest, Some(_))) => match userns {
+                Some(ns) => crate::idmap::mount_idmapped(m, rest, target, ns, &scratch),
+                None => Err(Error::InvalidArgument(format!(
+                    "the {} mount has uidmap/gidmap options but no user namespace was made",
+                    m.kind
+                ))),
+            },
+            Ok((_, None)) => mount_one(m, target),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = mounted {
             if i > 0 {
                 unmount_all(target);
             }
@@ -86,7 +100,8 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(m: &Mount, target: &Path) -> Result<()> {
+/// Mounts one mount on `target`, its options as the kernel takes them.
+pub(crate) fn mount_one(m: &Mount, target: &Path) -> Result<()> {
     let (mut flags, propagation, data) = parse_options(&m.options);
     if m.kind == "bind" || m.kind == "rbind" {
         flags |= MsFlags::MS_BIND;

@@ -182,7 +182,15 @@ impl Shim {
         };
         record.save(&req.bundle)?;
         if mounted {
-            mount_all(&req.rootfs, &rootfs)?;
+            // An idmapped rootfs (a pod with its own user namespace) needs a
+            // user namespace with the pod's maps first.
+            let userns = match crate::idmap::needed(&req.rootfs)? {
+                Some(maps) => {
+                    Some(crate::idmap::user_namespace(&maps, &self.services.reaper).await?)
+                }
+                None => None,
+            };
+            mount_all(&req.rootfs, &rootfs, userns.as_ref())?;
         }
         let pid_file = req.bundle.join(INIT_PID_FILE);
         let (c, opts, pid) = (&container, &req.options, &pid_file);

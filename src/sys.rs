@@ -292,3 +292,109 @@ pub fn keep_across_exec(fd: RawFd, keep: bool) -> io::Result<()> {
     nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(flags))?;
     Ok(())
 }
+
+/// Makes `cmd`'s child unshare into a new, empty user namespace before it
+/// execs (for a holder of idmapped-mount maps; see `crate::idmap`).
+pub fn in_new_user_namespace(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec in the child, where only
+    // async-signal-safe functions may be called; unshare is a plain system
+    // call, and the closure allocates nothing and touches no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWUSER) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The kernel's `struct mount_attr` (mount_setattr(2)).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+fn c_path(path: &std::path::Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))
+}
+
+/// A detached copy of the mount tree at `source` (recursive), idmapped
+/// through the user namespace `userns` (and read-only if `readonly`), as a
+/// descriptor ready to be attached with [`attach_mount`]. Dropping it
+/// unmounts the copy.
+pub fn idmapped_clone(
+    source: &std::path::Path,
+    userns: std::os::fd::BorrowedFd<'_>,
+    readonly: bool,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let path = c_path(source)?;
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: open_tree reads the NUL-terminated `path`, which outlives the
+    // call, and returns a new descriptor or -1; nothing else is touched.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just returned by the kernel and is owned by
+    // nothing else.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let empty = c"";
+    // SAFETY: mount_setattr reads `attr` (its size given) and the empty
+    // path, both alive for the call, and acts on the descriptor we own.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(tree)
+}
+
+/// Attaches the detached mount `tree` (from [`idmapped_clone`]) on `target`.
+pub fn attach_mount(tree: std::os::fd::BorrowedFd<'_>, target: &std::path::Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = c_path(target)?;
+    let empty = c"";
+    // SAFETY: move_mount reads the two NUL-terminated paths, alive for the
+    // call, and moves the mount behind the borrowed descriptor.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
