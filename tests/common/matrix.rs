@@ -16,6 +16,7 @@
 //! `scripts/peers.sh runc`). That runc's directory goes first in containerd's
 //! PATH, so both the Go shim and tether (which run `runc` from PATH) use it,
 //! and so do the harness's own runc calls (`runc_binary()`).
+//! `TETHER_RUNC=1.4.4` runs those variants with another built runc instead.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -76,7 +77,15 @@ pub fn selected() -> Vec<&'static str> {
 
 /// Runs `scenario` with the containerd of matrix entry `key` and runc
 /// `runc` (a version of tests/peers/runc-matrix) current.
+/// `TETHER_RUNC=1.4.4` (a version `scripts/peers.sh runc` builds) puts that
+/// runc in place of the newest.
 pub fn run_on_with_runc(key: &str, runc: &'static str, scenario: fn()) {
+    let runc: &'static str = match std::env::var("TETHER_RUNC") {
+        Ok(v) if runc == NEWEST_RUNC && !v.trim().is_empty() => {
+            Box::leak(v.trim().to_string().into_boxed_str())
+        }
+        _ => runc,
+    };
     CURRENT_RUNC.with(|c| *c.borrow_mut() = Some(runc));
     struct Reset;
     impl Drop for Reset {
