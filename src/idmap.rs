@@ -211,6 +211,11 @@ pub(crate) fn mount_idmapped(
             "idmapped overlay: the lower layers {lowers:?} share no directory below /"
         ))
     })?;
+    // What a shim killed mid-mount may have left.
+    if scratch.exists() {
+        crate::mount::unmount_all(scratch);
+        let _ = fs::remove_dir(scratch);
+    }
     fs::create_dir(scratch).map_err(|e| io_error("creating", scratch, e))?;
     let result = (|| {
         let tree = crate::sys::idmapped_clone(&common, userns.as_fd(), true)
