@@ -39,7 +39,9 @@ impl Target {
             _ => return Ok(Target::Paths),
         };
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let path = percent_decode(path).ok_or_else(|| bad("bad percent-encoding"))?;
+        // As Go's net/url reads them: '+' is itself in a path, a space only
+        // in the query.
+        let path = percent_decode(path, false).ok_or_else(|| bad("bad percent-encoding"))?;
         match scheme {
             "fifo" => Ok(Target::Paths),
             "file" | "binary" if !path.starts_with('/') => Err(bad("the path must be absolute")),
@@ -48,9 +50,11 @@ impl Target {
                 let mut args = Vec::new();
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    args.push(percent_decode(k).ok_or_else(|| bad("bad percent-encoding"))?);
+                    args.push(percent_decode(k, true).ok_or_else(|| bad("bad percent-encoding"))?);
                     if !v.is_empty() {
-                        args.push(percent_decode(v).ok_or_else(|| bad("bad percent-encoding"))?);
+                        args.push(
+                            percent_decode(v, true).ok_or_else(|| bad("bad percent-encoding"))?,
+                        );
                     }
                 }
                 Ok(Target::Binary(path, args))
@@ -60,7 +64,9 @@ impl Target {
     }
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `%XX` escapes decoded; `+` becomes a space when `plus_is_space` (query
+/// parts), and stays itself otherwise (paths).
+fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -71,7 +77,7 @@ fn percent_decode(s: &str) -> Option<String> {
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -194,6 +200,16 @@ mod tests {
                 "/usr/bin/logger".into(),
                 vec!["tag".into(), "web".into(), "verbose".into()]
             )
+        );
+        // '+' is a plus in the path and a space in the query, as containerd's
+        // Go shim reads them.
+        assert_eq!(
+            Target::parse("file:///tmp/a+b.log").unwrap(),
+            Target::File("/tmp/a+b.log".into())
+        );
+        assert_eq!(
+            Target::parse("binary:///bin/l+g?tag=a+b%2Bc").unwrap(),
+            Target::Binary("/bin/l+g".into(), vec!["tag".into(), "a b+c".into()])
         );
         assert!(Target::parse("file://relative/x").is_err());
         assert!(Target::parse("gopher:///x").is_err());
