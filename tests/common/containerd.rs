@@ -39,7 +39,7 @@ pub struct Containerd {
     state: PathBuf,
     log: PathBuf,
     /// `ctr run --fifo-dir`.
-    pub(super) fifo_dir: PathBuf,
+    pub fifo_dir: PathBuf,
     child: Option<Child>,
     /// Every shim socket seen, so `Drop` can remove it if the shim could not.
     known_sockets: Mutex<BTreeSet<PathBuf>>,
@@ -153,13 +153,16 @@ disabled_plugins = {disabled}
         }
         // Both shims run the first `runc` of this PATH: make sure it is the
         // one under test.
+        // (Compared as files: Debian's /usr/bin/runc links to /usr/sbin/runc.)
         let first = std::env::split_paths(&path)
             .map(|d| d.join("runc"))
-            .find(|p| p.is_file());
+            .find(|p| p.is_file())
+            .and_then(|p| fs::canonicalize(p).ok());
         let want = match &self.runc_dir {
             Some(dir) => Some(dir.join("runc")),
             None => super::find_in_path("runc"),
-        };
+        }
+        .and_then(|p| fs::canonicalize(p).ok());
         assert_eq!(first, want, "containerd's PATH would run another runc");
         let child = Command::new(&self.bins.containerd)
             .env("PATH", path)
