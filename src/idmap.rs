@@ -180,13 +180,14 @@ pub(crate) fn mount_idmapped(
     target: &Path,
     userns: &OwnedFd,
     scratch: &Path,
+    reaper: &Reaper,
 ) -> Result<()> {
     let plain = crate::mount::Mount {
         options,
         ..m.clone()
     };
     if m.kind != "overlay" {
-        crate::mount::mount_one(&plain, target)?;
+        crate::mount::mount_one(&plain, target, reaper)?;
         let tree = crate::sys::idmapped_clone(target, userns.as_fd(), false)
             .map_err(|e| io_error("idmapping (open_tree, mount_setattr)", target, e));
         let attached = tree.and_then(|t| {
@@ -206,7 +207,7 @@ pub(crate) fn mount_idmapped(
         .filter_map(|o| o.strip_prefix("lowerdir="))
         .flat_map(|v| v.split(':').map(str::to_string))
         .collect();
-    let common = common_parent(&lowers).ok_or_else(|| {
+    let common = crate::mount::common_parent(&lowers).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "idmapped overlay: the lower layers {lowers:?} share no directory below /"
         ))
@@ -241,24 +242,12 @@ pub(crate) fn mount_idmapped(
             options,
             ..plain.clone()
         };
-        crate::mount::mount_one(&remapped, target)
+        crate::mount::mount_one(&remapped, target, reaper)
     })();
     // The overlay holds its layers; the idmapped copy can go.
     crate::mount::unmount_all(scratch);
     let _ = fs::remove_dir(scratch);
     result
-}
-
-/// The deepest directory (not `/`) that holds every path in `paths`.
-fn common_parent(paths: &[String]) -> Option<PathBuf> {
-    let first = Path::new(paths.first()?);
-    let mut common = first.parent()?.to_path_buf();
-    for p in paths {
-        while !Path::new(p).starts_with(&common) {
-            common = common.parent()?.to_path_buf();
-        }
-    }
-    (common.components().count() > 1).then_some(common)
 }
 
 #[cfg(test)]
@@ -298,7 +287,7 @@ mod tests {
 
     #[test]
     fn common_parent_of_layers() {
-        let p = |s: &[&str]| common_parent(&opts(s));
+        let p = |s: &[&str]| crate::mount::common_parent(&opts(s));
         assert_eq!(
             p(&["/var/lib/s/snapshots/1/fs", "/var/lib/s/snapshots/22/fs"]),
             Some(PathBuf::from("/var/lib/s/snapshots"))

@@ -1,12 +1,14 @@
 //! Mounting the rootfs containerd hands over in Create, and unmounting it.
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::{Error, Result};
+use crate::reaper::Reaper;
 
 /// One mount from the Create request (domain copy of containerd.types.Mount).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,18 +78,24 @@ pub(crate) fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
 /// Mounts `mounts` on `target`, in order. On failure, whatever was mounted is
 /// unmounted again. Mounts with `uidmap=`/`gidmap=` options are idmapped
 /// through `userns`, a user namespace with those maps (`crate::idmap`).
-pub fn mount_all(mounts: &[Mount], target: &Path, userns: Option<&OwnedFd>) -> Result<()> {
+/// `reaper` claims the helper processes some mounts take (see `mount_one`).
+pub fn mount_all(
+    mounts: &[Mount],
+    target: &Path,
+    userns: Option<&OwnedFd>,
+    reaper: &Reaper,
+) -> Result<()> {
     let scratch = target.with_file_name("idmapped-layers");
     for (i, m) in mounts.iter().enumerate() {
         let mounted = match crate::idmap::split_options(&m.options) {
             Ok((rest, Some(_))) => match userns {
-                Some(ns) => crate::idmap::mount_idmapped(m, rest, target, ns, &scratch),
+                Some(ns) => crate::idmap::mount_idmapped(m, rest, target, ns, &scratch, reaper),
                 None => Err(Error::InvalidArgument(format!(
                     "the {} mount has uidmap/gidmap options but no user namespace was made",
                     m.kind
                 ))),
             },
-            Ok((_, None)) => mount_one(m, target),
+            Ok((_, None)) => mount_one(m, target, reaper),
             Err(e) => Err(e),
         };
         if let Err(e) = mounted {
@@ -100,8 +108,12 @@ pub fn mount_all(mounts: &[Mount], target: &Path, userns: Option<&OwnedFd>) -> R
     Ok(())
 }
 
-/// Mounts one mount on `target`, its options as the kernel takes them.
-pub(crate) fn mount_one(m: &Mount, target: &Path) -> Result<()> {
+/// Mounts one mount on `target`, its options as the kernel takes them. An
+/// overlay whose options pass what one page holds (many layers) names its
+/// lower layers relative to their common directory, and is mounted from
+/// there by a helper process (`sys::mount_from_dir`; the daemon itself never
+/// changes directory), as containerd's own mount code does.
+pub(crate) fn mount_one(m: &Mount, target: &Path, reaper: &Reaper) -> Result<()> {
     let (mut flags, propagation, data) = parse_options(&m.options);
     if m.kind == "bind" || m.kind == "rbind" {
         flags |= MsFlags::MS_BIND;
@@ -109,8 +121,13 @@ pub(crate) fn mount_one(m: &Mount, target: &Path) -> Result<()> {
             flags |= MsFlags::MS_REC;
         }
     }
-    let page = 4096;
-    if data.len() >= page {
+    if m.kind == "overlay" && data.len() >= COMPACT_AT {
+        if let Some((dir, short)) = relative_lowerdirs(&data).filter(|(_, d)| d.len() < PAGE) {
+            mount_overlay_from(m, &dir, target, flags, &short, reaper)?;
+            return finish(m, target, flags, propagation);
+        }
+    }
+    if data.len() >= PAGE {
         return Err(Error::InvalidArgument(format!(
             "mount options of the {} mount are {} bytes, over the kernel's limit of one page",
             m.kind,
@@ -122,6 +139,17 @@ pub(crate) fn mount_one(m: &Mount, target: &Path) -> Result<()> {
     let data_opt = (!data.is_empty()).then_some(data.as_str());
     mount(Some(m.source.as_str()), target, fstype, flags, data_opt)
         .map_err(|e| mount_error(m, target, e))?;
+    finish(m, target, flags, propagation)
+}
+
+/// The kernel takes one page of mount data.
+const PAGE: usize = 4096;
+/// Overlay options from this size on get their layers made relative (with
+/// room to spare below the page, as containerd does).
+const COMPACT_AT: usize = PAGE - 512;
+
+/// The read-only remount and propagation steps after the mount itself.
+fn finish(m: &Mount, target: &Path, flags: MsFlags, propagation: MsFlags) -> Result<()> {
     // A read-only bind mount takes a second, remounting step.
     if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
         let ro = flags | MsFlags::MS_REMOUNT;
@@ -139,6 +167,87 @@ pub(crate) fn mount_one(m: &Mount, target: &Path) -> Result<()> {
         .map_err(|e| mount_error(m, target, e))?;
     }
     Ok(())
+}
+
+/// The overlay's data with its `lowerdir=` layers relative to the deepest
+/// directory they share, and that directory.
+fn relative_lowerdirs(data: &str) -> Option<(PathBuf, String)> {
+    let opts: Vec<&str> = data.split(',').collect();
+    let layers: Vec<String> = opts
+        .iter()
+        .find_map(|o| o.strip_prefix("lowerdir="))?
+        .split(':')
+        .map(str::to_string)
+        .collect();
+    let dir = common_parent(&layers)?;
+    let relative = |l: &str| {
+        Path::new(l)
+            .strip_prefix(&dir)
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| l.to_string())
+    };
+    let short = opts
+        .iter()
+        .map(|o| match o.strip_prefix("lowerdir=") {
+            Some(v) => format!(
+                "lowerdir={}",
+                v.split(':').map(relative).collect::<Vec<_>>().join(":")
+            ),
+            None => o.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    Some((dir, short))
+}
+
+/// Mounts the overlay `m` on `target` with `data` read from within `dir`, in
+/// a helper process (this binary as a user-namespace holder, which exits at
+/// once: its stdin is empty).
+fn mount_overlay_from(
+    m: &Mount,
+    dir: &Path,
+    target: &Path,
+    flags: MsFlags,
+    data: &str,
+    reaper: &Reaper,
+) -> Result<()> {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg(crate::idmap::HOLDER_ARG)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let os_error = |e: std::io::Error| {
+        mount_error(
+            m,
+            target,
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    };
+    crate::sys::mount_from_dir(
+        &mut cmd,
+        dir,
+        &m.source,
+        target,
+        "overlay",
+        flags.bits(),
+        data,
+    )
+    .map_err(os_error)?;
+    // spawn returns once the child has exec'd, so the mount is done; the
+    // reaper reaps the helper whenever it exits (nobody waits for it).
+    reaper.spawn(&mut cmd).map(drop).map_err(os_error)
+}
+
+/// The deepest directory (not `/`) that holds every path in `paths`.
+pub(crate) fn common_parent(paths: &[String]) -> Option<PathBuf> {
+    let first = Path::new(paths.first()?);
+    let mut common = first.parent()?.to_path_buf();
+    for p in paths {
+        while !Path::new(p).starts_with(&common) {
+            common = common.parent()?.to_path_buf();
+        }
+    }
+    (common.components().count() > 1).then_some(common)
 }
 
 fn mount_error(m: &Mount, target: &Path, e: Errno) -> Error {
@@ -195,5 +304,36 @@ mod tests {
     fn later_options_win() {
         let (f, _, _) = parse_options(&opts(&["ro", "rw", "rbind"]));
         assert_eq!(f, MsFlags::MS_BIND | MsFlags::MS_REC);
+    }
+
+    #[test]
+    fn many_layers_become_relative_to_their_directory() {
+        let layers: Vec<String> = (1..=81)
+            .map(|i| {
+                format!(
+                    "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/{i}/fs"
+                )
+            })
+            .collect();
+        let data = format!(
+            "index=off,lowerdir={},upperdir=/u/fs,workdir=/u/work",
+            layers.join(":")
+        );
+        assert!(data.len() > PAGE);
+        let (dir, short) = relative_lowerdirs(&data).unwrap();
+        assert_eq!(
+            dir,
+            Path::new("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots")
+        );
+        assert!(short.len() < COMPACT_AT, "{}", short.len());
+        assert!(
+            short.starts_with("index=off,lowerdir=1/fs:2/fs:"),
+            "{short}"
+        );
+        assert!(
+            short.ends_with(":81/fs,upperdir=/u/fs,workdir=/u/work"),
+            "{short}"
+        );
+        assert_eq!(relative_lowerdirs("upperdir=/u"), None);
     }
 }

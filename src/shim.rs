@@ -190,7 +190,7 @@ impl Shim {
                 }
                 None => None,
             };
-            mount_all(&req.rootfs, &rootfs, userns.as_ref())?;
+            mount_all(&req.rootfs, &rootfs, userns.as_ref(), &self.services.reaper)?;
         }
         let pid_file = req.bundle.join(INIT_PID_FILE);
         let (c, opts, pid) = (&container, &req.options, &pid_file);

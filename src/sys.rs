@@ -398,3 +398,50 @@ pub fn attach_mount(tree: std::os::fd::BorrowedFd<'_>, target: &std::path::Path)
     }
     Ok(())
 }
+
+/// Makes `cmd`'s child mount `fstype` on `target` from within `dir` before it
+/// execs, so that `data` may name paths relative to `dir` (how an overlay
+/// with more lower layers than one page of absolute paths holds is mounted).
+/// The mount happens in the child, in the mount namespace it shares with the
+/// shim; spawn fails with the mount's error.
+pub fn mount_from_dir(
+    cmd: &mut Command,
+    dir: &std::path::Path,
+    source: &str,
+    target: &std::path::Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
+    let bad = |_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a mount argument has a NUL byte",
+        )
+    };
+    let source = std::ffi::CString::new(source).map_err(bad)?;
+    let fstype = std::ffi::CString::new(fstype).map_err(bad)?;
+    let data = std::ffi::CString::new(data).map_err(bad)?;
+    let target = c_path(target)?;
+    cmd.current_dir(dir);
+    // SAFETY: the closure runs between fork and exec in the child, after the
+    // chdir to `dir`, where only async-signal-safe functions may be called:
+    // mount is a plain system call, its arguments are C strings made before
+    // the fork and owned by the closure, and it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rc = libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                flags,
+                data.as_ptr().cast(),
+            );
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
