@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use protobuf::well_known_types::any::Any;
@@ -102,28 +102,36 @@ fn look_path(binary: &str) -> Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("{binary} not found"))
 }
 
-/// The JSON `<runtime> features` prints, checked to be a JSON object.
+/// The JSON `<runtime> features` prints, checked to be a JSON object. The
+/// output is read while the runtime runs (a document larger than a pipe
+/// holds must not stall it), by a thread that owns the child; a runtime
+/// still running after [`FEATURES_TIMEOUT`] is killed.
 fn features(path: &Path) -> Result<Vec<u8>> {
-    let mut child = Command::new(path)
+    let child = Command::new(path)
         .arg("features")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("running {} features", path.display()))?;
-    let deadline = Instant::now() + FEATURES_TIMEOUT;
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(FEATURES_TIMEOUT) {
+        Ok(out) => out?,
+        Err(_) => {
+            // The thread still owns the child and reaps it once killed.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = reader.join();
             bail!(
                 "{} features took longer than {FEATURES_TIMEOUT:?}",
                 path.display()
             );
         }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = child.wait_with_output()?;
+    };
+    let _ = reader.join();
     if !out.status.success() {
         bail!(
             "{} features: {} ({})",
@@ -156,6 +164,29 @@ mod tests {
             format!("{e:#}").contains("/nonexistent/tether-runtime"),
             "{e:#}"
         );
+    }
+
+    /// A features document larger than a pipe holds (64 KiB) comes through
+    /// whole, at once (it used to stall the runtime until the timeout).
+    #[test]
+    fn large_features_document_is_read_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = dir.path().join("big-runtime");
+        std::fs::write(
+            &runtime,
+            "#!/bin/sh\nprintf '{\"pad\":\"'\nhead -c 300000 /dev/zero | tr '\\0' x\nprintf '\"}'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let start = std::time::Instant::now();
+        let doc = features(&runtime).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(doc.len() > 300_000, "{}", doc.len());
     }
 
     #[test]
