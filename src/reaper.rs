@@ -15,9 +15,7 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use crate::sys::Reaped;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 
@@ -145,19 +143,16 @@ impl Reaper {
             return;
         }
         loop {
-            let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, code as u32),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as u32),
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(_) => continue,
-                Err(Errno::EINTR) => continue,
+            let (pid, status) = match crate::sys::reap_one() {
+                Ok(Reaped::Exited(pid, status)) => (pid, status),
+                Ok(Reaped::NoneYet | Reaped::NoChildren) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "waitpid failed");
                     return;
                 }
             };
             let exit = Exit {
-                pid: pid.as_raw() as u32,
+                pid,
                 status,
                 at: SystemTime::now(),
             };

@@ -445,3 +445,56 @@ pub fn mount_from_dir(
     }
     Ok(())
 }
+
+/// Sends signal number `signal` to `pid`: any signal the kernel knows,
+/// realtime ones included (nix's `Signal` has none of those).
+pub fn send_signal(pid: u32, signal: i32) -> Result<(), nix::errno::Errno> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid as libc::pid_t, signal) } < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+/// What [`reap_one`] found.
+pub enum Reaped {
+    /// A child ended: its pid, and its exit code or 128 + the signal that
+    /// killed it (realtime signals included).
+    Exited(u32, u32),
+    /// Children are left, none has ended yet.
+    NoneYet,
+    /// No child is left.
+    NoChildren,
+}
+
+/// Reaps one ended child, without blocking. nix's waitpid cannot be used:
+/// it turns a child killed by a realtime signal into an EINVAL error after
+/// the kernel has already reaped it, and that exit would be lost.
+pub fn reap_one() -> io::Result<Reaped> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid writes one int to `status`, which lives across the
+        // call; the flags ask for no blocking.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid == 0 {
+            return Ok(Reaped::NoneYet);
+        }
+        if pid < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => Ok(Reaped::NoChildren),
+                _ => Err(e),
+            };
+        }
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status) as u32
+        } else if libc::WIFSIGNALED(status) {
+            128 + libc::WTERMSIG(status) as u32
+        } else {
+            // Stopped or continued (not asked for): not an end.
+            continue;
+        };
+        return Ok(Reaped::Exited(pid as u32, code));
+    }
+}

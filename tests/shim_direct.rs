@@ -329,3 +329,37 @@ async fn connections_from_another_group_are_refused() {
         .unwrap();
     f.shutdown_and_wait_exit().await;
 }
+
+/// Kill of an exec takes realtime signals, as Kill of the init does (runc
+/// kill): SIGRTMIN+6 (40) ends a `sleep` exec with status 128 + 40, and
+/// that exit is reaped and reported (nix's waitpid lost it: it returns
+/// EINVAL for a realtime signal after the kernel has reaped the child).
+#[tokio::test(flavor = "current_thread")]
+async fn exec_kill_takes_realtime_signals() {
+    let f = Fixture::new(&["/bin/sleep", "1000"]).await;
+    f.create().await;
+    f.start().await;
+    let e = Exec::add(&f, "rt", &["/bin/sleep", "100"], ("", "")).await;
+    let pid = e.start().await.unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    eprintln!(
+        "{}",
+        status
+            .lines()
+            .filter(|l| l.starts_with("Sig"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    e.kill(40).await.unwrap();
+    assert_eq!(e.wait().await, 168);
+    e.delete().await.unwrap();
+    // Past SIGRTMAX (64) is no signal.
+    let late = Exec::add(&f, "late", &["/bin/sleep", "100"], ("", "")).await;
+    late.start().await.unwrap();
+    let (code, _) = code_of(late.kill(65).await);
+    assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT);
+    late.kill(9).await.unwrap();
+    assert_eq!(late.wait().await, 137);
+    late.delete().await.unwrap();
+    assert_eq!(f.stop_and_delete().await, 137);
+}

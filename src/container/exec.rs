@@ -4,8 +4,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 use crate::container::{deletable, never_ran_or, Container};
 use crate::error::{Error, Result};
@@ -142,9 +140,14 @@ impl Container {
                 p.exec_id
             )));
         }
-        let sig = Signal::try_from(signal as i32)
-            .map_err(|_| Error::InvalidArgument(format!("signal {signal} is not a signal")))?;
-        match kill(Pid::from_raw(p.pid() as i32), sig) {
+        // Any signal number up to SIGRTMAX, realtime ones included, as Kill
+        // of the init (runc kill) takes them.
+        if signal == 0 || signal as i32 > libc::SIGRTMAX() {
+            return Err(Error::InvalidArgument(format!(
+                "signal {signal} is not a signal"
+            )));
+        }
+        match crate::sys::send_signal(p.pid(), signal as i32) {
             Ok(()) => Ok(()),
             Err(Errno::ESRCH) => Err(finished_error(&self.id, p)),
             Err(e) => Err(Error::Sys {
