@@ -422,3 +422,45 @@ async fn shim_killed_during_a_live_upgrade_loses_no_exit_status() {
         "every kill landed at the same point of the upgrade: {stages:?}"
     );
 }
+
+/// A runc wrapper whose `exec` starts a second late: a Pause sent meanwhile
+/// lands between the shim's "not paused" check and the exec.
+fn slow_exec_wrapper(dir: &Path) -> PathBuf {
+    let path = dir.join("runc-slow-exec");
+    let script =
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = exec ] && sleep 1; done\nexec runc \"$@\"\n";
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Pause cannot slip in while an exec starts: it waits for the Start (the
+/// two take the container's operation lock), so the exec starts and the
+/// Pause then succeeds, rather than runc exec meeting a frozen container.
+#[tokio::test(flavor = "current_thread")]
+async fn pause_waits_for_an_exec_that_is_starting() {
+    let tools = tempfile::tempdir().unwrap();
+    let options = binary_option(&slow_exec_wrapper(tools.path()));
+    let f = Fixture::build(&["/bin/sleep", "1000"], |_| {}, &options).await;
+    let mut req = f.create_request();
+    req.options = MessageField::some(protobuf::Message::parse_from_bytes(&options).unwrap());
+    f.client.create(ctx(), &req).await.unwrap();
+    f.start().await;
+    let e = Exec::add(&f, "slow", &["/bin/sleep", "100"], ("", "")).await;
+    let pause = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let req = PauseRequest {
+            id: f.id.clone(),
+            ..Default::default()
+        };
+        f.client.pause(ctx(), &req).await
+    };
+    let (started, paused) = tokio::join!(e.start(), pause);
+    assert!(started.is_ok(), "exec start: {started:?}");
+    assert!(paused.is_ok(), "pause: {paused:?}");
+    f.resume().await;
+    e.kill(9).await.unwrap();
+    assert_eq!(e.wait().await, 137);
+    e.delete().await.unwrap();
+    assert_eq!(f.stop_and_delete().await, 137);
+}

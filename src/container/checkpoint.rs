@@ -31,7 +31,7 @@ impl Container {
 
     /// Checkpoints the running container; publishes `/tasks/checkpointed`.
     pub async fn checkpoint(&self, args: CheckpointArgs) -> Result<()> {
-        let _op = self.op_lock.lock().await;
+        let _op = self.op_lock.write().await;
         if self.init.phase() != Phase::Running {
             return Err(Error::FailedPrecondition(format!(
                 "cannot checkpoint container {:?}: it is not running",

@@ -54,9 +54,13 @@ impl Container {
         Ok(())
     }
 
-    /// Starts a registered exec.
+    /// Starts a registered exec. It holds the container's operation lock
+    /// (shared with other exec Starts) from the "not paused" check through
+    /// `runc exec`, so a Pause cannot land in between (it waits for the exec
+    /// to have started).
     pub(crate) async fn start_exec(self: &Arc<Self>, exec_id: &str) -> Result<u32> {
         let p = self.process(exec_id)?;
+        let _op = self.op_lock.read().await;
         if self.init.phase().finished() {
             return Err(Error::FailedPrecondition(format!(
                 "cannot start exec {exec_id:?}: the init process of container {:?} has exited",

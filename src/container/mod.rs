@@ -58,10 +58,12 @@ pub struct Container {
     /// Frozen by Pause.
     pub(crate) paused: std::sync::atomic::AtomicBool,
     /// Serialises the operations that check the container's state and then
-    /// change it through the runtime: pause, resume, update, checkpoint. It
-    /// guards no data (those have their own short locks), so it is the one
-    /// lock held while runc runs.
-    pub(crate) op_lock: tokio::sync::Mutex<()>,
+    /// change it through the runtime: pause, resume, update, checkpoint
+    /// (writers), and exec Start, which checks "not paused" before `runc
+    /// exec` (a reader: execs start side by side). It guards no data (those
+    /// have their own short locks), so it is the one lock held while runc
+    /// runs.
+    pub(crate) op_lock: tokio::sync::RwLock<()>,
     /// The handlers of reaped exits still at work (draining output, waiting
     /// for execs): owned here, so none outlives its container.
     exit_handlers: Mutex<tokio::task::JoinSet<()>>,

@@ -27,7 +27,7 @@ impl Container {
 
     /// Freezes every process of the container.
     pub async fn pause(&self) -> Result<()> {
-        let _op = self.op_lock.lock().await;
+        let _op = self.op_lock.write().await;
         self.require_running("pause")?;
         if self.is_paused() {
             return Err(Error::FailedPrecondition(format!(
@@ -45,7 +45,7 @@ impl Container {
 
     /// Thaws a paused container.
     pub async fn resume(&self) -> Result<()> {
-        let _op = self.op_lock.lock().await;
+        let _op = self.op_lock.write().await;
         if !self.is_paused() {
             return Err(Error::FailedPrecondition(format!(
                 "container {:?} is not paused",
@@ -62,7 +62,7 @@ impl Container {
 
     /// Applies new resource limits (OCI LinuxResources JSON).
     pub async fn update(&self, resources_json: &[u8]) -> Result<()> {
-        let _op = self.op_lock.lock().await;
+        let _op = self.op_lock.write().await;
         if self.init.phase().finished() {
             return Err(Error::FailedPrecondition(format!(
                 "cannot update container {:?}: it has exited",
