@@ -219,12 +219,18 @@ impl Process {
         self.lock_pending().size
     }
 
-    /// Waits for the output to be copied (see [`ProcessIo::drain`]).
-    pub async fn drain(&self) {
+    /// Waits for the output to be copied (see [`ProcessIo::drain`]). With a
+    /// `limit`, output still open when it runs out (a child the process left
+    /// behind holds it) is closed: its reader gets its end, and the exit is
+    /// reported. Without one, copying goes on in the background.
+    pub async fn drain(&self, limit: Option<std::time::Duration>) {
         let io = self.lock_io().take();
         if let Some(mut io) = io {
-            io.drain().await;
-            *self.lock_io() = Some(io);
+            let deadline = limit.map(|l| std::time::Instant::now() + l);
+            let ended = io.drain(deadline).await;
+            if ended || limit.is_none() {
+                *self.lock_io() = Some(io);
+            }
         }
     }
 

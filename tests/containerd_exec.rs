@@ -154,7 +154,53 @@ fn file_log_uri_is_byte_exact_through_ctr() {
     cd.assert_no_leftovers(&id, &rootfs, None, None);
 }
 
+/// An exec whose command leaves a child behind that holds its stdout, quiet
+/// or writing every 100 ms, still returns: the shim closes the exec's
+/// output a bounded time (5 s) after the exec's own process exited, with
+/// everything it wrote before.
+fn exec_returns_despite_a_child_holding_its_output() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let id = cd.unique_id("linger");
+    cd.run_detached(&rootfs, &id, &["/bin/sleep", "1000"]);
+    for (exec_id, script) in [
+        ("quiet", "sleep 1000 & echo done"),
+        (
+            "ticking",
+            "(while true; do echo tick; sleep 0.1; done) & echo done",
+        ),
+    ] {
+        let start = std::time::Instant::now();
+        let out = cd.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            exec_id,
+            &id,
+            "/bin/sh",
+            "-c",
+            script,
+        ]);
+        let took = start.elapsed();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{exec_id}: {}",
+            describe_output(&out)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.lines().any(|l| l == "done"),
+            "{exec_id}: {}",
+            describe_output(&out)
+        );
+        eprintln!("[test] exec {exec_id} returned after {took:?}");
+    }
+    cd.kill_and_remove(&id, &rootfs);
+}
+
 crate::containerd_matrix!(
+    exec_returns_despite_a_child_holding_its_output,
     ctr_exec_statuses_stdin_round_trip_and_kill,
     terminal_exec_output_is_complete,
     file_log_uri_is_byte_exact_through_ctr,

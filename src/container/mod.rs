@@ -73,6 +73,11 @@ pub struct Container {
     pub(crate) notices: Notices,
 }
 
+/// How long an exec's output may stay open after the exec's own process has
+/// exited (a background child holding it) before it is closed and the exit
+/// reported. Output that flows keeps the drain going until then.
+pub(crate) const EXEC_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The daemon-wide services every container works with.
 #[derive(Clone)]
 pub struct Services {
@@ -228,12 +233,16 @@ impl Container {
                     tracing::debug!(id = %self.id, error = %e, "killing the rest of the container");
                 }
             }
-            process.drain().await;
+            // The container's processes are gone with its init (killed
+            // above, or with its pid namespace): no time limit needed.
+            process.drain(None).await;
             self.wait_for_execs().await;
             // An OOM kill that ended the container is reported before its exit.
             self.check_oom();
         } else {
-            process.drain().await;
+            // A child the exec left behind may hold its output open (or
+            // keep writing) for ever: the exec still returns.
+            process.drain(Some(EXEC_DRAIN_LIMIT)).await;
         }
         let info = ExitInfo {
             status: exit.status,

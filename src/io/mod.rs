@@ -21,7 +21,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
@@ -247,27 +247,39 @@ impl ProcessIo {
         self.stdin_holder = None;
     }
 
-    /// Waits until every output has been copied to EOF, or until output has
-    /// made no progress for a while.
-    pub async fn drain(&mut self) {
+    /// Waits until every output has been copied to EOF, until output has
+    /// made no progress for [`DRAIN_STALL`], or until `deadline` (if any).
+    /// Says whether every output reached its end.
+    pub async fn drain(&mut self, deadline: Option<Instant>) -> bool {
         let mut last = self.progress.load(Ordering::Relaxed);
         for handle in &mut self.outputs {
             loop {
-                match tokio::time::timeout(DRAIN_STALL, &mut *handle).await {
+                let wait = match deadline {
+                    Some(d) => DRAIN_STALL.min(d.saturating_duration_since(Instant::now())),
+                    None => DRAIN_STALL,
+                };
+                match tokio::time::timeout(wait, &mut *handle).await {
                     Ok(_) => break,
+                    Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                        tracing::warn!(
+                            "output still open at the drain deadline (a child left behind holds it?); reporting the exit and closing it"
+                        );
+                        return false;
+                    }
                     Err(_) => {
                         let now = self.progress.load(Ordering::Relaxed);
                         if now == last {
                             tracing::warn!(
                                 "output made no progress for {DRAIN_STALL:?}; reporting the exit anyway"
                             );
-                            return;
+                            return false;
                         }
                         last = now;
                     }
                 }
             }
         }
+        true
     }
 }
 
