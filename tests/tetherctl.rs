@@ -120,6 +120,45 @@ fn run_rm_prints_output_and_exits_with_the_status() {
     c.assert_nothing_left();
 }
 
+/// 64 MiB of random bytes through `run --rm` to a pipe come out exact, and
+/// so does `seq 1 2000000` (tetherctl once wrote each chunk through a new
+/// stdout handle, and tokio reordered them).
+#[test]
+fn large_output_is_exact() {
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    let data = common::pseudo_random_bytes(64 << 20, 3);
+    std::fs::write(Path::new(&rootfs).join("data.bin"), &data).unwrap();
+    let out = c.run(&[
+        "run",
+        "--rm",
+        "--rootfs",
+        &rootfs,
+        "big",
+        "/bin/cat",
+        "/data.bin",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(out.stdout.len(), data.len());
+    assert!(out.stdout == data, "the 64 MiB came out altered");
+    let out = c.run(&[
+        "run", "--rm", "--rootfs", &rootfs, "seq", "seq", "1", "2000000",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut want = 1u64;
+    for line in text.lines() {
+        assert_eq!(
+            line.parse::<u64>().ok(),
+            Some(want),
+            "line {want} is {line:?}"
+        );
+        want += 1;
+    }
+    assert_eq!(want, 2_000_001);
+    c.assert_nothing_left();
+}
+
 #[test]
 fn detached_containers_ps_exec_kill_wait_rm() {
     let c = Ctl::new();

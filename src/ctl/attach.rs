@@ -138,18 +138,20 @@ pub(super) async fn attach(
     for (handle, is_err) in fifos.outputs {
         let mut rx = pipe::Receiver::from_file(opened(handle).await?)?;
         outputs.push(tokio::spawn(async move {
+            // One handle for the whole stream: tokio's stdout writes on the
+            // blocking pool, and two handles' writes may overtake each other.
+            let mut out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = if is_err {
+                Box::new(tokio::io::stderr())
+            } else {
+                Box::new(tokio::io::stdout())
+            };
             let mut buf = vec![0u8; 64 * 1024];
             while let Ok(n @ 1..) = rx.read(&mut buf).await {
-                let ok = if is_err {
-                    tokio::io::stderr().write_all(&buf[..n]).await
-                } else {
-                    tokio::io::stdout().write_all(&buf[..n]).await
-                };
-                if ok.is_err() {
+                if out.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
             }
-            let _ = tokio::io::stdout().flush().await;
+            let _ = out.flush().await;
         }));
     }
     let mut tx = pipe::Sender::from_file(opened(fifos.input).await?)?;
