@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::net::UnixListener as StdUnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -231,7 +231,17 @@ async fn serve(
     let _ = server.shutdown().await;
     // The socket file went with Shutdown (another daemon may own that path
     // by now).
-    publisher.flush(FLUSH_LIMIT).await;
+    // Nobody to wait for when no events socket exists at all (tetherctl
+    // with no `events` running): a containerd that is down, even killed,
+    // leaves its socket file behind.
+    let events_socket = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+    let events_socket = events_socket.trim_start_matches("unix://");
+    let limit = if !events_socket.is_empty() && Path::new(events_socket).exists() {
+        FLUSH_LIMIT
+    } else {
+        Duration::ZERO
+    };
+    publisher.flush(limit).await;
     tracing::info!(id = flags.id, "shim exiting");
     Ok(())
 }
