@@ -117,6 +117,20 @@ fn run_rm_prints_output_and_exits_with_the_status() {
     assert_eq!(code(&out), 5, "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     assert_eq!(stderr(&out), "err\n");
+    // The longest id containerd allows (76) runs too; its hostname is the
+    // first 64 characters (the kernel's limit).
+    let long = "l".repeat(76);
+    let out = c.run(&[
+        "run",
+        "--rm",
+        "--rootfs",
+        &rootfs,
+        &long,
+        "cat",
+        "/proc/sys/kernel/hostname",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "l".repeat(64));
     c.assert_nothing_left();
 }
 

@@ -62,8 +62,14 @@ pub fn process(p: &ProcessOptions) -> Value {
     })
 }
 
-/// A whole spec for a container with its root at `rootfs` (absolute).
+/// The kernel's limit on a hostname (HOST_NAME_MAX); container ids may be
+/// longer (76).
+const HOSTNAME_MAX: usize = 64;
+
+/// A whole spec for a container with its root at `rootfs` (absolute). The
+/// hostname is `hostname` cut to what the kernel takes (ids are ASCII).
 pub fn spec(hostname: &str, rootfs: &str, p: &ProcessOptions, memory: Option<u64>) -> Value {
+    let hostname = hostname.get(..HOSTNAME_MAX).unwrap_or(hostname);
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if let Some(limit) = memory {
         resources["memory"] = json!({"limit": limit});
@@ -128,5 +134,8 @@ mod tests {
         assert_eq!(s["root"]["path"], "/srv/rootfs");
         assert_eq!(s["linux"]["resources"]["memory"]["limit"], 64 << 20);
         assert_eq!(s["hostname"], "c1");
+        let long = "x".repeat(76);
+        let s = spec(&long, "/srv/rootfs", &p, None);
+        assert_eq!(s["hostname"], "x".repeat(64));
     }
 }
