@@ -163,7 +163,8 @@ pub async fn wait(store: &Store, id: &str) -> Result<u8> {
     Ok(exit_code(exit.exit_status))
 }
 
-/// `rm`.
+/// `rm`: removes each id it can; exits 125, as every other command does on
+/// an error, when one could not be removed.
 pub async fn rm(store: &Store, ids: &[String], force: bool) -> Result<u8> {
     let mut failed = false;
     for id in ids {
@@ -172,7 +173,7 @@ pub async fn rm(store: &Store, ids: &[String], force: bool) -> Result<u8> {
             failed = true;
         }
     }
-    Ok(if failed { 1 } else { 0 })
+    Ok(if failed { 125 } else { 0 })
 }
 
 /// Deletes the task, stops the shim, cleans up as containerd would after a
