@@ -35,6 +35,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    if flags.help {
+        print!("{}", cli::USAGE);
+        return ExitCode::SUCCESS;
+    }
     if flags.version {
         println!("containerd-shim-tether-v2 {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;

@@ -36,7 +36,33 @@ pub struct Flags {
     pub action: Option<String>,
     /// Check that this binary can take over an upgrade state file.
     pub upgrade_check: Option<String>,
+    /// Print the usage and exit (`-h`, `-help`).
+    pub help: bool,
 }
+
+/// What `-help` prints: the shim is run by containerd, not by hand.
+pub const USAGE: &str = "\
+Usage: containerd-shim-tether-v2 [flags] [start|delete]
+
+tether, a containerd shim (runtime v2, runtime type io.containerd.tether.v2).
+containerd runs it; to run containers without containerd, use tetherctl.
+
+  start      start a shim daemon for a task and print its address
+  delete     clean up after a task whose shim is gone
+  (none)     serve the Task API (what start runs in the background)
+
+Flags:
+  -namespace NAME        containerd namespace
+  -id ID                 task id
+  -address PATH          containerd's socket
+  -publish-binary PATH   accepted, unused (events go over ttrpc)
+  -bundle DIR            the task's bundle (delete)
+  -socket, -debug-socket accepted for compatibility, unused
+  -debug                 log at debug level
+  -v, -version           print the version
+  -info                  print the runtime's RuntimeInfo (containerd 2.x)
+  -h, -help              print this
+";
 
 const VALUE_FLAGS: &[&str] = &[
     "namespace",
@@ -48,7 +74,7 @@ const VALUE_FLAGS: &[&str] = &[
     "debug-socket",
     "upgrade-check",
 ];
-const BOOL_FLAGS: &[&str] = &["debug", "v", "version", "info"];
+const BOOL_FLAGS: &[&str] = &["debug", "v", "version", "info", "h", "help"];
 
 impl Flags {
     /// Parses `args` (without the program name).
@@ -79,6 +105,7 @@ impl Flags {
                 match name {
                     "debug" => flags.debug = on,
                     "info" => flags.info = on,
+                    "h" | "help" => flags.help = on,
                     _ => flags.version = on,
                 }
                 continue;
@@ -138,6 +165,14 @@ mod tests {
         assert_eq!(f.bundle.as_deref(), Some("/b"));
         assert!(!f.debug);
         assert_eq!(f.action.as_deref(), Some("delete"));
+    }
+
+    #[test]
+    fn help_in_every_spelling() {
+        for h in ["-h", "-help", "--help", "--h"] {
+            assert!(parse(h).unwrap().help, "{h}");
+        }
+        assert!(USAGE.contains("tetherctl"));
     }
 
     #[test]

@@ -16,7 +16,12 @@ use clap::{Parser, Subcommand};
 
 /// Run containers through tether shims, without containerd.
 #[derive(Debug, Parser)]
-#[command(name = "tetherctl", version, about, long_about = None)]
+#[command(
+    name = "tetherctl",
+    version,
+    about = "Runs containers without containerd: each under its own tether shim (containerd-shim-tether-v2, found next to tetherctl or in PATH), with runc",
+    long_about = None
+)]
 pub struct Cli {
     /// State directory: bundles, and the events socket.
     #[arg(
