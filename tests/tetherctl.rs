@@ -348,6 +348,23 @@ fn bad_input_is_named_and_leaves_nothing_behind() {
         "{}",
         stderr(&out)
     );
+    // An exec id in use by a running exec is named, not a raw EEXIST.
+    let mut first = c
+        .cmd(&["exec", "--exec-id", "dup", "used", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let fifo = c.state().join("containers/used/dup-stdin");
+    let seen = common::poll_until(Duration::from_secs(10), || fifo.exists().then_some(()));
+    assert!(seen.is_some(), "the first exec did not start");
+    let out = c.run(&["exec", "--exec-id", "dup", "used", "true"]);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exec id dup is already in use"),
+        "{}",
+        stderr(&out)
+    );
+    sigkill(first.id());
+    let _ = first.wait();
     // Still running, untouched by the failed commands.
     assert!(c.ok(&["ps"]).contains("RUNNING"));
     c.ok(&["rm", "-f", "used"]);

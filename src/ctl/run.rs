@@ -242,6 +242,14 @@ pub async fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
     let mut process = config["process"].clone();
     process["args"] = args.command.clone().into();
     process["terminal"] = args.tty.into();
+    // The exec's FIFOs are named after it: if they exist, that exec id is
+    // in use (by a running `tetherctl exec`).
+    if bundle.join(format!("{exec_id}-stdin")).exists() {
+        anyhow::bail!(
+            "exec id {exec_id} is already in use in container {}",
+            args.id
+        );
+    }
     let fifos = Fifos::make(&bundle, &format!("{exec_id}-"), args.tty)?;
     let result = exec_in(&shim, &exec_id, process, &fifos, args.tty).await;
     fifos.remove();
