@@ -44,8 +44,16 @@ impl ShimSpawn<'_> {
         cmd
     }
 
-    /// Runs `start` and returns the address it printed.
+    /// Runs `start` with `self.options` on stdin and returns the address it
+    /// printed.
     pub fn start(&self) -> std::io::Result<String> {
+        self.start_with(self.options)
+    }
+
+    /// Runs `start` with `stdin` (runtime options, or containerd 2.3's
+    /// BootstrapParams) and returns the address: printed plainly, or inside
+    /// the BootstrapResult that answers bootstrap params.
+    pub fn start_with(&self, stdin_bytes: &[u8]) -> std::io::Result<String> {
         use std::io::Write;
         let mut child = self
             .command("start")
@@ -54,7 +62,7 @@ impl ShimSpawn<'_> {
             .stderr(Stdio::piped())
             .spawn()?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(self.options)?;
+            stdin.write_all(stdin_bytes)?;
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
@@ -65,7 +73,12 @@ impl ShimSpawn<'_> {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        if out.stdout.starts_with(b"unix://") {
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+        crate::protos::bootstrap::BootstrapResult::parse_from_bytes(&out.stdout)
+            .map(|r| r.address)
+            .map_err(|e| std::io::Error::other(format!("shim start printed no address: {e}")))
     }
 
     /// Runs `delete` and decodes its DeleteResponse.

@@ -190,6 +190,24 @@ fn detached_containers_ps_exec_kill_wait_rm() {
         assert!(line.ends_with("RUNNING"), "{ps}");
     }
     assert_eq!(c.ok(&["ps", "-q"]), "a\nb\nc\n");
+    // Everything stays in the state directory: the shims' sockets (0600 in
+    // a 0700 dir) and runc's state.
+    let sockets: Vec<_> = std::fs::read_dir(c.state().join("s")).unwrap().collect();
+    assert_eq!(sockets.len(), 3, "{sockets:?}");
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+    assert_eq!(mode(&c.state().join("s")), 0o700);
+    for id in ["a", "b", "c"] {
+        assert!(c
+            .state()
+            .join("runc/tether")
+            .join(id)
+            .join("state.json")
+            .is_file());
+        assert!(!Path::new("/run/containerd/runc/tether").join(id).exists());
+    }
     let json: serde_json::Value = serde_json::from_str(&c.ok(&["ps", "--json"])).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);
     assert!(json[0]["pid"].as_u64().unwrap() > 0);

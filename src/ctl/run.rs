@@ -168,7 +168,7 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
     let shim_binary = Store::shim_binary();
     let address = store
         .spawn_args(&args.id, bundle, &shim_binary)
-        .start()
+        .start_with(&store.bootstrap(&args.id)?)
         .with_context(|| format!("starting the shim {}", shim_binary.display()))?;
     let _ = address;
     let shim = store.client(&args.id).await?;
@@ -177,6 +177,7 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
         id: args.id.clone(),
         bundle: bundle.display().to_string(),
         terminal: args.tty,
+        options: MessageField::some(store.runtime_options()?),
         ..Default::default()
     };
     match &fifos {

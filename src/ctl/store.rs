@@ -4,7 +4,13 @@
 //! ```text
 //! <state>/events.sock            served by a running `tetherctl events`
 //! <state>/containers/<id>/       the bundle: config.json, address, log, ...
+//! <state>/s/                     the shims' sockets (0700)
+//! <state>/runc/                  runc's state (its --root)
 //! ```
+//!
+//! Nothing goes outside it: the shims learn their socket directory and
+//! runc root from the bootstrap params tetherctl writes to `start`, as
+//! containerd 2.3+ writes them.
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
@@ -96,6 +102,42 @@ impl Store {
             ttrpc_address: &self.events,
             options: &[],
         }
+    }
+
+    /// What tetherctl writes to the shim's `start` for container `id`:
+    /// containerd 2.3's BootstrapParams, with the socket directory and,
+    /// among the extensions, runc options whose root is in the store.
+    pub fn bootstrap(&self, id: &str) -> Result<Vec<u8>> {
+        use protobuf::Message;
+        let any = self.runtime_options()?;
+        let params = crate::protos::bootstrap::BootstrapParams {
+            instance_id: id.to_string(),
+            namespace: NAMESPACE.to_string(),
+            containerd_ttrpc_address: self.events.clone(),
+            extensions: vec![crate::protos::bootstrap::Extension {
+                value: protobuf::MessageField::some(any),
+                ..Default::default()
+            }],
+            socket_dir: Some(self.root.join("s").display().to_string()),
+            ..Default::default()
+        };
+        Ok(params.write_to_bytes()?)
+    }
+
+    /// The runtime options of every container (in Create, as containerd
+    /// sends them, and in the bootstrap params): runc's root is in the
+    /// store.
+    pub fn runtime_options(&self) -> Result<protobuf::well_known_types::any::Any> {
+        use protobuf::Message;
+        let options = crate::protos::runc_options::Options {
+            root: self.root.join("runc").display().to_string(),
+            ..Default::default()
+        };
+        Ok(protobuf::well_known_types::any::Any {
+            type_url: "containerd.runc.v1.Options".into(),
+            value: options.write_to_bytes()?,
+            ..Default::default()
+        })
     }
 
     /// The shim binary: next to this executable, else on PATH.
