@@ -449,3 +449,35 @@ fn upgrade_replaces_the_shim_in_place() {
     c.ok(&["rm", "-f", "up"]);
     c.assert_nothing_left();
 }
+
+/// SIGTERM (or Ctrl-C's SIGINT) sent to a foreground `run --rm` reaches the
+/// container, and tetherctl still removes it once it exits, with its status.
+#[test]
+fn signals_to_a_foreground_run_reach_the_container_and_rm_still_happens() {
+    use std::io::{BufRead, BufReader};
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    for (signal, status) in [
+        (nix::sys::signal::Signal::SIGTERM, 3),
+        (nix::sys::signal::Signal::SIGINT, 4),
+    ] {
+        let script =
+            "trap 'exit 3' TERM; trap 'exit 4' INT; echo ready; while :; do sleep 0.1; done";
+        let mut child = c
+            .cmd(&[
+                "run", "--rm", "--rootfs", &rootfs, "sig", "sh", "-c", script,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let done = child.wait().unwrap();
+        assert_eq!(done.code(), Some(status), "{signal:?}");
+        c.assert_nothing_left();
+    }
+}

@@ -216,13 +216,57 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
         println!("{}", args.id);
         return Ok(0);
     };
+    // SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to a foreground tetherctl
+    // go to the container (as docker run's signal proxy does); tetherctl
+    // goes on waiting, so --rm still removes it once it exits.
+    let proxy = tokio::spawn(forward_signals(shim.client.clone(), args.id.clone()));
     let status = attach(&shim, "", opening, args.tty).await;
+    proxy.abort();
     drop(raw);
     let status = status?;
     if args.rm {
         remove(store, &args.id, false).await?;
     }
     Ok(exit_code(status))
+}
+
+/// Sends each SIGINT, SIGTERM, SIGHUP and SIGQUIT this process gets to
+/// container `id`'s init, until aborted.
+async fn forward_signals(client: crate::protos::shim_ttrpc::TaskClient, id: String) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::quit(),
+    ];
+    let mut streams = Vec::new();
+    for kind in kinds {
+        match signal(kind) {
+            Ok(s) => streams.push((kind, s)),
+            Err(e) => eprintln!(
+                "tetherctl: cannot forward signal {}: {e}",
+                kind.as_raw_value()
+            ),
+        }
+    }
+    loop {
+        let next = futures_util::future::select_all(
+            streams
+                .iter_mut()
+                .map(|(k, s)| Box::pin(async move { s.recv().await.map(|_| *k) })),
+        );
+        let (got, _, _) = next.await;
+        let Some(kind) = got else { return };
+        let req = crate::protos::shim::KillRequest {
+            id: id.clone(),
+            signal: kind.as_raw_value() as u32,
+            ..Default::default()
+        };
+        if let Err(e) = client.kill(ctx(), &req).await {
+            eprintln!("tetherctl: forwarding signal {}: {e}", kind.as_raw_value());
+        }
+    }
 }
 
 /// `exec`.
