@@ -13,6 +13,7 @@ if ((${#missing[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
+echo "== building tether (cargo build --release: about 2 minutes the first time)"
 cargo build --release --quiet
 bin=$PWD/target/release
 
