@@ -480,4 +480,24 @@ fn signals_to_a_foreground_run_reach_the_container_and_rm_still_happens() {
         assert_eq!(done.code(), Some(status), "{signal:?}");
         c.assert_nothing_left();
     }
+    // The same for a foreground exec: the signal reaches the exec's process.
+    c.ok(&["run", "-d", "--rootfs", &rootfs, "host", "sleep", "1000"]);
+    let script = "trap 'exit 3' TERM; echo ready; while :; do sleep 0.1; done";
+    let mut child = c
+        .cmd(&["exec", "host", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    c.ok(&["rm", "-f", "host"]);
+    c.assert_nothing_left();
 }

@@ -219,7 +219,11 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
     // SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to a foreground tetherctl
     // go to the container (as docker run's signal proxy does); tetherctl
     // goes on waiting, so --rm still removes it once it exits.
-    let proxy = tokio::spawn(forward_signals(shim.client.clone(), args.id.clone()));
+    let proxy = tokio::spawn(forward_signals(
+        shim.client.clone(),
+        args.id.clone(),
+        String::new(),
+    ));
     let status = attach(&shim, "", opening, args.tty).await;
     proxy.abort();
     drop(raw);
@@ -231,8 +235,12 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
 }
 
 /// Sends each SIGINT, SIGTERM, SIGHUP and SIGQUIT this process gets to
-/// container `id`'s init, until aborted.
-async fn forward_signals(client: crate::protos::shim_ttrpc::TaskClient, id: String) {
+/// process `exec_id` (the init when empty) of container `id`, until aborted.
+async fn forward_signals(
+    client: crate::protos::shim_ttrpc::TaskClient,
+    id: String,
+    exec_id: String,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let kinds = [
         SignalKind::interrupt(),
@@ -260,6 +268,7 @@ async fn forward_signals(client: crate::protos::shim_ttrpc::TaskClient, id: Stri
         let Some(kind) = got else { return };
         let req = crate::protos::shim::KillRequest {
             id: id.clone(),
+            exec_id: exec_id.clone(),
             signal: kind.as_raw_value() as u32,
             ..Default::default()
         };
@@ -345,7 +354,16 @@ async fn exec_in(
     let opening = Opening::start(fifos, tty);
     let started = shim.client.start(ctx(), &start).await;
     let status = match started {
-        Ok(_) => attach(shim, exec_id, opening, tty).await,
+        Ok(_) => {
+            let proxy = tokio::spawn(forward_signals(
+                shim.client.clone(),
+                shim.id.clone(),
+                exec_id.to_string(),
+            ));
+            let status = attach(shim, exec_id, opening, tty).await;
+            proxy.abort();
+            status
+        }
         Err(e) => {
             opening.abort();
             Err(rpc_err("starting the exec")(e))
