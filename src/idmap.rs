@@ -201,12 +201,7 @@ pub(crate) fn mount_idmapped(
     }
     // Every lowerdir through one idmapped, read-only copy of their common
     // parent directory.
-    let lowers: Vec<String> = plain
-        .options
-        .iter()
-        .filter_map(|o| o.strip_prefix("lowerdir="))
-        .flat_map(|v| v.split(':').map(str::to_string))
-        .collect();
+    let lowers = crate::mount::lower_layers(plain.options.iter().map(String::as_str));
     let common = crate::mount::common_parent(&lowers).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "idmapped overlay: the lower layers {lowers:?} share no directory below /"
@@ -227,17 +222,8 @@ pub(crate) fn mount_idmapped(
             let rel = Path::new(l).strip_prefix(&common).unwrap_or(Path::new(l));
             scratch.join(rel).display().to_string()
         };
-        let options = plain
-            .options
-            .iter()
-            .map(|o| match o.strip_prefix("lowerdir=") {
-                Some(v) => format!(
-                    "lowerdir={}",
-                    v.split(':').map(through).collect::<Vec<_>>().join(":")
-                ),
-                None => o.clone(),
-            })
-            .collect();
+        let options =
+            crate::mount::map_lower_layers(plain.options.iter().map(String::as_str), through);
         let remapped = crate::mount::Mount {
             options,
             ..plain.clone()

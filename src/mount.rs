@@ -173,31 +173,39 @@ fn finish(m: &Mount, target: &Path, flags: MsFlags, propagation: MsFlags) -> Res
 /// directory they share, and that directory.
 fn relative_lowerdirs(data: &str) -> Option<(PathBuf, String)> {
     let opts: Vec<&str> = data.split(',').collect();
-    let layers: Vec<String> = opts
-        .iter()
-        .find_map(|o| o.strip_prefix("lowerdir="))?
-        .split(':')
-        .map(str::to_string)
-        .collect();
-    let dir = common_parent(&layers)?;
+    let dir = common_parent(&lower_layers(opts.iter().copied()))?;
     let relative = |l: &str| {
         Path::new(l)
             .strip_prefix(&dir)
             .map(|r| r.display().to_string())
             .unwrap_or_else(|_| l.to_string())
     };
-    let short = opts
-        .iter()
+    let short = map_lower_layers(opts.iter().copied(), relative).join(",");
+    Some((dir, short))
+}
+
+/// The layers of the `lowerdir=` options among `options`, in order.
+pub(crate) fn lower_layers<'a>(options: impl Iterator<Item = &'a str>) -> Vec<String> {
+    options
+        .filter_map(|o| o.strip_prefix("lowerdir="))
+        .flat_map(|v| v.split(':').map(str::to_string))
+        .collect()
+}
+
+/// `options` with each layer of `lowerdir=` replaced by `f(layer)`.
+pub(crate) fn map_lower_layers<'a>(
+    options: impl Iterator<Item = &'a str>,
+    f: impl Fn(&str) -> String,
+) -> Vec<String> {
+    options
         .map(|o| match o.strip_prefix("lowerdir=") {
             Some(v) => format!(
                 "lowerdir={}",
-                v.split(':').map(relative).collect::<Vec<_>>().join(":")
+                v.split(':').map(&f).collect::<Vec<_>>().join(":")
             ),
             None => o.to_string(),
         })
-        .collect::<Vec<_>>()
-        .join(",");
-    Some((dir, short))
+        .collect()
 }
 
 /// Mounts the overlay `m` on `target` with `data` read from within `dir`, in

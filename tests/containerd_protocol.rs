@@ -314,6 +314,24 @@ crate::containerd_matrix!(
     user_namespaced_container_writes_its_stdio,
 );
 
+/// Runs the shim's `-info` with the runtime options `any` on stdin.
+fn info_with(any: &protobuf::well_known_types::any::Any) -> std::process::Output {
+    let mut child = Command::new(common::shim_path())
+        .arg("-info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running -info");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&any.write_to_bytes().unwrap())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// `-info` answers with a RuntimeInfo naming tether, its version, and runc's
 /// own `features` document.
 #[test]
@@ -347,20 +365,7 @@ fn info_reports_the_runtime_and_runc_features() {
     let mut opts = tether::protos::runc_options::Options::new();
     opts.binary_name = "/nonexistent/runtime".into();
     let any = common::runc_options(opts);
-    let mut child = Command::new(common::shim_path())
-        .arg("-info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running -info");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&any.write_to_bytes().unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = info_with(&any);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("/nonexistent/runtime"),
@@ -379,20 +384,7 @@ fn info_advertises_the_newest_runc_features() {
     let mut opts = tether::protos::runc_options::Options::new();
     opts.binary_name = runc.display().to_string();
     let any = common::runc_options(opts);
-    let mut child = Command::new(common::shim_path())
-        .arg("-info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running -info");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&any.write_to_bytes().unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = info_with(&any);
     assert!(out.status.success(), "{}", describe_output(&out));
     let info = RuntimeInfo::parse_from_bytes(&out.stdout).expect("a RuntimeInfo on stdout");
     let features: serde_json::Value =

@@ -454,7 +454,6 @@ fn upgrade_replaces_the_shim_in_place() {
 /// container, and tetherctl still removes it once it exits, with its status.
 #[test]
 fn signals_to_a_foreground_run_reach_the_container_and_rm_still_happens() {
-    use std::io::{BufRead, BufReader};
     let c = Ctl::new();
     let rootfs = c.rootfs();
     for (signal, status) in [
@@ -471,11 +470,7 @@ fn signals_to_a_foreground_run_reach_the_container_and_rm_still_happens() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "ready\n");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        signal_when_ready(&mut child, signal);
         let done = child.wait().unwrap();
         assert_eq!(done.code(), Some(status), "{signal:?}");
         c.assert_nothing_left();
@@ -488,16 +483,18 @@ fn signals_to_a_foreground_run_reach_the_container_and_rm_still_happens() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    signal_when_ready(&mut child, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    c.ok(&["rm", "-f", "host"]);
+    c.assert_nothing_left();
+}
+
+/// Waits for `child`'s first line, "ready", then sends it `signal`.
+fn signal_when_ready(child: &mut std::process::Child, signal: nix::sys::signal::Signal) {
+    use std::io::{BufRead, BufReader};
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(3));
-    c.ok(&["rm", "-f", "host"]);
-    c.assert_nothing_left();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
 }

@@ -191,21 +191,7 @@ fn locate(version: &'static str) -> ContainerdBins {
             ctr,
         };
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .args(["containerd", version])
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "building containerd {version} with {} failed ({})",
-        script.display(),
-        out.status
-    );
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let dir = peers_build("containerd", version);
     let b = ContainerdBins {
         version,
         containerd: dir.join("containerd"),
@@ -254,21 +240,7 @@ pub fn runc_dir(version: &'static str) -> PathBuf {
     found
         .entry(version)
         .or_insert_with(|| {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .args(["runc", version])
-                .stdin(Stdio::null())
-                .stderr(Stdio::inherit())
-                .output()
-                .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-            assert!(
-                out.status.success(),
-                "building runc {version} with {} failed ({})",
-                script.display(),
-                out.status
-            );
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            let dir = peers_build("runc", version);
             assert!(
                 dir.join("runc").is_file(),
                 "runc {version}: {} is missing",
@@ -277,4 +249,24 @@ pub fn runc_dir(version: &'static str) -> PathBuf {
             dir
         })
         .clone()
+}
+
+/// `scripts/peers.sh PEER VERSION`: builds the peer when the cache lacks it;
+/// returns its bin dir.
+fn peers_build(peer: &str, version: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args([peer, version])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "building {peer} {version} with {} failed ({})",
+        script.display(),
+        out.status
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
