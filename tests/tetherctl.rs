@@ -498,3 +498,52 @@ fn signal_when_ready(child: &mut std::process::Child, signal: nix::sys::signal::
     assert_eq!(line, "ready\n");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
 }
+
+/// `logs` prints a detached container's output, `logs -f` until it exits;
+/// `--runtime` picks the OCI runtime (here a wrapper that records its calls
+/// and runs runc).
+#[test]
+fn logs_and_a_chosen_runtime() {
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    let wrapper = c.dir.path().join("runc-logged");
+    let calls = c.dir.path().join("calls");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >>{}\nexec runc \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let runtime = wrapper.display().to_string();
+    c.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        &runtime,
+        "--rootfs",
+        &rootfs,
+        "talker",
+        "sh",
+        "-c",
+        "echo one; sleep 0.3; echo two >&2; sleep 1; echo three",
+    ]);
+    let followed = c.ok(&["logs", "-f", "talker"]);
+    assert_eq!(followed, "one\ntwo\nthree\n");
+    assert_eq!(c.ok(&["logs", "talker"]), "one\ntwo\nthree\n");
+    let recorded = std::fs::read_to_string(&calls).unwrap();
+    assert!(
+        recorded.lines().any(|l| l.contains(" create ")),
+        "{recorded}"
+    );
+    let out = c.run(&["logs", "nosuch"]);
+    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    c.ok(&["rm", "talker"]);
+    c.assert_nothing_left();
+}

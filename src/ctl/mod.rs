@@ -5,6 +5,7 @@
 
 mod attach;
 mod commands;
+mod logs;
 mod run;
 pub mod spec;
 pub mod store;
@@ -70,6 +71,14 @@ enum Command {
         /// Container id.
         id: String,
     },
+    /// Print a detached container's output (its stdout and stderr).
+    Logs {
+        /// Keep printing what it writes until it has exited.
+        #[arg(short, long)]
+        follow: bool,
+        /// Container id.
+        id: String,
+    },
     /// Wait for a container to exit; prints and exits with its status.
     Wait {
         /// Container id.
@@ -128,6 +137,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::State { id, json } => commands::state(&store, &id, json).await,
         Command::Kill { signal, all, id } => commands::kill(&store, &id, &signal, all).await,
         Command::Wait { id } => commands::wait(&store, &id).await,
+        Command::Logs { follow, id } => logs::logs(&store, &id, follow).await,
         Command::Rm { force, ids } => commands::rm(&store, &ids, force).await,
         Command::Events => commands::events(&store).await,
         Command::Upgrade { id } => commands::upgrade(&store, &id).await,

@@ -40,6 +40,9 @@ pub struct RunArgs {
     /// docker takes them; e.g. 32M).
     #[arg(short, long, value_name = "SIZE", value_parser = parse_size)]
     memory: Option<u64>,
+    /// The OCI runtime: a name in PATH or a path (default runc).
+    #[arg(long, value_name = "BINARY")]
+    runtime: Option<String>,
     /// Root filesystem directory; tetherctl writes a default spec for it.
     #[arg(
         long,
@@ -168,7 +171,7 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
     let shim_binary = Store::shim_binary();
     let address = store
         .spawn_args(&args.id, bundle, &shim_binary)
-        .start_with(&store.bootstrap(&args.id)?)
+        .start_with(&store.bootstrap(&args.id, args.runtime.as_deref().unwrap_or(""))?)
         .with_context(|| format!("starting the shim {}", shim_binary.display()))?;
     let _ = address;
     let shim = store.client(&args.id).await?;
@@ -177,7 +180,7 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
         id: args.id.clone(),
         bundle: bundle.display().to_string(),
         terminal: args.tty,
-        options: MessageField::some(store.runtime_options()?),
+        options: MessageField::some(store.runtime_options(args.runtime.as_deref().unwrap_or(""))?),
         ..Default::default()
     };
     match &fifos {

@@ -107,9 +107,9 @@ impl Store {
     /// What tetherctl writes to the shim's `start` for container `id`:
     /// containerd 2.3's BootstrapParams, with the socket directory and,
     /// among the extensions, runc options whose root is in the store.
-    pub fn bootstrap(&self, id: &str) -> Result<Vec<u8>> {
+    pub fn bootstrap(&self, id: &str, runtime: &str) -> Result<Vec<u8>> {
         use protobuf::Message;
-        let any = self.runtime_options()?;
+        let any = self.runtime_options(runtime)?;
         let params = crate::protos::bootstrap::BootstrapParams {
             instance_id: id.to_string(),
             namespace: NAMESPACE.to_string(),
@@ -124,12 +124,13 @@ impl Store {
         Ok(params.write_to_bytes()?)
     }
 
-    /// The runtime options of every container (in Create, as containerd
-    /// sends them, and in the bootstrap params): runc's root is in the
-    /// store.
-    pub fn runtime_options(&self) -> Result<protobuf::well_known_types::any::Any> {
+    /// The runtime options of a container (in Create, as containerd sends
+    /// them, and in the bootstrap params): the OCI runtime `runtime` (a name
+    /// in PATH or a path; "" for runc), whose root is in the store.
+    pub fn runtime_options(&self, runtime: &str) -> Result<protobuf::well_known_types::any::Any> {
         use protobuf::Message;
         let options = crate::protos::runc_options::Options {
+            binary_name: runtime.to_string(),
             root: self.root.join("runc").display().to_string(),
             ..Default::default()
         };
