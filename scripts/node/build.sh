@@ -65,7 +65,10 @@ echo "built on $(date -u +%FT%TZ) with $(go version | awk '{print $3}')" >>"$tmp
 rm -rf "$dest"
 mv "$tmp" "$dest"
 trap - EXIT
-for old in "$cache"/node-*; do
-    [[ "$old" == "$dest" || "$old" == *.tmp.* ]] || rm -rf "$old"
+# Older builds go, but not those of the last day (another worktree's).
+for old in "$cache"/node-1*; do
+    [[ "$old" == "$dest" || "$old" == *.tmp.* ]] && continue
+    [[ -n "$(find "$old" -maxdepth 0 -mmin -1440 2>/dev/null)" ]] && continue
+    rm -rf "$old"
 done
 echo "$dest/bin"
