@@ -64,6 +64,7 @@ case "$handler" in runc|tether) ;; *) echo "node-conformance.sh: --handler runc|
 log() { echo "[node-conformance.sh] $*" >&2; }
 setup_failed() {
     log "$*"
+    [[ -n "${kube_copy:-}" ]] && rm -rf "$kube_copy"
     echo "0 passed, 0 failed, 0 skipped"
     exit 2
 }
@@ -75,6 +76,12 @@ t0=$SECONDS
 kube_bin="$(bash "$here/scripts/kube/build.sh")" || setup_failed "building the kubelet failed"
 node_bin="$(bash "$here/scripts/node/build.sh")" || setup_failed "building e2e_node.test failed"
 log "kubelet: $kube_bin; e2e_node.test, ginkgo, agnhost, nnp: $node_bin ($((SECONDS - t0)) s)"
+# The kubelet is started a minute or more from now: a copy of its own, so
+# that a build in another worktree that prunes the cache cannot pull it away.
+kube_copy="$(mktemp -d /tmp/tether-node-kubelet.XXXXXX)"
+trap 'rm -rf "$kube_copy"' EXIT
+cp "$kube_bin/kubelet" "$kube_copy/kubelet"
+kube_bin="$kube_copy"
 
 # ---------------------------------------------------------------- images ---
 prepare_images() {
@@ -125,7 +132,7 @@ mkdir -p "$results"
 results="$(realpath "$results")"
 log "results: $results"
 out="$(mktemp)"
-trap 'rm -f "$out"' EXIT
+trap 'rm -f "$out"; rm -rf "$kube_copy"' EXIT
 # The whole critest.sh run in a private mount namespace: containerd, the
 # kubelet and the shims share it (the kubelet's volume mounts must be
 # visible to containerd), and /usr/bin/systemd-run is /dev/null in it only.

@@ -20,7 +20,7 @@
 # changes on the host: its cgroups (kubepods, kubelet) in every hierarchy,
 # /var/lib/kubelet, /var/log/pods, /var/log/containers and /run/kubernetes
 # (the apiserver's cert dir) when they did not exist before, the sysctls it sets, its KUBE-* iptables chains, the
-# apiserver's key files in /tmp.
+# apiserver's key files and what specs leave in /tmp.
 # Writes to $NODE_RESULTS: ginkgo.log, report.json and junit.xml (ginkgo),
 # kubelet.log and services.log (e2e_node's), host-diff.txt (what was left).
 # Exit status: ginkgo's (0 when every spec passed), 2 when it could not start.
@@ -49,7 +49,10 @@ sysctl_keys=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_o
 sysctls_before=""
 for k in "${sysctl_keys[@]}"; do sysctls_before+="$k=$(cat "/proc/sys/$k" 2>/dev/null) "; done
 chains_before="$(for t in filter nat mangle; do iptables -t "$t" -S 2>/dev/null | awk -v t="$t" '$1 == "-N" {print t " " $2}'; done)"
-tmp_keys_before="$(ls -d /tmp/insecure_test_key* 2>/dev/null || true)"
+# Files some specs leave in the host's /tmp (HostPath's /tmp/test-file, the
+# device plugin specs' sockets dirs) and the apiserver's keys.
+tmp_globs=(/tmp/insecure_test_key* /tmp/test-file /tmp/device-plugin-failures-*)
+tmp_keys_before="$(ls -d "${tmp_globs[@]}" 2>/dev/null || true)"
 snapshot() { ls -d /tmp/* /var/lib/* /var/log/* /etc/* /run/* 2>/dev/null | grep -v "^$CRI_TMP" || true; }
 snapshot >"$work/host-before.txt"
 
@@ -135,7 +138,7 @@ cleanup() {
             iptables -t "$t" -X "$c" 2>/dev/null
         done
     done
-    for d in /tmp/insecure_test_key*; do
+    for d in "${tmp_globs[@]}"; do
         [[ -e "$d" ]] || continue
         grep -qxF "$d" <<<"$tmp_keys_before" || rm -rf "$d"
     done
@@ -156,6 +159,9 @@ kubelet_flags=(
     --cgroups-per-qos=true --cgroup-root=/
     "--runtime-cgroups=$CONTAINERD_CGROUP" --system-cgroups=
     --cluster-domain=cluster.local
+    # cAdvisor (/metrics/cadvisor, part of /stats/summary) names containers
+    # by asking containerd, at its default socket unless told.
+    "--containerd=$CONTAINERD_ADDRESS" --containerd-namespace=k8s.io
 )
 ginkgo_args=(
     --procs "${NODE_PROCS:-3}" --timeout 3h --no-color
