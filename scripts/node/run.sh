@@ -42,6 +42,9 @@ dirs_before=""
 for d in /var/lib/kubelet /var/log/pods /var/log/containers /run/kubernetes; do
     [[ -e "$d" ]] && dirs_before+="$d "
 done
+# For those that exist already (another kubelet's leftovers): their entries,
+# so that only what this run adds is removed.
+entries_before="$(for d in $dirs_before; do ls -A "$d" | sed "s|^|$d/|"; done)"
 cg_names=(kubepods kubelet system)
 cgroups_before="$(for n in "${cg_names[@]}"; do ls -d /sys/fs/cgroup/*/"$n" /sys/fs/cgroup/"$n" 2>/dev/null; done || true)"
 sysctl_keys=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
@@ -51,8 +54,10 @@ for k in "${sysctl_keys[@]}"; do sysctls_before+="$k=$(cat "/proc/sys/$k" 2>/dev
 chains_before="$(for t in filter nat mangle; do iptables -t "$t" -S 2>/dev/null | awk -v t="$t" '$1 == "-N" {print t " " $2}'; done)"
 # Files some specs leave in the host's /tmp (HostPath's /tmp/test-file, the
 # device plugin specs' sockets dirs) and the apiserver's keys.
-tmp_globs=(/tmp/insecure_test_key* /tmp/test-file /tmp/device-plugin-failures-*)
-tmp_keys_before="$(ls -d "${tmp_globs[@]}" 2>/dev/null || true)"
+# (patterns, expanded when used)
+tmp_globs='/tmp/insecure_test_key* /tmp/test-file /tmp/device-plugin-failures-*'
+# shellcheck disable=SC2086
+tmp_keys_before="$(ls -d $tmp_globs 2>/dev/null || true)"
 snapshot() { ls -d /tmp/* /var/lib/* /var/log/* /etc/* /run/* 2>/dev/null | grep -v "^$CRI_TMP" || true; }
 snapshot >"$work/host-before.txt"
 
@@ -116,8 +121,11 @@ cleanup() {
     done
     local d m
     for d in /var/lib/kubelet /var/log/pods /var/log/containers /run/kubernetes; do
-        [[ " $dirs_before " == *" $d "* ]] && continue
         [[ -e "$d" ]] || continue
+        if [[ " $dirs_before " == *" $d "* ]]; then
+            ls -A "$d" | sed "s|^|$d/|" | grep -vxF -f <(echo "${entries_before:-//none//}") | while read -r m; do rm -rf "$m"; done
+            continue
+        fi
         while read -r m; do umount -l "$m" 2>/dev/null; done < <(awk -v t="$d" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r)
         rm -rf "$d"
     done
@@ -138,7 +146,8 @@ cleanup() {
             iptables -t "$t" -X "$c" 2>/dev/null
         done
     done
-    for d in "${tmp_globs[@]}"; do
+    # shellcheck disable=SC2086
+    for d in $tmp_globs; do
         [[ -e "$d" ]] || continue
         grep -qxF "$d" <<<"$tmp_keys_before" || rm -rf "$d"
     done
