@@ -16,6 +16,10 @@
 # build.sh hashes the same files). Serialised with flock; a build happens
 # only when a binary is missing. KUBE_BUILD_JOBS (default: the number of CPUs)
 # is go's -p. BUILD-INFO in the cache dir says how long each build took.
+# On the 2-core VM: e2e_node.test takes about 11 minutes from an empty Go
+# build cache (670 s, measured once; 37 s when the kubelet's packages are
+# cached), agnhost about 3 minutes (184 s; 8 s warm), ginkgo 2 s and nnp
+# under 1 s with a warm cache.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 mod="$here/tests/kube"
