@@ -11,7 +11,9 @@
 #                      [--shim PATH] [--focus REGEX] [--skip REGEX] [--parallel N]
 #                      [--results DIR] [--keep]
 #   scripts/critest.sh [--handler NAME] [--containerd VERSION] [--runc VERSION]
-#                      [--shim PATH] [--results DIR] [--keep] --exec -- CMD [ARGS...]
+#                      [--shim PATH] [--results DIR] [--keep] [--images DIR]
+#                      [--default-runtime NAME] [--containerd-cgroup NAME]
+#                      --exec -- CMD [ARGS...]
 #
 #   --handler NAME       runc, tether or tether-crun: the runtime handler
 #                        critest uses (in --exec mode only passed on as
@@ -32,6 +34,16 @@
 #   --results DIR        where results go (default /tmp/tether-critest-results/
 #                        CONTAINERD-HANDLER-TIME); printed
 #   --keep               keep the private temp dir (containerd root, logs)
+#   --images DIR         more stand-in images for the registry: an OCI layout
+#                        with an images.txt as scripts/cri/mkimages.py writes
+#                        (pushed after the built-in ones, so its names win)
+#   --default-runtime NAME  containerd's default runtime (the one a pod
+#                        without a runtime handler gets; default runc), and a
+#                        runtime handler `test-handler` configured as NAME
+#                        (only with containerd 2.x)
+#   --containerd-cgroup NAME  start containerd in the cgroup /NAME of every
+#                        cgroup hierarchy (made for the run, removed after
+#                        containerd is stopped; NAME must not exist)
 #   --exec -- CMD...     the same setup, but run CMD instead of critest (its
 #                        stdin, stdout and stderr are the script's), then clean
 #                        up as usual and exit with CMD's status. CMD's
@@ -51,6 +63,7 @@
 #                         busybox:1.29-2, served by the local registry)
 #     CRI_PAUSE_IMAGE     the sandbox image
 #     CRI_HANDLERS        "runc tether tether-crun"; CRI_HANDLER: --handler
+#     CONTAINERD_CGROUP   /NAME of --containerd-cgroup (or empty)
 #     CRI_SHIM            the tether shim binary
 #     CRI_RESTART         scripts/cri/restart-containerd.sh: SIGKILLs the
 #                         current containerd and starts a new one (same
@@ -90,7 +103,7 @@ cache="${TETHER_PEERS_DIR:-/var/cache/tether-peers}"
 cri_tools_version="${CRI_TOOLS_VERSION:-v1.34.0}"
 
 handler="" containerd_version="system" runc_version="system" shim="" focus="" skip="" keep=0 results=""
-exec_cmd=() exec_mode=0
+exec_cmd=() exec_mode=0 extra_images="" default_runtime="" containerd_cgroup="" cgroup_dirs=()
 parallel="${CRITEST_PARALLEL:-2}"
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
@@ -104,6 +117,9 @@ while [[ $# -gt 0 ]]; do
         --parallel) parallel="${2:?}"; shift 2 ;;
         --results) results="${2:?}"; shift 2 ;;
         --keep) keep=1; shift ;;
+        --images) extra_images="$(realpath "${2:?}")"; shift 2 ;;
+        --default-runtime) default_runtime="${2:?}"; shift 2 ;;
+        --containerd-cgroup) containerd_cgroup="${2:?}"; shift 2 ;;
         --exec)
             shift
             [[ "${1:-}" == -- ]] && shift
@@ -117,6 +133,10 @@ done
 if [[ $exec_mode == 1 ]]; then handler="${handler:-tether}"; fi
 [[ -n "$handler" ]] || usage
 case "$handler" in runc|tether|tether-crun|tether-wrapped) ;; *) echo "critest.sh: handler must be runc, tether, tether-crun or tether-wrapped" >&2; exit 2 ;; esac
+case "${default_runtime:-runc}" in runc|tether|tether-crun|tether-wrapped) ;; *) echo "critest.sh: --default-runtime must be runc, tether, tether-crun or tether-wrapped" >&2; exit 2 ;; esac
+if [[ -n "$containerd_cgroup" && ! "$containerd_cgroup" =~ ^[A-Za-z0-9._-]+$ ]]; then
+    echo "critest.sh: --containerd-cgroup takes a plain name" >&2; exit 2
+fi
 
 log() { echo "[critest.sh] $*" >&2; }
 
@@ -226,6 +246,15 @@ cleanup() {
             kill -KILL "${pids[@]}" 2>/dev/null
             sleep 0.5
         fi
+    fi
+    if [[ ${#cgroup_dirs[@]} -gt 0 ]]; then
+        # containerd's own cgroup (--containerd-cgroup), now that it and its
+        # shims are gone.
+        local d
+        for d in "${cgroup_dirs[@]}"; do
+            for _ in $(seq 20); do [[ -d "$d" ]] || break; rmdir "$d" 2>/dev/null && break; sleep 0.25; done
+            [[ -d "$d" ]] && log "could not remove the cgroup $d"
+        done
     fi
     if [[ -n "$sock" && -f "${results:-}/containerd.log" ]]; then
         # Shim sockets left in /run/containerd/s by a shim that could not
@@ -468,6 +497,13 @@ while read -r ref name; do
     skopeo --policy "$tmp/registry/policy.json" copy -q --dest-tls-verify=false \
         "oci:$images_dir:$ref" "docker://127.0.0.1:$reg_port/$name" >&2
 done <"$images_dir/images.txt"
+if [[ -n "$extra_images" ]]; then
+    [[ -f "$extra_images/images.txt" ]] || { log "no images.txt in $extra_images"; exit 2; }
+    while read -r ref name; do
+        skopeo --policy "$tmp/registry/policy.json" copy -q --dest-tls-verify=false \
+            "oci:$extra_images:$ref" "docker://127.0.0.1:$reg_port/$name" >&2
+    done <"$extra_images/images.txt"
+fi
 log "registry 127.0.0.1:$reg_port (pid $registry_pid) seeded in $((SECONDS - t0)) s"
 
 # containerd resolves registry.k8s.io and gcr.io to the local registry over
@@ -669,11 +705,45 @@ state = "$tmp/state"
   stream_server_port = "0"
 EOF
 fi
+if [[ -n "$default_runtime" ]]; then
+    [[ $cd_major == 2 ]] || { log "--default-runtime needs containerd 2.x"; exit 2; }
+    # The default runtime, and `test-handler` as a copy of its table.
+    sed -i "s/^    default_runtime_name = \"runc\"\$/    default_runtime_name = \"$default_runtime\"/" "$tmp/config.toml"
+    awk -v rt="$default_runtime" '
+        $0 ~ "^    \\[plugins\\.\"io\\.containerd\\.cri\\.v1\\.runtime\"\\.containerd\\.runtimes\\." rt "(\\.options)?\\]$" { copy = 1 }
+        copy && /^    \[/ && $0 !~ "runtimes\\." rt "(\\.options)?\\]$" { copy = 0 }
+        /^  \[/ { copy = 0 }
+        copy { sub("runtimes\\." rt, "runtimes.test-handler"); print }
+    ' "$tmp/config.toml" >"$tmp/test-handler.toml"
+    [[ -s "$tmp/test-handler.toml" ]] || { log "no runtime $default_runtime in the config"; exit 2; }
+    # Inserted before the CNI table, inside the runtime plugin's section.
+    awk -v f="$tmp/test-handler.toml" '
+        /^  \[plugins\."io\.containerd\.cri\.v1\.runtime"\.cni\]$/ { while ((getline l < f) > 0) print l }
+        { print }' "$tmp/config.toml" >"$tmp/config.toml.new"
+    mv "$tmp/config.toml.new" "$tmp/config.toml"
+fi
 cp "$tmp/config.toml" "$results/config.toml"
 
-env -u CONTAINERD_ADDRESS -u CONTAINERD_NAMESPACE \
-    PATH="$tmp/bin:$cd_bin:$PATH" \
-    "$containerd_bin" --config "$tmp/config.toml" </dev/null >"$results/containerd.log" 2>&1 &
+if [[ -n "$containerd_cgroup" ]]; then
+    # containerd in a cgroup of its own in every hierarchy (v1 and v2).
+    for d in $(awk '$9 == "cgroup" || $9 == "cgroup2" {print $5}' /proc/self/mountinfo); do
+        [[ -e "$d/$containerd_cgroup" ]] && { log "the cgroup $d/$containerd_cgroup exists already"; exit 2; }
+        mkdir "$d/$containerd_cgroup"
+        cgroup_dirs+=("$d/$containerd_cgroup")
+        # (a new v1 cpuset cgroup has no CPUs nor memory nodes)
+        for f in cpuset.cpus cpuset.mems; do
+            [[ -f "$d/$containerd_cgroup/$f" && -z "$(cat "$d/$containerd_cgroup/$f")" ]] && cat "$d/$f" >"$d/$containerd_cgroup/$f"
+        done
+    done
+fi
+
+(
+    # (this subshell moves itself to containerd's cgroup, then becomes it)
+    for d in "${cgroup_dirs[@]}"; do echo "$BASHPID" >"$d/cgroup.procs"; done
+    exec env -u CONTAINERD_ADDRESS -u CONTAINERD_NAMESPACE \
+        PATH="$tmp/bin:$cd_bin:$PATH" \
+        "$containerd_bin" --config "$tmp/config.toml"
+) </dev/null >"$results/containerd.log" 2>&1 &
 containerd_pid=$!
 echo "$containerd_pid" >"$tmp/containerd.pid"
 ready=0
@@ -708,7 +778,8 @@ if [[ $exec_mode == 1 ]]; then
             CRI_BUSYBOX_IMAGE="registry.k8s.io/e2e-test-images/busybox:1.29-2" \
             CRI_PAUSE_IMAGE="$sandbox_image" \
             CRI_HANDLERS="runc tether tether-crun tether-wrapped" CRI_WRAPPED_LOG="$tmp/runc-wrapped.log" CRI_HANDLER="$handler" CRI_SHIM="$shim" \
-            CRI_RESTART="$here/scripts/cri/restart-containerd.sh"
+            CRI_RESTART="$here/scripts/cri/restart-containerd.sh" \
+            CONTAINERD_CGROUP="${containerd_cgroup:+/$containerd_cgroup}"
         exec "${exec_cmd[@]}"
     ) &
     exec_pid=$!

@@ -52,8 +52,12 @@ echo "built Kubernetes $version in $((SECONDS - start)) s on $(date -u +%FT%TZ)"
 rm -rf "$dest"
 mv "$tmp" "$dest"
 trap - EXIT
+# Older builds go, but not those of the last day: another worktree with other
+# wrapper-module files (another key) may be running its binaries right now.
 for old in "$cache"/kube-*; do
-    [[ "$old" == "$dest" || "$old" == *.tmp.* ]] || rm -rf "$old"
+    [[ "$old" == "$dest" || "$old" == *.tmp.* ]] && continue
+    [[ -n "$(find "$old" -maxdepth 0 -mmin -1440 2>/dev/null)" ]] && continue
+    rm -rf "$old"
 done
 echo "kube: Kubernetes $version built in $((SECONDS - start)) s" >&2
 echo "$dest/bin"
