@@ -12,7 +12,9 @@
 //! test fails when a spec outside that list fails with tether, or when fewer
 //! than 100 specs ran (a run that runs nothing must not pass).
 //!
-//! Needs root; about 25 minutes once the binaries are cached.
+//! Needs root; about 32 minutes once the binaries are cached (3 ginkgo
+//! processes). Not in the default `cargo test` (ignored) for that reason:
+//! run it with `cargo test --test node_conformance -- --ignored`.
 
 mod common;
 
@@ -24,6 +26,8 @@ use common::script_checks;
 const MIN_SPECS: usize = 100;
 
 #[test]
+#[ignore = "about 32 minutes plus 14 of builds on a fresh machine, over CI's budget: \
+            cargo test --test node_conformance -- --ignored"]
 fn node_conformance_on_tether_fails_only_where_runc_fails() {
     assert!(
         nix::unistd::geteuid().is_root(),
