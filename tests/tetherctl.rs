@@ -459,9 +459,10 @@ fn signals_to_a_foreground_run_reach_the_container_and_rm_still_happens() {
     for (signal, status) in [
         (nix::sys::signal::Signal::SIGTERM, 3),
         (nix::sys::signal::Signal::SIGINT, 4),
+        (nix::sys::signal::Signal::SIGUSR1, 5),
     ] {
         let script =
-            "trap 'exit 3' TERM; trap 'exit 4' INT; echo ready; while :; do sleep 0.1; done";
+            "trap 'exit 3' TERM; trap 'exit 4' INT; trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done";
         let mut child = c
             .cmd(&[
                 "run", "--rm", "--rootfs", &rootfs, "sig", "sh", "-c", script,
@@ -475,6 +476,32 @@ fn signals_to_a_foreground_run_reach_the_container_and_rm_still_happens() {
         assert_eq!(done.code(), Some(status), "{signal:?}");
         c.assert_nothing_left();
     }
+    // --sig-proxy=false: the signal is tetherctl's own (it dies of it), and
+    // the container runs on.
+    let script = "trap 'exit 3' TERM; echo ready; while :; do sleep 0.1; done";
+    let mut child = c
+        .cmd(&[
+            "run",
+            "--sig-proxy=false",
+            "--rootfs",
+            &rootfs,
+            "noproxy",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    signal_when_ready(&mut child, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        child.wait().unwrap().code(),
+        None,
+        "tetherctl should die of SIGTERM"
+    );
+    assert!(c.ok(&["ps"]).contains("RUNNING"));
+    c.ok(&["rm", "-f", "noproxy"]);
+    c.assert_nothing_left();
     // The same for a foreground exec: the signal reaches the exec's process.
     c.ok(&["run", "-d", "--rootfs", &rootfs, "host", "sleep", "1000"]);
     let script = "trap 'exit 3' TERM; echo ready; while :; do sleep 0.1; done";

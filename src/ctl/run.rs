@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// An OCI bundle (config.json, rootfs) to run instead.
     #[arg(long, value_name = "DIR")]
     bundle: Option<PathBuf>,
+    /// Pass signals sent to tetherctl on to the container (foreground).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    sig_proxy: bool,
     /// Container id.
     id: String,
     /// Command and arguments (required with --rootfs).
@@ -219,16 +222,21 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
         println!("{}", args.id);
         return Ok(0);
     };
-    // SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to a foreground tetherctl
-    // go to the container (as docker run's signal proxy does); tetherctl
-    // goes on waiting, so --rm still removes it once it exits.
-    let proxy = tokio::spawn(forward_signals(
-        shim.client.clone(),
-        args.id.clone(),
-        String::new(),
-    ));
+    // SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to a
+    // foreground tetherctl go to the container (as docker run's signal
+    // proxy does, unless --sig-proxy=false); tetherctl goes on waiting, so
+    // --rm still removes it once it exits.
+    let proxy = args.sig_proxy.then(|| {
+        tokio::spawn(forward_signals(
+            shim.client.clone(),
+            args.id.clone(),
+            String::new(),
+        ))
+    });
     let status = attach(&shim, "", opening, args.tty).await;
-    proxy.abort();
+    if let Some(p) = proxy {
+        p.abort();
+    }
     drop(raw);
     let status = status?;
     if args.rm {
@@ -237,8 +245,9 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
     Ok(exit_code(status))
 }
 
-/// Sends each SIGINT, SIGTERM, SIGHUP and SIGQUIT this process gets to
-/// process `exec_id` (the init when empty) of container `id`, until aborted.
+/// Sends each SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 this
+/// process gets to process `exec_id` (the init when empty) of container
+/// `id`, until aborted.
 async fn forward_signals(
     client: crate::protos::shim_ttrpc::TaskClient,
     id: String,
@@ -250,6 +259,8 @@ async fn forward_signals(
         SignalKind::terminate(),
         SignalKind::hangup(),
         SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
     ];
     let mut streams = Vec::new();
     for kind in kinds {
