@@ -13,7 +13,7 @@
 #   --focus R        ginkgo focus (default '\[NodeConformance\]')
 #   --skip R         ginkgo skip (default
 #                    '\[Serial\]|\[Slow\]|\[Flaky\]|\[Disruptive\]|AppArmor')
-#   --procs N        ginkgo parallel processes (default 3)
+#   --procs N        ginkgo parallel processes (default 8: most specs wait)
 #   --results DIR    default /tmp/tether-node-conformance/HANDLER-TIME
 #   --shim PATH      the tether shim (default: critest.sh's cargo build)
 #   --keep           keep the private temp dir
@@ -43,7 +43,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${TETHER_PEERS_DIR:-/var/cache/tether-peers}"
 handler="" keep=() focus='\[NodeConformance\]' skip='\[Serial\]|\[Slow\]|\[Flaky\]|\[Disruptive\]|AppArmor'
-procs=3 results="" shim=() write_runc=0
+procs=8 results="" shim=() write_runc=0
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
     case "$1" in

@@ -12,7 +12,7 @@
 //! test fails when a spec outside that list fails with tether, or when fewer
 //! than 100 specs ran (a run that runs nothing must not pass).
 //!
-//! Needs root; about 32 minutes once the binaries are cached (3 ginkgo
+//! Needs root; about 13 minutes once the binaries are cached (8 ginkgo
 //! processes). Not in the default `cargo test` (ignored) for that reason:
 //! run it with `cargo test --test node_conformance -- --ignored`.
 
@@ -26,7 +26,7 @@ use common::script_checks;
 const MIN_SPECS: usize = 100;
 
 #[test]
-#[ignore = "about 32 minutes plus 14 of builds on a fresh machine, over CI's budget: \
+#[ignore = "about 13 minutes plus 14 of builds on a fresh machine, over CI's budget: \
             cargo test --test node_conformance -- --ignored"]
 fn node_conformance_on_tether_fails_only_where_runc_fails() {
     assert!(
