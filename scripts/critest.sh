@@ -146,19 +146,8 @@ ip_forward_before="" chains_before="" shm_before="" ctr_bin="" crictl_bin=""
 cgroups_before="" runc_root_before="" cni_cache_before=""
 passed=0 failed=0 skipped=0 status=2 tail_pid="" exec_pid="" containerd_bin=""
 
-# The PIDs of the descendants of PID.
-descendants() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
-        { pid = $1; sub(/^.*\) /, ""); parent[pid] = $2 }
-        END {
-            want[root] = 1; changed = 1
-            while (changed) {
-                changed = 0
-                for (p in parent) if (!(p in want) && (parent[p] in want)) { want[p] = 1; changed = 1 }
-            }
-            for (p in want) if (p != root) printf "%s ", p
-        }'
-}
+# shellcheck source=lib/procs.sh
+source "$here/scripts/lib/procs.sh"   # descendants
 
 cleanup() {
     set +e

@@ -62,18 +62,8 @@ snapshot() { ls -d /tmp/* /var/lib/* /var/log/* /etc/* /run/* 2>/dev/null | grep
 snapshot >"$work/host-before.txt"
 
 ginkgo_pid=""
-descendants() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
-        { pid = $1; sub(/^.*\) /, ""); parent[pid] = $2 }
-        END {
-            want[root] = 1; changed = 1
-            while (changed) {
-                changed = 0
-                for (p in parent) if (!(p in want) && (parent[p] in want)) { want[p] = 1; changed = 1 }
-            }
-            for (p in want) if (p != root) printf "%s ", p
-        }'
-}
+# shellcheck source=../lib/procs.sh
+source "$(dirname "$0")/../lib/procs.sh"   # descendants
 
 cleanup() {
     set +e
