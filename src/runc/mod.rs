@@ -123,6 +123,11 @@ impl Runc {
             .log
             .with_file_name(format!(".runc-{}-{n}.json", std::process::id()));
         let mut cmd = Command::new(&self.record.binary);
+        // containerd run by systemd (Type=notify) has NOTIFY_SOCKET, and the
+        // shim inherits it. Given it, runc hands the container a notify
+        // socket of its own and `runc start` waits for the container to send
+        // READY=1: forever for anything but a systemd service.
+        cmd.env_remove("NOTIFY_SOCKET");
         cmd.arg("--root").arg(&self.record.root);
         cmd.arg("--log").arg(&log).args(["--log-format", "json"]);
         if self.record.systemd_cgroup {

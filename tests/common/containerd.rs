@@ -50,6 +50,9 @@ pub struct Containerd {
     /// The directory of the runc under test, when it is not the one in
     /// $PATH.
     pub runc_dir: Option<PathBuf>,
+    /// The socket of `NOTIFY_SOCKET`, which containerd gets as under
+    /// systemd (its unit is `Type=notify`), and so its shims too.
+    notify: Option<std::os::unix::net::UnixDatagram>,
 }
 
 impl Containerd {
@@ -128,6 +131,7 @@ disabled_plugins = {disabled}
             issued_ids: Mutex::new(Vec::new()),
             bins,
             runc_dir: current_runc_dir(),
+            notify: None,
         };
         c.spawn_daemon();
         c
@@ -164,8 +168,20 @@ disabled_plugins = {disabled}
         }
         .and_then(|p| fs::canonicalize(p).ok());
         assert_eq!(first, want, "containerd's PATH would run another runc");
+        // containerd as systemd runs it: with NOTIFY_SOCKET set, which its
+        // shims inherit. (runc given that variable makes `start` wait for the
+        // container's own READY=1, so a shim must not pass it on.)
+        let notify_path = self.dir.join("notify.sock");
+        if self.notify.is_none() {
+            let _ = fs::remove_file(&notify_path);
+            self.notify = Some(
+                std::os::unix::net::UnixDatagram::bind(&notify_path)
+                    .expect("binding the NOTIFY_SOCKET socket"),
+            );
+        }
         let child = Command::new(&self.bins.containerd)
             .env("PATH", path)
+            .env("NOTIFY_SOCKET", &notify_path)
             .arg("--config")
             .arg(&self.config)
             .env_remove("CONTAINERD_ADDRESS")
