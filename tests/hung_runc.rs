@@ -1,0 +1,443 @@
+//! A runc that hangs, through a real containerd and real runc (issue #21,
+//! item 1): a wrapper runs the runc under test, except that the sub-command
+//! named in its control file sleeps for ever instead. Each scenario gives that
+//! sub-command a short deadline (`RuncTimeouts` in the runtime options, from
+//! `ctr run --runtime-config-path`) and checks what the shim does about it:
+//!
+//! - hung `runc kill`: `ctr task kill -s KILL` still kills the container
+//!   (through its cgroup), the exit is published, Delete completes;
+//! - hung `runc delete`: Delete fails naming `runc delete`, the task stays,
+//!   and a retry once runc answers deletes it;
+//! - hung `runc exec` when the init is SIGKILLed: the init's exit is handled
+//!   and published, the exec's Start fails, Delete works;
+//! - hung `runc update`: Update fails with DeadlineExceeded naming
+//!   `runc update`, while State, Pids, Stats, Wait and another container of
+//!   the same shim answer meanwhile.
+//!
+//! Every scenario ends with the hung runc killed and reaped (not even a
+//! zombie left) and nothing of the containers left. The time bounds are
+//! generous correctness bounds ("answers while runc hangs"), not performance
+//! limits.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::direct::code_of;
+use common::{
+    describe_output, linux_resources, poll_until, runc_binary, sigkill, Containerd, ProcInfo,
+    Rootfs, CTR_TIMEOUT, SETTLE_TIMEOUT,
+};
+use tether::protos::shim::*;
+
+/// What "answers promptly" means while a runc call hangs.
+const PROMPT: Duration = Duration::from_secs(10);
+
+/// The runc wrapper, its control file and the pids of the invocations it
+/// hung.
+struct HangingRunc {
+    dir: tempfile::TempDir,
+}
+
+impl HangingRunc {
+    /// A wrapper around the runc under test, and a runtime options file
+    /// naming it, with `timeouts` (TOML lines) as its `RuncTimeouts`.
+    fn new(timeouts: &str) -> HangingRunc {
+        let dir = tempfile::Builder::new()
+            .prefix("tether-hung-runc-")
+            .tempdir()
+            .unwrap();
+        let h = HangingRunc { dir };
+        let script = format!(
+            r#"#!/bin/sh
+# The runc under test, except that the sub-command named in {control}
+# hangs (its pid recorded in {pids} first).
+hang=$(cat '{control}' 2>/dev/null)
+if [ -n "$hang" ]; then
+    for a in "$@"; do
+        if [ "$a" = "$hang" ]; then
+            echo $$ >> '{pids}'
+            exec sleep 1000000
+        fi
+    done
+fi
+exec '{runc}' "$@"
+"#,
+            control = h.control().display(),
+            pids = h.pids_file().display(),
+            runc = runc_binary().display(),
+        );
+        std::fs::write(h.wrapper(), script).unwrap();
+        std::fs::set_permissions(h.wrapper(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let options = format!(
+            "BinaryName = \"{}\"\n[RuncTimeouts]\n{timeouts}\n",
+            h.wrapper().display()
+        );
+        std::fs::write(h.options(), options).unwrap();
+        h
+    }
+
+    fn wrapper(&self) -> PathBuf {
+        self.dir.path().join("runc")
+    }
+
+    fn control(&self) -> PathBuf {
+        self.dir.path().join("hang")
+    }
+
+    fn pids_file(&self) -> PathBuf {
+        self.dir.path().join("hung-pids")
+    }
+
+    /// The runtime options file (`ctr run --runtime-config-path`).
+    fn options(&self) -> PathBuf {
+        self.dir.path().join("options.toml")
+    }
+
+    /// From now on, runc sub-command `cmd` hangs.
+    fn hang_on(&self, cmd: &str) {
+        std::fs::write(self.control(), cmd).unwrap();
+    }
+
+    /// runc answers again.
+    fn release(&self) {
+        std::fs::write(self.control(), "").unwrap();
+    }
+
+    /// The invocations hung so far: pid and start time.
+    fn hung(&self) -> Vec<(i32, u64)> {
+        std::fs::read_to_string(self.pids_file())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .map(|pid| (pid, ProcInfo::read(pid).map_or(0, |p| p.starttime)))
+            .collect()
+    }
+
+    /// Waits until a runc invocation hangs; returns it.
+    fn wait_hung(&self, cd: &Containerd) -> (i32, u64) {
+        poll_until(SETTLE_TIMEOUT, || self.hung().first().copied())
+            .unwrap_or_else(|| panic!("no runc invocation hung\n{}", cd.diagnostics()))
+    }
+
+    /// Whether the hung invocation `(pid, starttime)` still exists, running
+    /// or as a zombie nobody reaped.
+    fn exists(hung: (i32, u64)) -> bool {
+        ProcInfo::read(hung.0).is_some_and(|p| p.starttime == hung.1)
+    }
+
+    /// Every hung invocation was killed and reaped.
+    fn assert_none_left(&self, hung: &[(i32, u64)]) {
+        assert!(!hung.is_empty(), "no runc invocation hung");
+        let left = poll_until(PROMPT, || {
+            hung.iter().all(|h| !HangingRunc::exists(*h)).then_some(())
+        });
+        let still: Vec<_> = hung
+            .iter()
+            .filter(|h| HangingRunc::exists(**h))
+            .filter_map(|h| ProcInfo::read(h.0).map(|p| p.describe()))
+            .collect();
+        assert!(left.is_some(), "hung runc still there: {still:?}");
+    }
+}
+
+/// `ctr run -d` with the wrapper's runtime options (and `extra` ctr flags);
+/// returns the init's pid once the task runs.
+fn run_with(cd: &Containerd, runc: &HangingRunc, rootfs: &Rootfs, id: &str, extra: &[&str]) -> u32 {
+    let options = runc.options().display().to_string();
+    let mut opts = vec!["-d", "--runtime-config-path", &options];
+    opts.extend_from_slice(extra);
+    let out = cd.run(&opts, rootfs, id, &["/bin/sleep", "1000"]);
+    assert!(
+        out.status.success(),
+        "ctr run {id}\n{}\n{}",
+        describe_output(&out),
+        cd.log_tail()
+    );
+    let row = cd.wait_task(id, SETTLE_TIMEOUT, |t| t.status == "RUNNING");
+    let _ = cd.shim_socket(id);
+    row.pid
+}
+
+/// Removes a stopped task and its container; returns the task's exit
+/// status.
+fn remove(cd: &Containerd, id: &str) -> i32 {
+    let status = cd.task_delete(id);
+    cd.ctr_ok(&["container", "rm", id]);
+    status
+}
+
+/// SIGKILL through Kill gets past a hung `runc kill`: the container dies,
+/// its exit is published, Delete completes, and the hung runc is gone.
+fn kill_gets_past_a_hung_runc_kill() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let runc = HangingRunc::new("Kill = 3");
+    let events = cd.events();
+    let id = cd.unique_id("hungkill");
+    let pid = run_with(&cd, &runc, &rootfs, &id, &[]);
+    runc.hang_on("kill");
+    let kill = std::thread::scope(|s| {
+        let kill = s.spawn(|| cd.ctr(&["task", "kill", "-s", "KILL", &id]));
+        runc.wait_hung(&cd);
+        // State answers while runc kill hangs.
+        let asked = Instant::now();
+        let row = cd.task(&id).expect("task listed");
+        assert!(asked.elapsed() < PROMPT, "State took {:?}", asked.elapsed());
+        assert!(
+            ["RUNNING", "STOPPED"].contains(&row.status.as_str()),
+            "{row:?}"
+        );
+        kill.join().unwrap()
+    });
+    assert!(
+        kill.status.success(),
+        "ctr task kill with a hung runc kill\n{}\n{}",
+        describe_output(&kill),
+        cd.log_tail()
+    );
+    cd.wait_task(&id, SETTLE_TIMEOUT, |t| t.status == "STOPPED");
+    let exit = events.wait_for("/tasks/exit", &id, SETTLE_TIMEOUT);
+    assert_eq!(exit.exit_status(), 137, "{}", exit.line);
+    assert!(
+        ProcInfo::read(pid as i32).is_none(),
+        "init {pid} not reaped"
+    );
+    runc.assert_none_left(&runc.hung());
+    assert_eq!(remove(&cd, &id), 137);
+    cd.assert_no_leftovers(&id, &rootfs, None, None);
+}
+
+/// A hung `runc delete`: Delete fails, naming the command, and changes
+/// nothing; the hung runc is gone; a retry once runc answers deletes.
+fn delete_with_a_hung_runc_delete_fails_and_can_be_retried() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let runc = HangingRunc::new("Delete = 3");
+    let id = cd.unique_id("hungdel");
+    run_with(&cd, &runc, &rootfs, &id, &[]);
+    cd.ctr_ok(&["task", "kill", "-s", "KILL", &id]);
+    cd.wait_task(&id, SETTLE_TIMEOUT, |t| t.status == "STOPPED");
+    runc.hang_on("delete");
+    let out = cd.ctr(&["task", "rm", &id]);
+    assert!(
+        !out.status.success(),
+        "Delete succeeded with a hung runc delete"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("delete timed out after 3s"),
+        "the error does not name runc delete: {}",
+        describe_output(&out)
+    );
+    runc.assert_none_left(&runc.hung());
+    let row = cd.task(&id).expect("the task is still there");
+    assert_eq!(row.status, "STOPPED");
+    runc.release();
+    assert_eq!(remove(&cd, &id), 137);
+    cd.assert_no_leftovers(&id, &rootfs, None, None);
+}
+
+/// The init SIGKILLed while `runc exec` hangs: the init's exit is handled
+/// and published, the exec's Start fails, the hung runc is gone, Delete
+/// works.
+fn init_exit_is_handled_while_runc_exec_hangs() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    // The deadline is not what ends the exec here: the init's exit is.
+    let runc = HangingRunc::new("Exec = 600");
+    let events = cd.events();
+    let id = cd.unique_id("hungexec");
+    let pid = run_with(&cd, &runc, &rootfs, &id, &[]);
+    runc.hang_on("exec");
+    let mut exec = cd.ctr_command();
+    exec.args(["task", "exec", "--exec-id", "e1", &id, "/bin/sleep", "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut exec = exec.spawn().unwrap();
+    let hung = runc.wait_hung(&cd);
+    sigkill(pid);
+    let exit = events.wait_for("/tasks/exit", &id, SETTLE_TIMEOUT);
+    assert_eq!(exit.exit_status(), 137, "{}", exit.line);
+    cd.wait_task(&id, SETTLE_TIMEOUT, |t| t.status == "STOPPED");
+    let ended = poll_until(SETTLE_TIMEOUT, || exec.try_wait().unwrap());
+    let Some(status) = ended else {
+        let _ = exec.kill();
+        let _ = exec.wait();
+        panic!(
+            "the exec's Start never returned after the init died\n{}",
+            cd.diagnostics()
+        );
+    };
+    let out = exec.wait_with_output().unwrap();
+    assert!(
+        !status.success(),
+        "the exec started: {}",
+        describe_output(&out)
+    );
+    runc.assert_none_left(&[hung]);
+    runc.release();
+    assert_eq!(remove(&cd, &id), 137);
+    cd.assert_no_leftovers(&id, &rootfs, None, None);
+}
+
+/// A hung `runc update`: Update fails with DeadlineExceeded naming the
+/// command; meanwhile State, Pids, Stats and Wait answer, and another
+/// container of the same shim is killed, waited for and deleted.
+fn update_times_out_while_the_shim_keeps_answering() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    // Long enough for everything below to happen while runc update hangs.
+    let runc = HangingRunc::new("Update = 20");
+    let (a, b) = (cd.unique_id("hungupd-a"), cd.unique_id("hungupd-b"));
+    let group = format!("io.containerd.runc.v2.group={a}");
+    run_with(&cd, &runc, &rootfs, &a, &["--annotation", &group]);
+    let b_pid = run_with(&cd, &runc, &rootfs, &b, &["--annotation", &group]);
+    let address = cd.shim_address(&a).expect("shim address");
+    assert_eq!(Some(&address), cd.shim_address(&b).as_ref(), "not one shim");
+    runc.hang_on("update");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let long = || ttrpc::context::with_duration(CTR_TIMEOUT);
+    let (update, hung) = rt.block_on(async {
+        let client = tether::client::connect(&address).await.unwrap();
+        let req = UpdateTaskRequest {
+            id: a.clone(),
+            resources: linux_resources(serde_json::json!({"pids": {"limit": 500}})),
+            ..Default::default()
+        };
+        let update = tokio::spawn({
+            let client = client.clone();
+            async move { client.update(long(), &req).await }
+        });
+        let hung = poll_until_async(|| runc.hung().first().copied()).await;
+        let hung = hung.unwrap_or_else(|| panic!("runc update never ran\n{}", cd.diagnostics()));
+        let prompt = |what: &'static str, started: Instant| {
+            assert!(
+                started.elapsed() < PROMPT,
+                "{what} took {:?} while runc update hung",
+                started.elapsed()
+            )
+        };
+        let t = Instant::now();
+        let state = client
+            .state(
+                long(),
+                &StateRequest {
+                    id: a.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        prompt("State", t);
+        assert_eq!(
+            state.status.enum_value(),
+            Ok(tether::protos::status::Status::RUNNING)
+        );
+        let t = Instant::now();
+        let pids = client
+            .pids(
+                long(),
+                &PidsRequest {
+                    id: a.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        prompt("Pids", t);
+        assert!(
+            pids.processes.iter().any(|p| p.pid == state.pid),
+            "{pids:?}"
+        );
+        let t = Instant::now();
+        client
+            .stats(
+                long(),
+                &StatsRequest {
+                    id: a.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        prompt("Stats", t);
+        // The other container of the shim: killed, waited for.
+        let t = Instant::now();
+        let kill = KillRequest {
+            id: b.clone(),
+            signal: 9,
+            ..Default::default()
+        };
+        client.kill(long(), &kill).await.unwrap();
+        let wait = WaitRequest {
+            id: b.clone(),
+            ..Default::default()
+        };
+        let waited = client.wait(long(), &wait).await.unwrap();
+        prompt("Kill and Wait of the other container", t);
+        assert_eq!(waited.exit_status, 137);
+        assert!(
+            !update.is_finished(),
+            "Update returned before the checks were done"
+        );
+        assert!(
+            HangingRunc::exists(hung),
+            "runc update ended before the checks were done"
+        );
+        (update.await.unwrap(), hung)
+    });
+    let (code, message) = code_of(update);
+    assert_eq!(code, ttrpc::Code::DEADLINE_EXCEEDED, "{message}");
+    assert!(message.contains("update timed out after 20s"), "{message}");
+    runc.assert_none_left(&[hung]);
+    // The other container deletes through containerd, with runc update hung
+    // no more than before; then the first updates and stops normally.
+    assert!(ProcInfo::read(b_pid as i32).is_none(), "{b} not reaped");
+    assert_eq!(remove(&cd, &b), 137);
+    runc.release();
+    let updated = rt.block_on(async {
+        let client = tether::client::connect(&address).await.unwrap();
+        let req = UpdateTaskRequest {
+            id: a.clone(),
+            resources: linux_resources(serde_json::json!({"pids": {"limit": 500}})),
+            ..Default::default()
+        };
+        client.update(long(), &req).await
+    });
+    assert!(updated.is_ok(), "Update once runc answers: {updated:?}");
+    cd.ctr_ok(&["task", "kill", "-s", "KILL", &a]);
+    cd.wait_task(&a, SETTLE_TIMEOUT, |t| t.status == "STOPPED");
+    assert_eq!(remove(&cd, &a), 137);
+    cd.assert_no_leftovers(&a, &rootfs, None, None);
+    cd.assert_no_leftovers(&b, &rootfs, None, None);
+}
+
+/// `poll_until` for async code: polls `f` every 50 ms for up to
+/// SETTLE_TIMEOUT without blocking the runtime.
+async fn poll_until_async<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+containerd_matrix!(
+    kill_gets_past_a_hung_runc_kill,
+    delete_with_a_hung_runc_delete_fails_and_can_be_retried,
+    init_exit_is_handled_while_runc_exec_hangs,
+    update_times_out_while_the_shim_keeps_answering,
+);
