@@ -5,7 +5,8 @@
 //! `ctr run --runtime-config-path`) and checks what the shim does about it:
 //!
 //! - hung `runc kill`: `ctr task kill -s KILL` still kills the container
-//!   (through its cgroup), the exit is published, Delete completes;
+//!   (through its cgroup), the exit is published, Delete completes; also
+//!   in a shared pid namespace, where only the cgroup reaches a child;
 //! - hung `runc delete`: Delete fails naming `runc delete`, the task stays,
 //!   and a retry once runc answers deletes it;
 //! - hung `runc exec` when the init is SIGKILLed: the init's exit is handled
@@ -28,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use common::direct::code_of;
 use common::{
-    describe_output, linux_resources, poll_until, runc_binary, sigkill, Containerd, ProcInfo,
-    Rootfs, CTR_TIMEOUT, SETTLE_TIMEOUT,
+    describe_output, linux_resources, poll_until, processes_rooted_under, runc_binary, sigkill,
+    Containerd, ProcInfo, Rootfs, CTR_TIMEOUT, SETTLE_TIMEOUT,
 };
 use tether::protos::shim::*;
 
@@ -209,6 +210,67 @@ fn kill_gets_past_a_hung_runc_kill() {
     runc.assert_none_left(&runc.hung());
     assert_eq!(remove(&cd, &id), 137);
     cd.assert_no_leftovers(&id, &rootfs, None, None);
+}
+
+/// The same in a container that joins another's pid namespace (a pod that
+/// shares one), with a child beside its init: nothing but the cgroup reaches
+/// that child once `runc kill` and `runc kill --all` hang (signalling the
+/// init alone would leave it running). The other container, in another
+/// cgroup, lives on.
+fn kill_gets_past_a_hung_runc_kill_in_a_shared_pid_namespace() {
+    let (rootfs, own) = (Rootfs::new(), Rootfs::new());
+    let cd = Containerd::start();
+    let runc = HangingRunc::new("Kill = 3");
+    let events = cd.events();
+    let (first, id) = (cd.unique_id("hungkillpod"), cd.unique_id("hungkillns"));
+    let first_pid = run_with(&cd, &runc, &rootfs, &first, &[]);
+    let ns = format!("pid:/proc/{first_pid}/ns/pid");
+    let options = runc.options().display().to_string();
+    let opts = ["-d", "--runtime-config-path", &options, "--with-ns", &ns];
+    let argv = ["/bin/sh", "-c", "sleep 1000 & exec sleep 1001"];
+    let out = cd.run(&opts, &own, &id, &argv);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe_output(&out),
+        cd.log_tail()
+    );
+    cd.wait_task(&id, SETTLE_TIMEOUT, |t| t.status == "RUNNING");
+    let _ = cd.shim_socket(&id);
+    let procs = poll_until(SETTLE_TIMEOUT, || {
+        let p = processes_rooted_under(own.path());
+        (p.len() == 2).then_some(p)
+    });
+    let procs = procs.unwrap_or_else(|| panic!("not 2 processes\n{}", cd.diagnostics()));
+    runc.hang_on("kill");
+    let kill = cd.ctr(&["task", "kill", "-s", "KILL", &id]);
+    assert!(
+        kill.status.success(),
+        "{}\n{}",
+        describe_output(&kill),
+        cd.log_tail()
+    );
+    cd.wait_task(&id, SETTLE_TIMEOUT, |t| t.status == "STOPPED");
+    let exit = events.wait_for("/tasks/exit", &id, SETTLE_TIMEOUT);
+    assert_eq!(exit.exit_status(), 137, "{}", exit.line);
+    for p in &procs {
+        // Dead is enough: the child's new parent, the first container's
+        // init (a plain sleep, not a pause that reaps), leaves it a zombie.
+        let left =
+            || ProcInfo::read(p.pid).is_some_and(|q| q.starttime == p.starttime && !q.is_zombie());
+        let gone = poll_until(PROMPT, || (!left()).then_some(()));
+        assert!(gone.is_some(), "container process left: {}", p.describe());
+    }
+    runc.assert_none_left(&runc.hung());
+    let row = cd.task(&first).expect("the other container is listed");
+    assert_eq!(row.status, "RUNNING", "the other container was killed too");
+    runc.release();
+    assert_eq!(remove(&cd, &id), 137);
+    cd.ctr_ok(&["task", "kill", "-s", "KILL", &first]);
+    cd.wait_task(&first, SETTLE_TIMEOUT, |t| t.status == "STOPPED");
+    assert_eq!(remove(&cd, &first), 137);
+    cd.assert_no_leftovers(&id, &own, None, None);
+    cd.assert_no_leftovers(&first, &rootfs, None, None);
 }
 
 /// A hung `runc delete`: Delete fails, naming the command, and changes
@@ -437,6 +499,7 @@ async fn poll_until_async<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
 
 containerd_matrix!(
     kill_gets_past_a_hung_runc_kill,
+    kill_gets_past_a_hung_runc_kill_in_a_shared_pid_namespace,
     delete_with_a_hung_runc_delete_fails_and_can_be_retried,
     init_exit_is_handled_while_runc_exec_hangs,
     update_times_out_while_the_shim_keeps_answering,

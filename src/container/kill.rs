@@ -31,8 +31,9 @@ impl Container {
         match self.runc.kill(&self.id, signal, all).await {
             Ok(()) => Ok(()),
             Err(e @ Error::RuntimeTimeout { .. }) => {
-                tracing::warn!(id = %self.id, error = %e, signal, all, "signalling the container without the runtime");
-                self.kill_without_runtime(signal, all).await
+                let through = self.kill_without_runtime(signal, all).await?;
+                tracing::warn!(id = %self.id, error = %e, signal, all, through, "signalled the container without the runtime");
+                Ok(())
             }
             // The process may have exited while runc was starting.
             Err(e) if p.phase().finished() || is_not_running(&e) => {
@@ -46,20 +47,26 @@ impl Container {
     /// the cgroup, and the init process signalled directly in any case (a
     /// no-op after a cgroup SIGKILL; the only way left when the cgroup is
     /// unknown).
-    async fn kill_without_runtime(&self, signal: u32, all: bool) -> Result<()> {
+    /// Returns how it got there, for the log.
+    async fn kill_without_runtime(&self, signal: u32, all: bool) -> Result<String> {
         let init = &self.init;
+        let mut through = String::from("init");
         if all || signal == libc::SIGKILL as u32 {
-            if let Some(cgroup) = self.cgroup.get() {
-                cgroup.signal_all(signal as i32).await?;
-            }
+            through = match self.cgroup.get() {
+                Some(cgroup) => match cgroup.signal_all(signal as i32).await? {
+                    Some(n) => format!("cgroup ({n} processes) and init"),
+                    None => "cgroup.kill and init".into(),
+                },
+                None => "init (cgroup unknown)".into(),
+            };
         }
         // The pid is the shim's unreaped child until its phase says it
         // exited, so it names no other process.
         if init.phase().finished() {
-            return Ok(());
+            return Ok(through);
         }
         match crate::sys::send_signal(init.pid(), signal as i32) {
-            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Ok(()) | Err(Errno::ESRCH) => Ok(through),
             Err(e) => Err(Error::Sys {
                 op: "kill",
                 source: e,
