@@ -13,7 +13,9 @@
 //!   and published, the exec's Start fails, Delete works;
 //! - hung `runc update`: Update fails with DeadlineExceeded naming
 //!   `runc update`, while State, Pids, Stats, Wait and another container of
-//!   the same shim answer meanwhile.
+//!   the same shim answer meanwhile;
+//! - `runc init` stuck in a frozen cgroup: the exec's Start fails naming
+//!   `runc exec`, and the stuck `runc init` is reaped once the cgroup thaws.
 //!
 //! Every scenario ends with the hung runc killed and reaped (not even a
 //! zombie left) and nothing of the containers left. The time bounds are
@@ -57,7 +59,14 @@ impl HangingRunc {
 # The runc under test, except that the sub-command named in {control}
 # hangs (its pid recorded in {pids} first).
 hang=$(cat '{control}' 2>/dev/null)
-if [ -n "$hang" ]; then
+if [ "$hang" = exec-ignore-paused ]; then
+    # runc exec into a frozen cgroup, which runc refuses by default.
+    for a in "$@"; do
+        shift
+        set -- "$@" "$a"
+        [ "$a" = exec ] && set -- "$@" --ignore-paused
+    done
+elif [ -n "$hang" ]; then
     for a in "$@"; do
         if [ "$a" = "$hang" ]; then
             echo $$ >> '{pids}'
@@ -482,6 +491,107 @@ fn update_times_out_while_the_shim_keeps_answering() {
     cd.assert_no_leftovers(&b, &rootfs, None, None);
 }
 
+/// The freezer of the cgroup of process `pid`: v1's `freezer.state`, or
+/// v2's `cgroup.freeze`, with the value that freezes and the one that thaws.
+fn freezer_of(pid: u32) -> (PathBuf, &'static str, &'static str) {
+    let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v1 = membership
+        .lines()
+        .find_map(|l| l.split_once(":freezer:").map(|(_, p)| p.to_string()));
+    match v1 {
+        Some(path) => (
+            PathBuf::from("/sys/fs/cgroup/freezer")
+                .join(path.trim_start_matches('/'))
+                .join("freezer.state"),
+            "FROZEN",
+            "THAWED",
+        ),
+        None => {
+            let path = membership
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .expect("a cgroup");
+            (
+                PathBuf::from("/sys/fs/cgroup")
+                    .join(path.trim_start_matches('/'))
+                    .join("cgroup.freeze"),
+                "1",
+                "0",
+            )
+        }
+    }
+}
+
+/// The processes in the cgroup whose freezer is `freezer`.
+fn cgroup_members(freezer: &std::path::Path) -> Vec<ProcInfo> {
+    std::fs::read_to_string(freezer.with_file_name("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| ProcInfo::read(l.trim().parse().ok()?))
+        .collect()
+}
+
+/// `runc init` stuck in a frozen cgroup (the container frozen behind the
+/// shim's back, runc told to exec anyway): the exec's Start fails with a
+/// deadline error naming `runc exec`, State answers meanwhile, the stuck
+/// `runc init` dies and is reaped once the cgroup thaws, and the container
+/// then takes execs again.
+fn runc_init_stuck_in_a_frozen_cgroup() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let runc = HangingRunc::new("Exec = 5");
+    let id = cd.unique_id("frozenexec");
+    let pid = run_with(&cd, &runc, &rootfs, &id, &[]);
+    let (freezer, freeze, thaw) = freezer_of(pid);
+    runc.hang_on("exec-ignore-paused");
+    std::fs::write(&freezer, freeze).unwrap();
+    let exec = cd.ctr(&["task", "exec", "--exec-id", "e1", &id, "/bin/true"]);
+    let stuck: Vec<ProcInfo> = cgroup_members(&freezer)
+        .into_iter()
+        .filter(|p| p.pid != pid as i32)
+        .collect();
+    let asked = Instant::now();
+    let row = cd.task(&id);
+    let answered = asked.elapsed();
+    std::fs::write(&freezer, thaw).unwrap();
+    assert!(
+        !exec.status.success(),
+        "exec into a frozen cgroup succeeded: {}",
+        describe_output(&exec)
+    );
+    assert!(
+        String::from_utf8_lossy(&exec.stderr).contains("exec timed out after 5s"),
+        "the error does not name runc exec: {}",
+        describe_output(&exec)
+    );
+    assert!(answered < PROMPT, "State took {answered:?}");
+    assert_eq!(row.map(|r| r.status), Some("RUNNING".to_string()));
+    assert!(
+        stuck
+            .iter()
+            .any(|p| p.cmdline.get(1).is_some_and(|a| a == "init")),
+        "no runc init in the frozen cgroup: {:?}",
+        stuck.iter().map(ProcInfo::describe).collect::<Vec<_>>()
+    );
+    let gone = poll_until(PROMPT, || {
+        stuck
+            .iter()
+            .all(|p| !ProcInfo::read(p.pid).is_some_and(|q| q.starttime == p.starttime))
+            .then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "runc init left after the thaw (running or unreaped): {:?}",
+        stuck.iter().map(ProcInfo::describe).collect::<Vec<_>>()
+    );
+    runc.release();
+    cd.ctr_ok(&["task", "exec", "--exec-id", "e2", &id, "/bin/true"]);
+    cd.ctr_ok(&["task", "kill", "-s", "KILL", &id]);
+    cd.wait_task(&id, SETTLE_TIMEOUT, |t| t.status == "STOPPED");
+    assert_eq!(remove(&cd, &id), 137);
+    cd.assert_no_leftovers(&id, &rootfs, None, None);
+}
+
 /// `poll_until` for async code: polls `f` every 50 ms for up to
 /// SETTLE_TIMEOUT without blocking the runtime.
 async fn poll_until_async<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
@@ -503,4 +613,5 @@ containerd_matrix!(
     delete_with_a_hung_runc_delete_fails_and_can_be_retried,
     init_exit_is_handled_while_runc_exec_hangs,
     update_times_out_while_the_shim_keeps_answering,
+    runc_init_stuck_in_a_frozen_cgroup,
 );
