@@ -24,161 +24,16 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::direct::code_of;
 use common::{
-    describe_output, linux_resources, poll_until, processes_rooted_under, runc_binary, sigkill,
-    Containerd, ProcInfo, Rootfs, CTR_TIMEOUT, SETTLE_TIMEOUT,
+    describe_output, linux_resources, poll_until, poll_until_async, processes_rooted_under, remove,
+    run_with, sigkill, Containerd, Frozen, HangingRunc, ProcInfo, Rootfs, CTR_TIMEOUT, PROMPT,
+    SETTLE_TIMEOUT,
 };
 use tether::protos::shim::*;
-
-/// What "answers promptly" means while a runc call hangs.
-const PROMPT: Duration = Duration::from_secs(10);
-
-/// The runc wrapper, its control file and the pids of the invocations it
-/// hung.
-struct HangingRunc {
-    dir: tempfile::TempDir,
-}
-
-impl HangingRunc {
-    /// A wrapper around the runc under test, and a runtime options file
-    /// naming it, with `timeouts` (TOML lines) as its `RuncTimeouts`.
-    fn new(timeouts: &str) -> HangingRunc {
-        let dir = tempfile::Builder::new()
-            .prefix("tether-hung-runc-")
-            .tempdir()
-            .unwrap();
-        let h = HangingRunc { dir };
-        let script = format!(
-            r#"#!/bin/sh
-# The runc under test, except that the sub-command named in {control}
-# hangs (its pid recorded in {pids} first).
-hang=$(cat '{control}' 2>/dev/null)
-if [ "$hang" = exec-ignore-paused ]; then
-    # runc exec into a frozen cgroup, which runc refuses by default.
-    for a in "$@"; do
-        shift
-        set -- "$@" "$a"
-        [ "$a" = exec ] && set -- "$@" --ignore-paused
-    done
-elif [ -n "$hang" ]; then
-    for a in "$@"; do
-        if [ "$a" = "$hang" ]; then
-            echo $$ >> '{pids}'
-            exec sleep 1000000
-        fi
-    done
-fi
-exec '{runc}' "$@"
-"#,
-            control = h.control().display(),
-            pids = h.pids_file().display(),
-            runc = runc_binary().display(),
-        );
-        std::fs::write(h.wrapper(), script).unwrap();
-        std::fs::set_permissions(h.wrapper(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let options = format!(
-            "BinaryName = \"{}\"\n[RuncTimeouts]\n{timeouts}\n",
-            h.wrapper().display()
-        );
-        std::fs::write(h.options(), options).unwrap();
-        h
-    }
-
-    fn wrapper(&self) -> PathBuf {
-        self.dir.path().join("runc")
-    }
-
-    fn control(&self) -> PathBuf {
-        self.dir.path().join("hang")
-    }
-
-    fn pids_file(&self) -> PathBuf {
-        self.dir.path().join("hung-pids")
-    }
-
-    /// The runtime options file (`ctr run --runtime-config-path`).
-    fn options(&self) -> PathBuf {
-        self.dir.path().join("options.toml")
-    }
-
-    /// From now on, runc sub-command `cmd` hangs.
-    fn hang_on(&self, cmd: &str) {
-        std::fs::write(self.control(), cmd).unwrap();
-    }
-
-    /// runc answers again.
-    fn release(&self) {
-        std::fs::write(self.control(), "").unwrap();
-    }
-
-    /// The invocations hung so far: pid and start time.
-    fn hung(&self) -> Vec<(i32, u64)> {
-        std::fs::read_to_string(self.pids_file())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .map(|pid| (pid, ProcInfo::read(pid).map_or(0, |p| p.starttime)))
-            .collect()
-    }
-
-    /// Waits until a runc invocation hangs; returns it.
-    fn wait_hung(&self, cd: &Containerd) -> (i32, u64) {
-        poll_until(SETTLE_TIMEOUT, || self.hung().first().copied())
-            .unwrap_or_else(|| panic!("no runc invocation hung\n{}", cd.diagnostics()))
-    }
-
-    /// Whether the hung invocation `(pid, starttime)` still exists, running
-    /// or as a zombie nobody reaped.
-    fn exists(hung: (i32, u64)) -> bool {
-        ProcInfo::read(hung.0).is_some_and(|p| p.starttime == hung.1)
-    }
-
-    /// Every hung invocation was killed and reaped.
-    fn assert_none_left(&self, hung: &[(i32, u64)]) {
-        assert!(!hung.is_empty(), "no runc invocation hung");
-        let left = poll_until(PROMPT, || {
-            hung.iter().all(|h| !HangingRunc::exists(*h)).then_some(())
-        });
-        let still: Vec<_> = hung
-            .iter()
-            .filter(|h| HangingRunc::exists(**h))
-            .filter_map(|h| ProcInfo::read(h.0).map(|p| p.describe()))
-            .collect();
-        assert!(left.is_some(), "hung runc still there: {still:?}");
-    }
-}
-
-/// `ctr run -d` with the wrapper's runtime options (and `extra` ctr flags);
-/// returns the init's pid once the task runs.
-fn run_with(cd: &Containerd, runc: &HangingRunc, rootfs: &Rootfs, id: &str, extra: &[&str]) -> u32 {
-    let options = runc.options().display().to_string();
-    let mut opts = vec!["-d", "--runtime-config-path", &options];
-    opts.extend_from_slice(extra);
-    let out = cd.run(&opts, rootfs, id, &["/bin/sleep", "1000"]);
-    assert!(
-        out.status.success(),
-        "ctr run {id}\n{}\n{}",
-        describe_output(&out),
-        cd.log_tail()
-    );
-    let row = cd.wait_task(id, SETTLE_TIMEOUT, |t| t.status == "RUNNING");
-    let _ = cd.shim_socket(id);
-    row.pid
-}
-
-/// Removes a stopped task and its container; returns the task's exit
-/// status.
-fn remove(cd: &Containerd, id: &str) -> i32 {
-    let status = cd.task_delete(id);
-    cd.ctr_ok(&["container", "rm", id]);
-    status
-}
 
 /// SIGKILL through Kill gets past a hung `runc kill`: the container dies,
 /// its exit is published, Delete completes, and the hung runc is gone.
@@ -491,46 +346,6 @@ fn update_times_out_while_the_shim_keeps_answering() {
     cd.assert_no_leftovers(&b, &rootfs, None, None);
 }
 
-/// The freezer of the cgroup of process `pid`: v1's `freezer.state`, or
-/// v2's `cgroup.freeze`, with the value that freezes and the one that thaws.
-fn freezer_of(pid: u32) -> (PathBuf, &'static str, &'static str) {
-    let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let v1 = membership
-        .lines()
-        .find_map(|l| l.split_once(":freezer:").map(|(_, p)| p.to_string()));
-    match v1 {
-        Some(path) => (
-            PathBuf::from("/sys/fs/cgroup/freezer")
-                .join(path.trim_start_matches('/'))
-                .join("freezer.state"),
-            "FROZEN",
-            "THAWED",
-        ),
-        None => {
-            let path = membership
-                .lines()
-                .find_map(|l| l.strip_prefix("0::"))
-                .expect("a cgroup");
-            (
-                PathBuf::from("/sys/fs/cgroup")
-                    .join(path.trim_start_matches('/'))
-                    .join("cgroup.freeze"),
-                "1",
-                "0",
-            )
-        }
-    }
-}
-
-/// The processes in the cgroup whose freezer is `freezer`.
-fn cgroup_members(freezer: &std::path::Path) -> Vec<ProcInfo> {
-    std::fs::read_to_string(freezer.with_file_name("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| ProcInfo::read(l.trim().parse().ok()?))
-        .collect()
-}
-
 /// `runc init` stuck in a frozen cgroup (the container frozen behind the
 /// shim's back, runc told to exec anyway): the exec's Start fails with a
 /// deadline error naming `runc exec`, State answers meanwhile, the stuck
@@ -542,18 +357,18 @@ fn runc_init_stuck_in_a_frozen_cgroup() {
     let runc = HangingRunc::new("Exec = 5");
     let id = cd.unique_id("frozenexec");
     let pid = run_with(&cd, &runc, &rootfs, &id, &[]);
-    let (freezer, freeze, thaw) = freezer_of(pid);
     runc.hang_on("exec-ignore-paused");
-    std::fs::write(&freezer, freeze).unwrap();
+    let frozen = Frozen::freeze(pid);
     let exec = cd.ctr(&["task", "exec", "--exec-id", "e1", &id, "/bin/true"]);
-    let stuck: Vec<ProcInfo> = cgroup_members(&freezer)
+    let stuck: Vec<ProcInfo> = frozen
+        .members()
         .into_iter()
         .filter(|p| p.pid != pid as i32)
         .collect();
     let asked = Instant::now();
     let row = cd.task(&id);
     let answered = asked.elapsed();
-    std::fs::write(&freezer, thaw).unwrap();
+    drop(frozen);
     assert!(
         !exec.status.success(),
         "exec into a frozen cgroup succeeded: {}",
@@ -590,21 +405,6 @@ fn runc_init_stuck_in_a_frozen_cgroup() {
     cd.wait_task(&id, SETTLE_TIMEOUT, |t| t.status == "STOPPED");
     assert_eq!(remove(&cd, &id), 137);
     cd.assert_no_leftovers(&id, &rootfs, None, None);
-}
-
-/// `poll_until` for async code: polls `f` every 50 ms for up to
-/// SETTLE_TIMEOUT without blocking the runtime.
-async fn poll_until_async<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let until = Instant::now() + SETTLE_TIMEOUT;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 containerd_matrix!(
