@@ -63,7 +63,8 @@ pub struct Container {
     /// (writers), and exec Start, which checks "not paused" before `runc
     /// exec` (a reader: execs start side by side). It guards no data (those
     /// have their own short locks), so it is the one lock held while runc
-    /// runs.
+    /// runs, for at most that runc call's deadline. State, Wait, Stats,
+    /// Pids, Kill and Delete never take it.
     pub(crate) op_lock: tokio::sync::RwLock<()>,
     /// The handlers of reaped exits still at work (draining output, waiting
     /// for execs): owned here, so none outlives its container.
