@@ -55,6 +55,16 @@ pub enum Error {
         /// The runtime's own last error message.
         message: String,
     },
+    /// A runtime sub-command outlived its deadline, and was killed.
+    #[error("{binary} {op} timed out after {}s", after.as_secs_f64())]
+    RuntimeTimeout {
+        /// The runtime binary.
+        binary: String,
+        /// The runtime sub-command ("kill", "delete", ...).
+        op: &'static str,
+        /// Its deadline.
+        after: std::time::Duration,
+    },
     /// A file system or descriptor operation failed.
     #[error("{op} {path:?}: {source}")]
     Io {
@@ -99,6 +109,7 @@ impl Error {
             Error::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
             // containerd surfaces these as-is; Unknown is what its own shim sends.
             Error::RuntimeMissing { .. } | Error::Runtime { .. } => Code::UNKNOWN,
+            Error::RuntimeTimeout { .. } => Code::DEADLINE_EXCEEDED,
             Error::Io { .. } | Error::Sys { .. } => Code::INTERNAL,
         }
     }
@@ -139,6 +150,17 @@ mod tests {
             Error::FailedPrecondition("x".into()).code(),
             ttrpc::Code::FAILED_PRECONDITION
         );
+    }
+
+    #[test]
+    fn a_timeout_names_the_command_and_is_deadline_exceeded() {
+        let e = Error::RuntimeTimeout {
+            binary: "runc".into(),
+            op: "kill",
+            after: std::time::Duration::from_secs(10),
+        };
+        assert_eq!(e.to_string(), "runc kill timed out after 10s");
+        assert_eq!(e.code(), ttrpc::Code::DEADLINE_EXCEEDED);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::protos::runc_options::Options as RuncOptions;
 use crate::protos::runctypes::{CreateOptions, RuncOptions as LegacyRuncOptions};
 use crate::protos::runtimeoptions::Options as CriOptions;
-use crate::runc::RuntimeOptions;
+use crate::runc::{RuntimeOptions, Timeouts};
 
 /// The option types tether understands, by the last part of their type URL.
 pub const KNOWN_TYPES: &[&str] = &[
@@ -54,6 +54,7 @@ pub fn runtime_options(any: Option<&Any>) -> Result<RuntimeOptions> {
                 criu_path: o.criu_path,
                 criu_image_path: o.criu_image_path,
                 criu_work_path: o.criu_work_path,
+                ..Default::default()
             })
         }
         "containerd.linux.runc.CreateOptions" => {
@@ -111,8 +112,10 @@ pub(crate) fn toml_options(text: &str) -> std::result::Result<RuntimeOptions, to
         criu_path: String,
         criu_image_path: String,
         criu_work_path: String,
+        runc_timeouts: toml::Table,
     }
     let t: Table = toml::from_str(text)?;
+    let timeouts = Timeouts::from_table(&t.runc_timeouts).map_err(serde::de::Error::custom)?;
     Ok(RuntimeOptions {
         binary: t.binary_name,
         root: t.root,
@@ -125,6 +128,7 @@ pub(crate) fn toml_options(text: &str) -> std::result::Result<RuntimeOptions, to
         criu_path: t.criu_path,
         criu_image_path: t.criu_image_path,
         criu_work_path: t.criu_work_path,
+        timeouts,
     })
 }
 
@@ -159,6 +163,20 @@ mod tests {
         let r = runtime_options(Some(&a)).unwrap();
         assert_eq!(r.binary, "crun");
         assert!(r.no_pivot_root);
+    }
+
+    #[test]
+    fn reads_runc_timeouts_from_the_toml_options() {
+        let r =
+            toml_options("BinaryName = \"runc\"\n[RuncTimeouts]\nKill = 3\nDelete = 0\n").unwrap();
+        assert_eq!(
+            r.timeouts.of("kill"),
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert_eq!(r.timeouts.of("delete"), None);
+        assert_eq!(r.timeouts.update, Timeouts::default().update);
+        let e = toml_options("[RuncTimeouts]\nKil = 3\n").unwrap_err();
+        assert!(e.to_string().contains("Kil"), "{e}");
     }
 
     #[test]

@@ -123,6 +123,21 @@ impl Reaper {
         Ok((child, ExitFuture(rx)))
     }
 
+    /// SIGKILLs the process group of `pid`, a process spawned through
+    /// [`Reaper::spawn`] as the leader of a group of its own, unless it has
+    /// been reaped already. The claim table stays locked from the check to
+    /// the signal, so the pid cannot be reaped, and reused, in between.
+    /// Returns whether the signal was sent.
+    pub fn kill_group(&self, pid: u32) -> bool {
+        let claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        claims.contains_key(&pid)
+            && nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+    }
+
     /// Stops reaping: exits wait as zombies (for a live upgrade, whose next
     /// binary reaps them).
     pub fn pause(&self) {

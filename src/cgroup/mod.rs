@@ -6,6 +6,7 @@
 //! host's cgroup mounts) and the unified v2 hierarchy are both read by hand:
 //! every file involved is flat `key value` text.
 
+mod kill;
 pub mod oom;
 pub mod stats;
 

@@ -5,8 +5,9 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use std::time::SystemTime;
 
@@ -18,7 +19,7 @@ use crate::events::timestamp;
 use crate::ids::validate;
 use crate::protos::shim::DeleteResponse;
 use crate::records::{read_pid, ExitRecord, RuntimeRecord, INIT_PID_FILE};
-use crate::runc::{record_for, RuntimeOptions};
+use crate::runc::{record_for, RuntimeOptions, Timeouts};
 
 /// The exit status reported for a task whose shim is gone: killed.
 const KILLED: u32 = 128 + libc::SIGKILL as u32;
@@ -87,6 +88,33 @@ fn process_running(pid: u32) -> bool {
     state_alive && !exiting
 }
 
+/// Runs `cmd` in a process group of its own, with stdin from /dev/null and
+/// stderr captured; SIGKILLs the group if it is still running after `limit`
+/// (a hung runtime), and says so. This process is not the daemon: it may
+/// wait for its own child.
+fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let until = std::time::Instant::now() + limit;
+    while child.try_wait()?.is_none() {
+        if std::time::Instant::now() >= until {
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("delete timed out after {}s", limit.as_secs_f64()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output()
+}
+
 /// Runs `delete`.
 pub fn run(flags: &Flags) -> Result<()> {
     validate("namespace", &flags.namespace)?;
@@ -104,12 +132,11 @@ pub fn run(flags: &Flags) -> Result<()> {
     let known = record.root.join(&flags.id).exists();
     // This process is not the daemon: it may wait for its own child.
     let out = known.then(|| {
-        Command::new(&record.binary)
-            .arg("--root")
+        let mut cmd = Command::new(&record.binary);
+        cmd.arg("--root")
             .arg(&record.root)
-            .args(["delete", "--force", &flags.id])
-            .stdin(Stdio::null())
-            .output()
+            .args(["delete", "--force", &flags.id]);
+        output_within(&mut cmd, Timeouts::default().delete)
     });
     match out {
         None => {}

@@ -79,7 +79,22 @@ impl Container {
                 "exec {exec_id:?} is already started"
             ))),
         })?;
-        match self.run_exec(&p).await {
+        // The init's exit ends the Start: its handler waits for no exec that
+        // is starting, and a runtime still at work is killed (dropping
+        // `run_exec` kills its process group). A finished `runc exec` wins
+        // a tie, so a process it started is never left unregistered.
+        let started = tokio::select! {
+            biased;
+            r = self.run_exec(&p) => r,
+            _ = self.init.wait_until(|ph| ph.finished()) => {
+                let _ = std::fs::remove_file(self.exec_spec_file(exec_id));
+                Err(Error::FailedPrecondition(format!(
+                    "cannot start exec {exec_id:?}: the init process of container {:?} exited while it was starting",
+                    self.id
+                )))
+            }
+        };
+        match started {
             Ok(pid) => {
                 let early = self.register(&p);
                 self.publisher.publish(Event::ExecStarted {
@@ -103,7 +118,7 @@ impl Container {
 
     async fn run_exec(&self, p: &Process) -> Result<u32> {
         // runc reads the spec from a file: no argument length limit applies.
-        let spec_file = self.bundle.join(format!(".exec-{}.json", p.exec_id));
+        let spec_file = self.exec_spec_file(&p.exec_id);
         let pid_file = self.bundle.join(format!("{}.pid", p.exec_id));
         // A size set before Start: runc sizes the terminal before the process
         // runs, which a resize after `runc exec` returned would be too late for.
@@ -135,6 +150,11 @@ impl Container {
             .await;
         let _ = std::fs::remove_file(&spec_file);
         result
+    }
+
+    /// Where `runc exec` reads the process spec of exec `exec_id` from.
+    fn exec_spec_file(&self, exec_id: &str) -> std::path::PathBuf {
+        self.bundle.join(format!(".exec-{exec_id}.json"))
     }
 
     pub(crate) fn kill_exec(&self, p: &Process, signal: u32) -> Result<()> {

@@ -4,6 +4,7 @@
 
 mod checkpoint;
 mod exec;
+mod kill;
 mod resources;
 mod snapshot;
 
@@ -17,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use crate::error::{Error, Result};
 use crate::events::{Event, Publisher};
 use crate::io::{Owner, ProcessIo};
-use crate::process::{finished_error, ExitInfo, Phase, Process};
+use crate::process::{ExitInfo, Phase, Process};
 use crate::reaper::{Exit, Reaper};
 use crate::router::{Notices, Router};
 use crate::runc::Runc;
@@ -62,7 +63,8 @@ pub struct Container {
     /// (writers), and exec Start, which checks "not paused" before `runc
     /// exec` (a reader: execs start side by side). It guards no data (those
     /// have their own short locks), so it is the one lock held while runc
-    /// runs.
+    /// runs, for at most that runc call's deadline. State, Wait, Stats,
+    /// Pids, Kill and Delete never take it.
     pub(crate) op_lock: tokio::sync::RwLock<()>,
     /// The handlers of reaped exits still at work (draining output, waiting
     /// for execs): owned here, so none outlives its container.
@@ -229,9 +231,7 @@ impl Container {
         }
         if process.is_init() {
             if self.kill_all_on_exit {
-                if let Err(e) = self.runc.kill(&self.id, libc::SIGKILL as u32, true).await {
-                    tracing::debug!(id = %self.id, error = %e, "killing the rest of the container");
-                }
+                self.kill_the_rest().await;
             }
             // The container's processes are gone with its init (killed
             // above, or with its pid namespace): no time limit needed.
@@ -337,60 +337,6 @@ impl Container {
         if tokio::time::timeout(EXECS_GRACE, all).await.is_err() {
             tracing::warn!(id = %self.id, "execs outlived the init process; reporting its exit anyway");
         }
-    }
-
-    /// Sends `signal` to init (or to every process with `all`) or to an exec.
-    pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
-        let p = self.process(exec_id)?;
-        if p.phase().finished() {
-            return Err(finished_error(&self.id, &p));
-        }
-        if !p.is_init() {
-            return self.kill_exec(&p, signal);
-        }
-        self.runc.kill(&self.id, signal, all).await.map_err(|e| {
-            // The process may have exited while runc was starting.
-            if p.phase().finished() || is_not_running(&e) {
-                finished_error(&self.id, &p)
-            } else {
-                e
-            }
-        })
-    }
-
-    /// Deletes the container from the runtime (or an exec from the shim).
-    /// For init, the caller removes the container from the shim's table once
-    /// this succeeds.
-    pub async fn delete(&self, exec_id: &str) -> Result<(u32, ExitInfo)> {
-        if !exec_id.is_empty() {
-            return self.delete_exec(exec_id);
-        }
-        let init = &self.init;
-        let before = init.transition(|p| deletable(&self.id, p))?;
-        if let Err(e) = self.runc.delete(&self.id, true).await {
-            if !is_not_running(&e) {
-                init.set_phase(before);
-                return Err(e);
-            }
-        }
-        for p in self.lock_execs().drain().map(|(_, p)| p) {
-            p.close_io();
-        }
-        init.close_io();
-        self.router.forget(init.pid());
-        if self.rootfs_mounted {
-            crate::mount::unmount_all(&self.bundle.join("rootfs"));
-        }
-        let info = never_ran_or(before);
-        init.set_phase(Phase::Deleted(info));
-        self.publisher.publish(Event::Delete {
-            id: self.id.clone(),
-            exec_id: String::new(),
-            pid: init.pid(),
-            status: info.status,
-            at: Some(info.at),
-        });
-        Ok((init.pid(), info))
     }
 
     /// Registers a started process and handles an exit that came first.

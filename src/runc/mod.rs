@@ -7,16 +7,15 @@
 //! file is appended to the bundle's `log.json`, the history, and removed.
 
 mod log;
+mod run;
+mod timeouts;
 
-use log::{keep_log, last_error_in, Invocation};
+use log::Invocation;
+pub use timeouts::Timeouts;
 
-use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-use tokio::io::AsyncReadExt;
-use tokio::net::unix::pipe;
 
 use crate::error::{Error, Result};
 use crate::reaper::Reaper;
@@ -48,6 +47,8 @@ pub struct RuntimeOptions {
     pub criu_image_path: String,
     /// Default criu work directory.
     pub criu_work_path: String,
+    /// How long each runtime sub-command may run.
+    pub timeouts: Timeouts,
 }
 
 /// How to checkpoint (containerd.runc.v1.CheckpointOptions, in our terms).
@@ -92,6 +93,7 @@ pub struct Runc {
     record: RuntimeRecord,
     log: PathBuf,
     criu: String,
+    timeouts: Timeouts,
     reaper: Reaper,
 }
 
@@ -107,6 +109,7 @@ impl Runc {
             record: record_for(opts, namespace),
             log: bundle.join(crate::records::RUNC_LOG_FILE),
             criu: opts.criu_path.clone(),
+            timeouts: opts.timeouts,
             reaper,
         }
     }
@@ -320,61 +323,6 @@ impl Runc {
                 message: format!("unreadable output: {e}"),
             })
     }
-
-    /// Runs `cmd` to completion. With `capture`, stdout and stderr are read
-    /// through pipes; otherwise the caller has set stdio.
-    async fn run(&self, op: &'static str, inv: Invocation, capture: bool) -> Result<Output> {
-        let Invocation { mut cmd, log } = inv;
-        if capture {
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-        }
-        let spawned = self.reaper.spawn(&mut cmd);
-        if spawned.is_err() {
-            let _ = fs::remove_file(&log);
-        }
-        let (mut child, exit) = spawned.map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                Error::RuntimeMissing {
-                    binary: self.record.binary.clone(),
-                    source,
-                }
-            } else {
-                Error::Io {
-                    op: "spawn",
-                    path: self.record.binary.clone().into(),
-                    source,
-                }
-            }
-        })?;
-        // The command holds the parent's copies of the child's stdio: drop
-        // them now so the container's pipes see EOF when it exits.
-        drop(cmd);
-        let (stdout, stderr) = if capture {
-            let out = read_all(child.stdout.take().map(OwnedFd::from));
-            let err = read_all(child.stderr.take().map(OwnedFd::from));
-            tokio::join!(out, err)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let exit = exit.wait().await;
-        let logged = keep_log(&log, &self.log);
-        if exit.status == 0 {
-            return Ok(Output { stdout });
-        }
-        let message = last_error_in(&logged)
-            .or_else(|| {
-                let text = String::from_utf8_lossy(&stderr).trim().to_string();
-                (!text.is_empty()).then(|| text.lines().last().unwrap_or_default().to_string())
-            })
-            .unwrap_or_else(|| format!("exit status {}", exit.status));
-        Err(Error::Runtime {
-            binary: self.record.binary.clone(),
-            op,
-            message,
-        })
-    }
 }
 
 fn set_stdio(cmd: &mut Command, stdio: ProcessStdio) {
@@ -399,16 +347,6 @@ pub fn record_for(opts: &RuntimeOptions, namespace: &str) -> RuntimeRecord {
         systemd_cgroup: opts.systemd_cgroup,
         shim_pid: 0,
     }
-}
-
-async fn read_all(fd: Option<OwnedFd>) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if let Some(fd) = fd {
-        if let Ok(mut rx) = pipe::Receiver::from_owned_fd(fd) {
-            let _ = rx.read_to_end(&mut buf).await;
-        }
-    }
-    buf
 }
 
 #[cfg(test)]

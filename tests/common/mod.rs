@@ -15,7 +15,8 @@
 //! Layout: `environment` (runtime under test, prerequisites), `containerd`
 //! (the private daemon and its cleanup), `ctr` (`ctr` invocations and their
 //! parsing), `direct` (the shim without containerd: `Fixture`, `Exec`),
-//! `rootfs`, `events` (`ctr events`), `procs` (/proc scanning, waiting for
+//! `rootfs`, `events` (`ctr events`), `hanging_runc` (a runc wrapper that
+//! hangs on command), `procs` (/proc scanning, waiting for
 //! and killing by PID), `mounts`, `payloads` (the `Any`s containerd sends),
 //! `runc` (runc's state), `scenarios` (scenarios several test binaries run),
 //! `script_checks` (PASS/FAIL check scripts), `sockets` (unix sockets,
@@ -36,6 +37,7 @@ mod ctr;
 pub mod direct;
 mod environment;
 mod events;
+mod hanging_runc;
 #[macro_use]
 pub mod matrix;
 mod mounts;
@@ -59,6 +61,7 @@ pub use self::{
         shim_path, SHIM,
     },
     events::{parse_event_line, Event, EventStream},
+    hanging_runc::{poll_until_async, remove, run_with, Frozen, HangingRunc, PROMPT},
     matrix::{
         bins, current_bins, current_runc_dir, current_runc_version, current_version, run_on,
         run_on_with_runc, runc_binary, runc_dir, selected, ContainerdBins, MATRIX, NEWEST_RUNC,
