@@ -18,6 +18,8 @@
 #   --scratch-mb MB          scratch disk size (sparse; default 20480)
 #   --env NAME=VALUE         environment for CMD or the tests (repeatable)
 #   --module NAME            kernel module to load first (repeatable)
+#   --init bash|systemd      PID 1 of the guest: guest-init.sh (default) or
+#                            systemd (CMD runs as tether-test.service)
 #   --expose PATH            a host path under /tmp, /var/tmp, /var/lib or
 #                            /var/log to keep visible (repeatable; the
 #                            working dir and the repository always are)
@@ -41,7 +43,7 @@ cargo_opts=()
 command_mode=0
 while (($#)); do
     case "$1" in
-        --mem | --cpus | --scratch-mb | --env | --module | --expose)
+        --mem | --cpus | --scratch-mb | --env | --module | --expose | --init)
             (($# >= 2)) || { echo "guest-test: $1 needs a value" >&2; exit 2; }
             guest_opts+=("$1" "$2")
             shift 2

@@ -179,8 +179,12 @@ fn init_exit_is_handled_while_runc_exec_hangs() {
     let id = cd.unique_id("hungexec");
     let pid = run_with(&cd, &runc, &rootfs, &id, &[]);
     runc.hang_on("exec");
+    // The exec's FIFOs in the test's own dir: ctr is stopped before it can
+    // remove them.
+    let fifo = cd.fifo_dir.display().to_string();
     let mut exec = cd.ctr_command();
-    exec.args(["task", "exec", "--exec-id", "e1", &id, "/bin/sleep", "1000"])
+    exec.args(["task", "exec", "--fifo-dir", &fifo, "--exec-id", "e1", &id])
+        .args(["/bin/sleep", "1000"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut exec = exec.spawn().unwrap();
@@ -359,7 +363,17 @@ fn runc_init_stuck_in_a_frozen_cgroup() {
     let pid = run_with(&cd, &runc, &rootfs, &id, &[]);
     runc.hang_on("exec-ignore-paused");
     let frozen = Frozen::freeze(pid);
-    let exec = cd.ctr(&["task", "exec", "--exec-id", "e1", &id, "/bin/true"]);
+    let fifo = cd.fifo_dir.display().to_string();
+    let exec = cd.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "e1",
+        &id,
+        "/bin/true",
+    ]);
     let stuck: Vec<ProcInfo> = frozen
         .members()
         .into_iter()

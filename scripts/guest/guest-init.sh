@@ -10,6 +10,11 @@
 # results share, with its stdout and stderr in files there and mirrored to
 # the console, writes its exit status there and powers off.
 #
+# With tether.pid1=systemd on the kernel command line, it hands PID 1 over
+# to systemd once set up (scripts/guest/systemd-boot.sh), and systemd's
+# tether-test.service runs `guest-init.sh --run-command`: the command part
+# only.
+#
 # The results share (9p tag "results", read-write, mounted at $results) holds:
 #   in:  argv      the command, NUL-separated
 #        env       NAME=VALUE entries for it, NUL-separated
@@ -60,6 +65,8 @@ fail() {
 
 mnt() { mount "$@" || fail "mount $*"; }
 
+# The guest's setup, as PID 1.
+setup_guest() {
 # --- the basic filesystems
 mnt -t proc -o nosuid,nodev,noexec proc /proc
 say "init started"
@@ -130,6 +137,21 @@ if [[ -s $results/modules ]]; then
 fi
 
 say "modules loaded"
+}
+
+if [[ ${1:-} == --run-command ]]; then
+    # Under systemd: tether-test.service runs the command (the guest is set
+    # up); its SuccessAction/FailureAction power the guest off.
+    under_systemd=1
+else
+    under_systemd=0
+    setup_guest
+    if grep -qw 'tether.pid1=systemd' /proc/cmdline; then
+        say "handing over to systemd"
+        exec /bin/bash "$here/systemd-boot.sh" "$results"
+    fi
+fi
+
 # --- the command
 mapfile -d '' argv <"$results/argv"
 ((${#argv[@]})) || fail "no command in $results/argv"
@@ -173,4 +195,5 @@ peak="$(cat /run/memory-peak 2>/dev/null || echo 0)"
 echo "$used $((peak > used ? peak : used))" >"$results/memory"
 echo "$status" >"$results/status"
 say "exit status $status"
+((under_systemd)) && exit 0
 power_off

@@ -19,6 +19,10 @@
 #   --module NAME     load a kernel module before CMD starts (repeatable;
 #                     default: $GUEST_MODULES, "overlay loop br_netfilter");
 #                     others load on demand
+#   --init bash|systemd
+#                     PID 1 once the guest is set up: guest-init.sh itself
+#                     (bash, the default), or systemd (systemd-boot.sh), which
+#                     runs CMD as tether-test.service
 #
 # CMD runs as root in the guest, in the caller's working directory (the
 # guest's root is the host's, read-only; see guest-init.sh for what is
@@ -59,7 +63,7 @@ unusable() {
     exit 2
 }
 
-mem=4096 cpus=2 scratch_mb=20480
+mem=4096 cpus=2 scratch_mb=20480 init=bash
 envs=()
 expose=("$PWD" "$(cd "$here/../.." && pwd)")
 read -r -a modules <<<"${GUEST_MODULES-overlay loop br_netfilter}"
@@ -76,6 +80,11 @@ while (($#)); do
             ((modules_given)) || modules=()
             modules_given=1
             modules+=("${2:?--module NAME}")
+            shift 2
+            ;;
+        --init)
+            init="${2:?--init bash|systemd}"
+            [[ $init == bash || $init == systemd ]] || usage
             shift 2
             ;;
         --check) check_only=1; shift ;;
@@ -193,6 +202,14 @@ if [[ ${GUEST_VERBOSE:-0} == 1 ]]; then
 else
     append+=(quiet)
 fi
+if [[ $init == systemd ]]; then
+    append+=(tether.pid1=systemd systemd.unified_cgroup_hierarchy=1)
+    if [[ ${GUEST_VERBOSE:-0} == 1 ]]; then
+        append+=(systemd.show_status=1 systemd.log_level=debug)
+    else
+        append+=(systemd.show_status=error)
+    fi
+fi
 
 : >"$run/console.log"
 start="$EPOCHREALTIME"
@@ -213,8 +230,9 @@ setpriv --pdeathsig KILL -- "$qemu" -name tether-guest "${accel[@]}" \
 qpid=$!
 
 if [[ ${GUEST_CONSOLE:-1} == 1 ]]; then
-    # The serial line ends lines with \r\n.
-    tail -n +1 -s 0.2 -F --pid="$qpid" "$run/console.log" 2>/dev/null | tr -d '\r' >&2 &
+    # The serial line ends lines with \r\n. (sed -u: line by line, where
+    # tr would hold back a block.)
+    tail -n +1 -s 0.2 -F --pid="$qpid" "$run/console.log" 2>/dev/null | sed -u 's/\r$//' >&2 &
     tailpid=$!
 fi
 
