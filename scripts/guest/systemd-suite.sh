@@ -23,7 +23,8 @@
 # scripts/guest/systemd/cri.sh (a CRI pod of two containers under a
 # kubepods slice, one shim, ShimCgroup a slice), then
 # scripts/guest/systemd/restart.sh (containerd restarted, SIGKILLed and
-# stopped with containers of every kind running).
+# stopped with containers of every kind running; then the drop-in's own
+# effect, against a unit with systemd's default KillMode, and without it).
 #
 # Each check prints `ok|FAIL SHIM RUNC NAME [detail]` on stdout; the last
 # line is `N passed, M failed`. Exit status 0 when none failed.
@@ -101,9 +102,11 @@ check - - "our drop-in is in effect" "yes" \
     "$(grep -q 'containerd.service.d/50-tether.conf' <<<"$props" && grep -qx 'KillMode=process' <<<"$props" && grep -qx 'Delegate=yes' <<<"$props" && echo yes || echo no)"
 
 # --- the checks, per shim and runc
-# SYSTEMD_SUITE_SHIMS, SYSTEMD_SUITE_RUNCS and SYSTEMD_SUITE_RESTART=0 narrow
-# a run by hand (the test runs everything).
+# SYSTEMD_SUITE_SHIMS (none, or some of "tether go"), SYSTEMD_SUITE_RUNCS
+# and SYSTEMD_SUITE_RESTART=0 narrow a run by hand (the test runs
+# everything).
 for shim_kind in ${SYSTEMD_SUITE_SHIMS:-tether go}; do
+    [[ $shim_kind == none ]] && continue
     for runc_kind in ${SYSTEMD_SUITE_RUNCS:-newest debian}; do
         runc_bin="$runc_newest"
         [[ $runc_kind == debian ]] && runc_bin="$runc_debian"
@@ -114,6 +117,9 @@ for shim_kind in ${SYSTEMD_SUITE_SHIMS:-tether go}; do
         cri_checks "$shim_kind" "$label" "$runc_kind"
     done
 done
-[[ ${SYSTEMD_SUITE_RESTART:-1} == 1 ]] && restart_checks "$runc_newest"
+if [[ ${SYSTEMD_SUITE_RESTART:-1} == 1 ]]; then
+    restart_checks "$runc_newest"
+    dropin_checks "$runc_newest"
+fi
 
 summary

@@ -49,21 +49,26 @@ main_pid() { systemctl show -p MainPID --value containerd; }
 # A containerd that answers, with a main pid other than $1.
 restarted() { local p; p="$(main_pid)"; [[ $p != 0 && $p != "$1" ]] && c version >/dev/null 2>&1; }
 
+# watch_ctr SHIM RUNC-BIN ID: a sleeping ctr container under watch.
+watch_ctr() {
+    local opts=() root="$SUITE_WORK/root-$3"
+    read -r -a opts <<<"$(rt "$1" "$2")"
+    mkroot "$root"
+    if c run -d "${opts[@]}" --env PATH=/bin --cgroup "system.slice:systemd-suite:$3" \
+        --rootfs "$root" "$3" sleep 3600 >/dev/null 2>&1; then
+        echo "$1-ctr ctr $3 -" >>"$SUITE_WORK/watch"
+    else
+        fail "$1" ctr "a ctr container to watch"
+    fi
+}
+
 restart_checks() { # RUNC-BIN
-    local runc_bin="$1" kind ids pod c1 root old
+    local runc_bin="$1" kind ids pod c1 old
     : >"$SUITE_WORK/watch"
     say "containerd.service: restart, kill, stop"
+    cri_image || fail - - "restart checks: the CRI test image"
     for kind in tether go; do
-        local opts=()
-        read -r -a opts <<<"$(rt "$kind" "$runc_bin")"
-        root="$SUITE_WORK/root-restart-$kind"
-        mkroot "$root"
-        if c run -d "${opts[@]}" --env PATH=/bin --cgroup "system.slice:systemd-suite:restart-$kind" \
-            --rootfs "$root" "restart-$kind" sleep 3600 >/dev/null 2>&1; then
-            echo "$kind-ctr ctr restart-$kind -" >>"$SUITE_WORK/watch"
-        else
-            fail "$kind" ctr "restart checks: ctr run"
-        fi
+        watch_ctr "$kind" "$runc_bin" "restart-$kind"
         local handler=runc
         [[ $kind == tether ]] && handler=tether
         ids="$(run_pod "$handler" "restart-$kind")"
@@ -117,5 +122,43 @@ restart_checks() { # RUNC-BIN
     # Clean up: pods through CRI, ctr containers (their shims may be gone).
     while read -r -u 3 name kind id pod; do
         if [[ $kind == cri ]]; then remove_pod "$pod"; else cleanup_task "$id"; fi
+    done 3<"$SUITE_WORK/watch"
+}
+
+# The drop-in's own effect. systemd's default KillMode is control-group,
+# which kills every process of the unit on stop: a unit that does not set
+# KillMode (40-killmode-default.conf stands in for one) keeps the shims only
+# because 50-tether.conf sets it. With the drop-in, a restart keeps both
+# shims; without it (the control), the same restart kills them.
+dropin_checks() { # RUNC-BIN
+    local d=/etc/systemd/system/containerd.service.d kind
+    say "containerd.service: the drop-in's effect"
+    printf '[Service]\nKillMode=control-group\n' | install -m 0644 /dev/stdin "$d/40-killmode-default.conf"
+    systemctl daemon-reload
+    check - - "a unit with KillMode=control-group, and 50-tether.conf: KillMode" process \
+        "$(systemctl show -p KillMode --value containerd)"
+    : >"$SUITE_WORK/watch"
+    for kind in tether go; do
+        watch_ctr "$kind" "$1" "dropin-$kind"
+    done
+    record_pids
+    systemctl restart containerd
+    waitfor 60 c version >/dev/null 2>&1
+    verify "with 50-tether.conf over KillMode=control-group, systemctl restart containerd"
+
+    mv "$d/50-tether.conf" "$SUITE_WORK/50-tether.conf"
+    systemctl daemon-reload
+    systemctl restart containerd
+    waitfor 60 c version >/dev/null 2>&1
+    shims_gone "control: without 50-tether.conf, systemctl restart containerd kills the shim" 'ctr$'
+
+    mv "$SUITE_WORK/50-tether.conf" "$d/50-tether.conf"
+    rm -f "$d/40-killmode-default.conf"
+    systemctl daemon-reload
+    systemctl restart containerd
+    waitfor 60 c version >/dev/null 2>&1
+    local name id
+    while read -r -u 3 name _ id _; do
+        cleanup_task "$id"
     done 3<"$SUITE_WORK/watch"
 }
