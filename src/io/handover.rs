@@ -13,6 +13,7 @@ use tokio::net::unix::pipe;
 use super::console::Console;
 use super::copy::{Sink, Source};
 use super::log_uri::Logger;
+use super::spill::SpillConf;
 use super::{sender, ProcessIo};
 use crate::error::{Error, Result};
 use crate::sys::{FdList, FdTable};
@@ -28,6 +29,10 @@ pub struct IoRec {
     pub console: Option<RawFd>,
     /// A running `binary://` logger.
     pub logger_pid: Option<u32>,
+    /// Where output spills (absent in the records of binaries without a
+    /// spill).
+    #[serde(default)]
+    pub spill: Option<SpillConf>,
 }
 
 /// One copy loop, stopped.
@@ -69,6 +74,7 @@ impl ProcessIo {
             streams: Vec::new(),
             console: None,
             logger_pid: None,
+            spill: self.spill.take(),
         };
         let loops = self.input.take().into_iter().map(|l| (l, false));
         let loops: Vec<_> = loops
@@ -109,6 +115,7 @@ impl ProcessIo {
                 .map_err(Error::io("take over", "stdio descriptor"))
         };
         let mut io = ProcessIo::empty();
+        io.spill = rec.spill;
         io.stdin_holder = take(rec.stdin_holder)?.map(File::from);
         io.logger = rec.logger_pid.map(Logger::restore);
         if let Some(master) = take(rec.console)? {
