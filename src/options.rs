@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(r.output_spill_max, SpillMax(1 << 20));
         let r = toml_options("BinaryName = \"runc\"\n").unwrap();
         assert_eq!(r.output_spill_max, SpillMax(64 << 20));
-        assert_eq!(RuntimeOptions::default().output_spill_max, SpillMax(64 << 20));
+        assert_eq!(
+            RuntimeOptions::default().output_spill_max,
+            SpillMax(64 << 20)
+        );
         assert!(toml_options("OutputSpillMax = -1\n").is_err());
         assert!(toml_options("OutputSpillMax = \"64M\"\n").is_err());
     }

@@ -64,7 +64,10 @@ fn read_numbered(child: &mut Child, want: u32) -> mpsc::Receiver<Result<u32, Str
 }
 
 fn finished(rootfs: &Rootfs) -> bool {
-    poll_until(FINISH, || rootfs.host_path("finished").exists().then_some(())).is_some()
+    poll_until(FINISH, || {
+        rootfs.host_path("finished").exists().then_some(())
+    })
+    .is_some()
 }
 
 /// `ctr run` (not detached) of a container writing 200,000 lines; its
