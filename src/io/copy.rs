@@ -16,7 +16,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use crate::io::console::Console;
-use crate::io::spill::Spill;
+use crate::io::spill::{Spill, SpillTail};
 
 /// Bytes read per step.
 pub const COPY_BUF: usize = 64 * 1024;
@@ -148,6 +148,9 @@ pub struct Stopped {
     pub to: Sink,
     /// Read, not yet written.
     pub pending: Vec<u8>,
+    /// The part of an output's spill held in its file: written after
+    /// `pending`.
+    pub tail: Option<SpillTail>,
 }
 
 /// How a zero-copy stretch ended.
@@ -276,7 +279,14 @@ pub async fn copy(
             };
             match splice_pipe(p, &to, &progress, &mut stop, false).await {
                 Spliced::Eof => break,
-                Spliced::Stopped => return Some(Stopped { from, to, pending }),
+                Spliced::Stopped => {
+                    return Some(Stopped {
+                        from,
+                        to,
+                        pending,
+                        tail: None,
+                    })
+                }
                 Spliced::Failed => return None,
                 Spliced::Unsupported | Spliced::Full => zero_copy = false,
             }
@@ -284,7 +294,12 @@ pub async fn copy(
         while !pending.is_empty() {
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return Some(Stopped { from, to, pending }),
+                _ = stop.wait_for(|s| *s) => return Some(Stopped {
+                from,
+                to,
+                pending,
+                tail: None,
+            }),
                 written = to.write(&pending) => match written {
                     Ok(n @ 1..) => {
                         pending.drain(..n);
@@ -302,14 +317,24 @@ pub async fn copy(
         if buf.is_empty() {
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return Some(Stopped { from, to, pending }),
+                _ = stop.wait_for(|s| *s) => return Some(Stopped {
+                from,
+                to,
+                pending,
+                tail: None,
+            }),
                 ready = from.ready() => if ready.is_err() { break },
             }
             buf = vec![0u8; COPY_BUF];
         }
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return Some(Stopped { from, to, pending }),
+            _ = stop.wait_for(|s| *s) => return Some(Stopped {
+                from,
+                to,
+                pending,
+                tail: None,
+            }),
             read = from.read(&mut buf) => match read {
                 Ok(n @ 1..) => pending.extend_from_slice(&buf[..n]),
                 Ok(_) | Err(_) => break,
@@ -342,12 +367,14 @@ pub async fn copy_output(
             p.fetch_add(n as u64, Ordering::Relaxed);
         }
     };
-    let stopped = |from, to, spill: &mut Spill| {
-        let pending = spill.take_all().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the output spill back for the handover: dropping it");
-            Vec::new()
-        });
-        Some(Stopped { from, to, pending })
+    let stopped = |from, to, spill: Spill| {
+        let (pending, tail) = spill.into_parts();
+        Some(Stopped {
+            from,
+            to,
+            pending,
+            tail,
+        })
     };
     let mut to = Sink::Pipe(to);
     let mut zero_copy = matches!(from, Source::Pipe(_));
@@ -388,7 +415,7 @@ pub async fn copy_output(
         {
             match splice_pipe(src, &to, &progress, &mut stop, true).await {
                 Spliced::Eof => eof = true,
-                Spliced::Stopped => return stopped(from, to, &mut spill),
+                Spliced::Stopped => return stopped(from, to, spill),
                 Spliced::Unsupported => zero_copy = false,
                 Spliced::Failed => {
                     tracing::warn!("the output's reader failed: dropping its output from now on");
@@ -407,7 +434,7 @@ pub async fn copy_output(
         }
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return stopped(from, to, &mut spill),
+            _ = stop.wait_for(|s| *s) => return stopped(from, to, spill),
             r = p.writable(), if !broken && !spill.is_empty() => if r.is_err() {
                 broken = true;
                 spill.discard();

@@ -101,7 +101,14 @@ pub fn copy_blocking(
         while !pending.is_empty() {
             match wait(sink_fd(&to), PollFlags::POLLOUT, &stop) {
                 Ok(Ready::Go) => {}
-                Ok(Ready::Stop) => return Some(Stopped { from, to, pending }),
+                Ok(Ready::Stop) => {
+                    return Some(Stopped {
+                        from,
+                        to,
+                        pending,
+                        tail: None,
+                    })
+                }
                 Err(_) => return None,
             }
             match nix::unistd::write(sink_fd(&to), &pending) {
@@ -135,7 +142,14 @@ pub fn copy_blocking(
         }
         match wait(source_fd(&from), PollFlags::POLLIN, &stop) {
             Ok(Ready::Go) => {}
-            Ok(Ready::Stop) => return Some(Stopped { from, to, pending }),
+            Ok(Ready::Stop) => {
+                return Some(Stopped {
+                    from,
+                    to,
+                    pending,
+                    tail: None,
+                })
+            }
             Err(_) => break,
         }
         if zero_copy {

@@ -35,7 +35,7 @@ use crate::io::console::{Console, ConsoleSocket};
 use crate::io::copy::{copy, copy_output, Sink, Source, Stopped};
 use crate::io::file_copy::{copy_blocking, StopSignal};
 use crate::io::log_uri::{Logger, Target};
-use crate::io::spill::{Spill, SpillConf};
+use crate::io::spill::{Spill, SpillConf, SpillTail};
 use crate::reaper::Reaper;
 use crate::runc::ProcessStdio;
 
@@ -207,16 +207,35 @@ impl ProcessIo {
     /// either end is a regular file (see [`crate::io::file_copy`]). Output
     /// to a pipe or FIFO goes through a spill (see [`copy_output`]).
     fn spawn(&mut self, from: Source, to: Sink, pending: Vec<u8>, output: bool) -> Result<Loop> {
+        self.resume(from, to, pending, None, output)
+    }
+
+    /// [`ProcessIo::spawn`], with the file part of a spill handed over.
+    fn resume(
+        &mut self,
+        from: Source,
+        to: Sink,
+        mut pending: Vec<u8>,
+        tail: Option<SpillTail>,
+        output: bool,
+    ) -> Result<Loop> {
         let progress = output.then(|| self.progress.clone());
         if !matches!(from, Source::File(_)) && !matches!(to, Sink::File(_)) {
             let stop = self.stop.subscribe();
             return Ok(match (to, &self.spill) {
                 (Sink::Pipe(p), Some(conf)) if output => {
-                    let mut spill = Spill::new(conf.clone());
-                    spill.push(&pending);
+                    let spill = Spill::resume(conf.clone(), pending, tail);
                     tokio::spawn(copy_output(from, p, spill, progress, stop))
                 }
-                (to, _) => tokio::spawn(copy(from, to, pending, progress, stop)),
+                (to, _) => {
+                    if let Some(t) = tail {
+                        pending.extend(
+                            spill::read_tail(&t)
+                                .map_err(Error::io("read the output spill", "handed over"))?,
+                        );
+                    }
+                    tokio::spawn(copy(from, to, pending, progress, stop))
+                }
             });
         }
         let stop = match &self.file_stop {

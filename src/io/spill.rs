@@ -222,18 +222,58 @@ impl Spill {
         self.lose(n);
     }
 
-    /// Everything held, in order, in memory (for a live upgrade, which
-    /// hands it to the next loop as unwritten bytes).
-    pub fn take_all(&mut self) -> io::Result<Vec<u8>> {
-        let mut all = Vec::with_capacity(usize::try_from(self.held).unwrap_or(0));
-        while self.held > 0 {
-            let front = self.front()?;
-            let n = front.len();
-            all.extend_from_slice(front);
-            self.consume(n);
+    /// Everything held, for a live upgrade: what is in memory (at most
+    /// [`MEMORY`] and a chunk), and after it the file's unread part, whose
+    /// descriptor is handed over as it is.
+    pub fn into_parts(mut self) -> (Vec<u8>, Option<SpillTail>) {
+        let mut mem = self.head.split_off(self.head_at);
+        for chunk in self.mem.drain(..) {
+            mem.extend_from_slice(&chunk);
         }
-        Ok(all)
+        let tail = self.file.take().and_then(|f| {
+            (f.write_at > f.read_at).then_some(SpillTail {
+                file: f.file,
+                start: f.read_at,
+                end: f.write_at,
+            })
+        });
+        self.held = 0;
+        (mem, tail)
     }
+
+    /// A spill holding `pending`, then `tail`, as [`Spill::into_parts`]
+    /// gave them.
+    pub fn resume(conf: SpillConf, pending: Vec<u8>, tail: Option<SpillTail>) -> Spill {
+        let mut s = Spill::new(conf);
+        s.held = pending.len() as u64;
+        s.head = pending;
+        if let Some(t) = tail {
+            s.held += t.end.saturating_sub(t.start);
+            s.file = Some(SpillFile {
+                file: t.file,
+                read_at: t.start,
+                write_at: t.end.max(t.start),
+            });
+        }
+        s
+    }
+}
+
+/// The bytes of a handed-over tail, for a loop without a spill.
+pub fn read_tail(t: &SpillTail) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; usize::try_from(t.end.saturating_sub(t.start)).unwrap_or(0)];
+    t.file.read_exact_at(&mut buf, t.start)?;
+    Ok(buf)
+}
+
+/// The part of a spill held in its file, handed over in a live upgrade.
+pub struct SpillTail {
+    /// The unnamed file.
+    pub file: File,
+    /// Where its unread bytes start.
+    pub start: u64,
+    /// Where they end.
+    pub end: u64,
 }
 
 impl Drop for Spill {
@@ -344,16 +384,25 @@ mod tests {
     }
 
     #[test]
-    fn take_all_and_discard() {
+    fn handed_over_and_resumed_in_order_then_discarded() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = spill(dir.path(), 64 << 20);
-        let big = vec![1u8; MEMORY + 10];
+        let big = (0..MEMORY + 10).map(|i| (i % 13) as u8).collect::<Vec<_>>();
         s.push(b"head");
         s.push(&big);
-        let all = s.take_all().unwrap();
-        assert_eq!(all.len(), 4 + big.len());
-        assert_eq!(&all[..4], b"head");
-        assert!(s.is_empty());
+        s.push(b"tail");
+        let f = s.front().unwrap();
+        assert_eq!(&f[..2], b"he");
+        s.consume(2);
+        let conf = s.conf.clone();
+        let (pending, tail) = s.into_parts();
+        assert!(tail.is_some(), "the file part is handed over as a file");
+        let mut s = Spill::resume(conf, pending, tail);
+        s.push(b"after");
+        let mut want = b"ad".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"tailafter");
+        assert_eq!(drain(&mut s, 1000), want);
         s.push(b"x");
         s.discard();
         assert!(s.is_empty());
