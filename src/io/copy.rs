@@ -345,12 +345,19 @@ pub async fn copy(
     None
 }
 
+/// How long a reader may take nothing from a full pipe, with the spill
+/// full too, before it counts as away and the newest output is dropped;
+/// until then the copy waits for it (a slow reader is not a lost one).
+const READER_AWAY: Duration = Duration::from_secs(10);
+
 /// Copies a process's output from `from` to its reader's pipe `to` (after
 /// whatever `spill` already holds) without ever making the container wait
 /// for the reader: while the pipe has room, straight through (spliced when
 /// `from` is a pipe); while it has none (the reader is away or slow), the
 /// container's pipe is still read, into `spill`, and what it holds is
-/// written, in order, as soon as the pipe takes it. A reader that fails for
+/// written, in order, as soon as the pipe takes it. With the spill full,
+/// the copy waits for a reader that is still taking output and drops the
+/// newest output for one that is away ([`READER_AWAY`]). A reader that fails for
 /// good (EPIPE from a dead logger) does not stop the copy either: the output
 /// is dropped, counted, and the container's pipe drained to its end. When
 /// `stop` turns true, returns both ends and everything held as unwritten
@@ -380,6 +387,10 @@ pub async fn copy_output(
     let mut zero_copy = matches!(from, Source::Pipe(_));
     let mut buf = Vec::new();
     let (mut eof, mut broken) = (false, false);
+    // When the reader last took output from a full pipe (or the loop
+    // started): a full spill waits for a reader that took some within
+    // READER_AWAY, and drops output once it has not.
+    let mut taken = tokio::time::Instant::now();
     loop {
         let Sink::Pipe(p) = &to else {
             return None;
@@ -398,6 +409,7 @@ pub async fn copy_output(
                 Ok(n @ 1..) => {
                     spill.consume(n);
                     count(n);
+                    taken = tokio::time::Instant::now();
                 }
                 Ok(_) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -430,8 +442,26 @@ pub async fn copy_output(
             }
         }
         if buf.is_empty() {
+            // Allocated when there is first something to read (an idle
+            // terminal's loop holds no buffer).
+            if !eof && spill.is_empty() {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => return stopped(from, to, spill),
+                    ready = from.ready() => if ready.is_err() {
+                        eof = true;
+                        continue;
+                    },
+                }
+            }
             buf = vec![0u8; COPY_BUF];
         }
+        // A slow reader is waited for, as if there were no spill; only one
+        // that is away loses output.
+        let present = !broken && taken.elapsed() < READER_AWAY;
+        let room = spill.room().min(COPY_BUF as u64) as usize;
+        let waiting = present && room == 0;
+        let want = if present { room } else { COPY_BUF };
         tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => return stopped(from, to, spill),
@@ -439,7 +469,8 @@ pub async fn copy_output(
                 broken = true;
                 spill.discard();
             },
-            read = from.read(&mut buf), if !eof => match read {
+            _ = tokio::time::sleep_until(taken + READER_AWAY), if waiting => {}
+            read = from.read(&mut buf[..want]), if !eof && !waiting => match read {
                 Ok(n @ 1..) => {
                     count(n);
                     if broken {

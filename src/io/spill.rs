@@ -103,6 +103,11 @@ impl Spill {
         self.held == 0
     }
 
+    /// Bytes it can take before its cap.
+    pub fn room(&self) -> u64 {
+        self.conf.max.saturating_sub(self.held)
+    }
+
     /// Bytes dropped so far (past the cap, or by [`Spill::discard`]).
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -261,7 +266,14 @@ impl Spill {
 
 /// The bytes of a handed-over tail, for a loop without a spill.
 pub fn read_tail(t: &SpillTail) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; usize::try_from(t.end.saturating_sub(t.start)).unwrap_or(0)];
+    let len = t.end.saturating_sub(t.start);
+    if len > t.file.metadata()?.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("spill range {}..{} past the file's end", t.start, t.end),
+        ));
+    }
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
     t.file.read_exact_at(&mut buf, t.start)?;
     Ok(buf)
 }
