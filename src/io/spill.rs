@@ -12,11 +12,13 @@
 //! process's stdio dropped at Delete). While it holds data, newer data goes
 //! to its end, so the order is always memory, then file.
 //!
-//! Past `max` bytes held, the newest output is dropped (what the container
-//! writes while the spill is full), and what is held is delivered intact:
-//! the reader gets a contiguous stretch up to the moment the spill filled,
-//! then a gap, then the output from the moment it had room again. Each
-//! episode is logged with the number of bytes dropped.
+//! At `max` bytes held, the copy loop waits for a reader that is still
+//! taking output (a slow one), and for one that is away, drops the newest
+//! output (what the container writes while the spill is full); what is held
+//! is delivered intact: the reader gets a contiguous stretch up to the
+//! moment the spill filled, then a gap, then the output from the moment it
+//! had room again. Each episode is logged with the number of bytes dropped.
+//! ([`crate::io::copy::copy_output`] decides which; this is the buffer.)
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
