@@ -187,6 +187,9 @@ pub fn copy_blocking(
             Err(_) => break,
         }
     }
+    if lost > 0 {
+        tracing::warn!(lost, "output ended while writes failed; bytes lost");
+    }
     if let Sink::Console(c) = &to {
         c.send_eof_blocking();
     }
