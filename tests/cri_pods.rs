@@ -38,7 +38,7 @@
 //! over 100 ms (the container times its own writes) and the CRI log must
 //! hold every line in order. The Go shim's result is printed (`SEEN runc
 //! output-away: ...`), not asserted: its container blocks once its pipe and
-//! FIFO are full. About two minutes each.
+//! FIFO are full. About 75 s each.
 
 mod common;
 
