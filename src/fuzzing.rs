@@ -231,7 +231,7 @@ pub fn upgrade_state(data: &[u8]) {
 /// Every descriptor number of a state, read from the JSON by the state
 /// file's layout (unknown keys, which the reader ignores, are not
 /// descriptors): the listener, each connection's fd, and each process's
-/// stdin holder, console and stream ends.
+/// stdin holder, console, stream ends and spill files.
 fn descriptor_numbers(v: &serde_json::Value, out: &mut Vec<i64>) {
     let num = |v: &serde_json::Value, out: &mut Vec<i64>| out.extend(v.as_i64());
     num(&v["listener"], out);
@@ -247,6 +247,7 @@ fn descriptor_numbers(v: &serde_json::Value, out: &mut Vec<i64>) {
             for st in io["streams"].as_array().into_iter().flatten() {
                 num(&st["from"], out);
                 num(&st["to"], out);
+                num(&st["spill_file"], out);
             }
         }
     }

@@ -8,6 +8,7 @@ use protobuf::well_known_types::any::Any;
 use protobuf::Message;
 
 use crate::error::{Error, Result};
+use crate::io::spill::SpillMax;
 use crate::protos::runc_options::Options as RuncOptions;
 use crate::protos::runctypes::{CreateOptions, RuncOptions as LegacyRuncOptions};
 use crate::protos::runtimeoptions::Options as CriOptions;
@@ -113,6 +114,7 @@ pub(crate) fn toml_options(text: &str) -> std::result::Result<RuntimeOptions, to
         criu_image_path: String,
         criu_work_path: String,
         runc_timeouts: toml::Table,
+        output_spill_max: Option<u64>,
     }
     let t: Table = toml::from_str(text)?;
     let timeouts = Timeouts::from_table(&t.runc_timeouts).map_err(serde::de::Error::custom)?;
@@ -129,6 +131,7 @@ pub(crate) fn toml_options(text: &str) -> std::result::Result<RuntimeOptions, to
         criu_image_path: t.criu_image_path,
         criu_work_path: t.criu_work_path,
         timeouts,
+        output_spill_max: t.output_spill_max.map(SpillMax).unwrap_or_default(),
     })
 }
 
@@ -177,6 +180,20 @@ mod tests {
         assert_eq!(r.timeouts.update, Timeouts::default().update);
         let e = toml_options("[RuncTimeouts]\nKil = 3\n").unwrap_err();
         assert!(e.to_string().contains("Kil"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_output_spill_cap_from_the_toml_options() {
+        let r = toml_options("OutputSpillMax = 1048576\n").unwrap();
+        assert_eq!(r.output_spill_max, SpillMax(1 << 20));
+        let r = toml_options("BinaryName = \"runc\"\n").unwrap();
+        assert_eq!(r.output_spill_max, SpillMax(64 << 20));
+        assert_eq!(
+            RuntimeOptions::default().output_spill_max,
+            SpillMax(64 << 20)
+        );
+        assert!(toml_options("OutputSpillMax = -1\n").is_err());
+        assert!(toml_options("OutputSpillMax = \"64M\"\n").is_err());
     }
 
     #[test]

@@ -31,6 +31,14 @@
 //! pods.sh has the check (CRI_PODS_CHECKS=crun) for a host where crun works.
 //!
 //! Needs root; the run takes about half a minute.
+//!
+//! Separately, `cri_output_away_*` runs the output group (#21): containerd
+//! SIGKILLed for 30 s while a pod of each handler writes a numbered line
+//! about every millisecond; for tether no write of the container may take
+//! over 100 ms (the container times its own writes) and the CRI log must
+//! hold every line in order. The Go shim's result is printed (`SEEN runc
+//! output-away: ...`), not asserted: its container blocks once its pipe and
+//! FIFO are full. About 75 s each.
 
 mod common;
 
@@ -57,6 +65,51 @@ fn cri_pods_tether_and_runc_containerd_2_3() {
 #[test]
 fn cri_pods_tether_and_runc_containerd_1_6() {
     pods("system", "system");
+}
+
+#[test]
+fn cri_output_away_containerd_2_3() {
+    output_away("2.3.7", common::NEWEST_RUNC);
+}
+
+#[test]
+fn cri_output_away_containerd_1_6() {
+    output_away("system", "system");
+}
+
+fn output_away(version: &str, runc: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the CRI tests need root; run them as root instead of skipping them"
+    );
+    let pods = script_checks::repo_path("tests/cri/pods.sh");
+    let out = script_checks::run_script(
+        "scripts/critest.sh",
+        version,
+        &[
+            "--runc",
+            runc,
+            "--handler",
+            "tether",
+            "--exec",
+            "--",
+            "env",
+            "CRI_PODS_CHECKS=output",
+            "bash",
+            &pods,
+        ],
+        Duration::from_secs(900),
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let missing = script_checks::missing(&stdout, &["tether"], &["output-away"]);
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        missing.is_empty() && out.status.success() && last == "1 passed, 0 failed",
+        "CRI output-away on containerd {version} failed ({}; last line {last:?}):\n{}",
+        out.status,
+        missing.join("\n")
+    );
 }
 
 fn pods(version: &str, runc: &str) {

@@ -155,6 +155,8 @@ impl Container {
             id: &self.id,
             namespace: &self.namespace,
             io_owner: (self.options.io_uid, self.options.io_gid),
+            bundle: &self.bundle,
+            spill_max: self.options.output_spill_max.0,
         }
     }
 

@@ -16,6 +16,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use crate::io::console::Console;
+use crate::io::spill::{Spill, SpillTail};
 
 /// Bytes read per step.
 pub const COPY_BUF: usize = 64 * 1024;
@@ -147,6 +148,9 @@ pub struct Stopped {
     pub to: Sink,
     /// Read, not yet written.
     pub pending: Vec<u8>,
+    /// The part of an output's spill held in its file: written after
+    /// `pending`.
+    pub tail: Option<SpillTail>,
 }
 
 /// How a zero-copy stretch ended.
@@ -159,15 +163,20 @@ enum Spliced {
     Unsupported,
     /// The sink is gone.
     Failed,
+    /// The sink is full while the source has data (asked for with
+    /// `spill`: the caller keeps reading into its spill instead of waiting).
+    Full,
 }
 
 /// Moves data from a pipe to a pipe or a file with splice(2): no copy
-/// through the shim's memory, no buffer.
+/// through the shim's memory, no buffer. With `spill`, returns
+/// [`Spliced::Full`] when the sink has no room, instead of waiting for it.
 async fn splice_pipe(
     from: &pipe::Receiver,
     to: &Sink,
     progress: &Option<Arc<AtomicU64>>,
     stop: &mut watch::Receiver<bool>,
+    spill: bool,
 ) -> Spliced {
     use nix::errno::Errno;
     use nix::fcntl::{splice, SpliceFFlags};
@@ -207,13 +216,19 @@ async fn splice_pipe(
                     continue;
                 }
                 let Sink::Pipe(p) = to else { continue };
-                let _ = p.try_io(|| {
+                let room = p.try_io(|| {
                     if has_room(p) {
                         Ok(())
                     } else {
                         Err(io::ErrorKind::WouldBlock.into())
                     }
                 });
+                if spill {
+                    if room.is_err() {
+                        return Spliced::Full;
+                    }
+                    continue;
+                }
                 tokio::select! {
                     biased;
                     _ = stop.wait_for(|s| *s) => return Spliced::Stopped,
@@ -262,17 +277,29 @@ pub async fn copy(
             let Source::Pipe(p) = &from else {
                 unreachable!()
             };
-            match splice_pipe(p, &to, &progress, &mut stop).await {
+            match splice_pipe(p, &to, &progress, &mut stop, false).await {
                 Spliced::Eof => break,
-                Spliced::Stopped => return Some(Stopped { from, to, pending }),
+                Spliced::Stopped => {
+                    return Some(Stopped {
+                        from,
+                        to,
+                        pending,
+                        tail: None,
+                    })
+                }
                 Spliced::Failed => return None,
-                Spliced::Unsupported => zero_copy = false,
+                Spliced::Unsupported | Spliced::Full => zero_copy = false,
             }
         }
         while !pending.is_empty() {
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return Some(Stopped { from, to, pending }),
+                _ = stop.wait_for(|s| *s) => return Some(Stopped {
+                from,
+                to,
+                pending,
+                tail: None,
+            }),
                 written = to.write(&pending) => match written {
                     Ok(n @ 1..) => {
                         pending.drain(..n);
@@ -290,14 +317,24 @@ pub async fn copy(
         if buf.is_empty() {
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return Some(Stopped { from, to, pending }),
+                _ = stop.wait_for(|s| *s) => return Some(Stopped {
+                from,
+                to,
+                pending,
+                tail: None,
+            }),
                 ready = from.ready() => if ready.is_err() { break },
             }
             buf = vec![0u8; COPY_BUF];
         }
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return Some(Stopped { from, to, pending }),
+            _ = stop.wait_for(|s| *s) => return Some(Stopped {
+                from,
+                to,
+                pending,
+                tail: None,
+            }),
             read = from.read(&mut buf) => match read {
                 Ok(n @ 1..) => pending.extend_from_slice(&buf[..n]),
                 Ok(_) | Err(_) => break,
@@ -305,5 +342,155 @@ pub async fn copy(
         }
     }
     to.finish().await;
+    None
+}
+
+/// How long a reader may take nothing from a full pipe, with the spill
+/// full too, before it counts as away and the newest output is dropped;
+/// until then the copy waits for it (a slow reader is not a lost one).
+const READER_AWAY: Duration = Duration::from_secs(10);
+
+/// Copies a process's output from `from` to its reader's pipe `to` (after
+/// whatever `spill` already holds) without ever making the container wait
+/// for the reader: while the pipe has room, straight through (spliced when
+/// `from` is a pipe); while it has none (the reader is away or slow), the
+/// container's pipe is still read, into `spill`, and what it holds is
+/// written, in order, as soon as the pipe takes it. With the spill full,
+/// the copy waits for a reader that is still taking output and drops the
+/// newest output for one that is away ([`READER_AWAY`]). A reader that fails for
+/// good (EPIPE from a dead logger) does not stop the copy either: the output
+/// is dropped, counted, and the container's pipe drained to its end. When
+/// `stop` turns true, returns both ends and everything held as unwritten
+/// bytes.
+pub async fn copy_output(
+    mut from: Source,
+    to: pipe::Sender,
+    mut spill: Spill,
+    progress: Option<Arc<AtomicU64>>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Stopped> {
+    let count = |n: usize| {
+        if let Some(p) = &progress {
+            p.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    };
+    let stopped = |from, to, spill: Spill| {
+        let (pending, tail) = spill.into_parts();
+        Some(Stopped {
+            from,
+            to,
+            pending,
+            tail,
+        })
+    };
+    let mut to = Sink::Pipe(to);
+    let mut zero_copy = matches!(from, Source::Pipe(_));
+    let mut buf = Vec::new();
+    let (mut eof, mut broken) = (false, false);
+    // When the reader last took output from a full pipe (or the loop
+    // started): a full spill waits for a reader that took some within
+    // READER_AWAY, and drops output once it has not.
+    let mut taken = tokio::time::Instant::now();
+    loop {
+        let Sink::Pipe(p) = &to else {
+            return None;
+        };
+        // Deliver what is held, as far as the pipe takes it.
+        while !broken && !spill.is_empty() {
+            let front = match spill.front() {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the output spill back: dropping what it holds");
+                    spill.discard();
+                    break;
+                }
+            };
+            match p.try_write(front) {
+                Ok(n @ 1..) => {
+                    spill.consume(n);
+                    count(n);
+                    taken = tokio::time::Instant::now();
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the output's reader failed: dropping its output from now on");
+                    broken = true;
+                    spill.discard();
+                }
+            }
+        }
+        if eof && (broken || spill.is_empty()) {
+            break;
+        }
+        if let (true, Source::Pipe(src)) = (zero_copy && !eof && !broken && spill.is_empty(), &from)
+        {
+            match splice_pipe(src, &to, &progress, &mut stop, true).await {
+                Spliced::Eof => eof = true,
+                Spliced::Stopped => return stopped(from, to, spill),
+                Spliced::Unsupported => zero_copy = false,
+                Spliced::Failed => {
+                    tracing::warn!("the output's reader failed: dropping its output from now on");
+                    broken = true;
+                }
+                // The pipe has no room and the source has data: read it
+                // into the spill.
+                Spliced::Full => {}
+            }
+            if eof || broken || !zero_copy {
+                continue;
+            }
+        }
+        if buf.is_empty() {
+            // Allocated when there is first something to read (an idle
+            // terminal's loop holds no buffer).
+            if !eof && spill.is_empty() {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => return stopped(from, to, spill),
+                    ready = from.ready() => if ready.is_err() {
+                        eof = true;
+                        continue;
+                    },
+                }
+            }
+            buf = vec![0u8; COPY_BUF];
+        }
+        // A slow reader is waited for, as if there were no spill; only one
+        // that is away loses output.
+        let present = !broken && taken.elapsed() < READER_AWAY;
+        let room = spill.room().min(COPY_BUF as u64) as usize;
+        let waiting = present && room == 0;
+        let want = if present { room } else { COPY_BUF };
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return stopped(from, to, spill),
+            r = p.writable(), if !broken && !spill.is_empty() => if r.is_err() {
+                broken = true;
+                spill.discard();
+            },
+            _ = tokio::time::sleep_until(taken + READER_AWAY), if waiting => {}
+            read = from.read(&mut buf[..want]), if !eof && !waiting => match read {
+                Ok(n @ 1..) => {
+                    count(n);
+                    if broken {
+                        spill.lose(n as u64);
+                    } else {
+                        spill.push(&buf[..n]);
+                    }
+                }
+                Ok(_) | Err(_) => eof = true,
+            },
+        }
+    }
+    if spill.dropped() > 0 {
+        tracing::warn!(
+            dropped = spill.dropped(),
+            "output stream ended; bytes of it were dropped (spill full or reader failed)"
+        );
+    }
+    if !broken {
+        to.finish().await;
+    }
     None
 }

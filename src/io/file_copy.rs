@@ -75,9 +75,10 @@ fn wait(fd: BorrowedFd<'_>, events: PollFlags, stop: &StopSignal) -> io::Result<
 }
 
 /// Copies `from` to `to` (after writing `pending`), blocking, until the
-/// source ends or the sink fails (None), or `stop` is signalled (both ends
-/// and the unwritten bytes handed back). The blocking twin of
-/// [`crate::io::copy::copy`].
+/// source ends or (input only) the sink fails (None), or `stop` is
+/// signalled (both ends and the unwritten bytes handed back). The blocking
+/// twin of [`crate::io::copy::copy`]. An output whose file fails a write
+/// drops that chunk, logs it, and goes on.
 pub fn copy_blocking(
     from: Source,
     to: Sink,
@@ -90,21 +91,49 @@ pub fn copy_blocking(
             p.fetch_add(n as u64, Ordering::Relaxed);
         }
     };
-    let mut zero_copy = matches!((&from, &to), (Source::Pipe(_), Sink::File(_)));
+    let output = progress.is_some();
+    let mut can_splice = matches!((&from, &to), (Source::Pipe(_), Sink::File(_)));
+    let mut zero_copy = can_splice;
+    // Output dropped since the last write that worked.
+    let mut lost = 0u64;
     let mut buf = Vec::new();
     loop {
         while !pending.is_empty() {
             match wait(sink_fd(&to), PollFlags::POLLOUT, &stop) {
                 Ok(Ready::Go) => {}
-                Ok(Ready::Stop) => return Some(Stopped { from, to, pending }),
+                Ok(Ready::Stop) => {
+                    return Some(Stopped {
+                        from,
+                        to,
+                        pending,
+                        tail: None,
+                    })
+                }
                 Err(_) => return None,
             }
             match nix::unistd::write(sink_fd(&to), &pending) {
                 Ok(n @ 1..) => {
                     pending.drain(..n);
                     count(n);
+                    if lost > 0 {
+                        tracing::warn!(lost, "output written again after write errors; bytes lost");
+                        lost = 0;
+                    }
+                    zero_copy = can_splice;
                 }
                 Err(Errno::EAGAIN | Errno::EINTR) => {}
+                // A log file that fails a write (a full or failing disk)
+                // loses that chunk, not the copy: the container's pipe is
+                // still drained, and later writes are tried again.
+                Err(e) if output => {
+                    if lost == 0 {
+                        tracing::warn!(error = %e, "cannot write output: dropping it until writes work again");
+                    }
+                    lost += pending.len() as u64;
+                    count(pending.len());
+                    pending.clear();
+                    zero_copy = false;
+                }
                 Ok(_) | Err(_) => {
                     tracing::debug!("stdio copy stopped: the sink is gone");
                     return None;
@@ -113,7 +142,14 @@ pub fn copy_blocking(
         }
         match wait(source_fd(&from), PollFlags::POLLIN, &stop) {
             Ok(Ready::Go) => {}
-            Ok(Ready::Stop) => return Some(Stopped { from, to, pending }),
+            Ok(Ready::Stop) => {
+                return Some(Stopped {
+                    from,
+                    to,
+                    pending,
+                    tail: None,
+                })
+            }
             Err(_) => break,
         }
         if zero_copy {
@@ -130,8 +166,13 @@ pub fn copy_blocking(
                 Ok(0) => break,
                 Ok(n) => count(n),
                 Err(Errno::EAGAIN | Errno::EINTR) => {}
-                Err(Errno::EINVAL | Errno::ENOSYS) => zero_copy = false,
-                Err(_) => return None,
+                Err(Errno::EINVAL | Errno::ENOSYS) => {
+                    can_splice = false;
+                    zero_copy = false;
+                }
+                // Through a buffer: a write that fails there loses only
+                // its chunk (output), or ends the loop (input).
+                Err(_) => zero_copy = false,
             }
             continue;
         }
@@ -145,6 +186,9 @@ pub fn copy_blocking(
             // EIO: a terminal whose other side is gone, i.e. its end.
             Err(_) => break,
         }
+    }
+    if lost > 0 {
+        tracing::warn!(lost, "output ended while writes failed; bytes lost");
     }
     if let Sink::Console(c) = &to {
         c.send_eof_blocking();

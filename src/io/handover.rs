@@ -13,6 +13,7 @@ use tokio::net::unix::pipe;
 use super::console::Console;
 use super::copy::{Sink, Source};
 use super::log_uri::Logger;
+use super::spill::{SpillConf, SpillTail};
 use super::{sender, ProcessIo};
 use crate::error::{Error, Result};
 use crate::sys::{FdList, FdTable};
@@ -28,6 +29,10 @@ pub struct IoRec {
     pub console: Option<RawFd>,
     /// A running `binary://` logger.
     pub logger_pid: Option<u32>,
+    /// Where output spills (absent in the records of binaries without a
+    /// spill).
+    #[serde(default)]
+    pub spill: Option<SpillConf>,
 }
 
 /// One copy loop, stopped.
@@ -45,6 +50,12 @@ pub struct StreamRec {
     pub to_file: bool,
     /// Read and not yet written.
     pub pending: Vec<u8>,
+    /// An output's spill file, whose unread part comes after `pending`.
+    #[serde(default)]
+    pub spill_file: Option<RawFd>,
+    /// Where that unread part starts and ends.
+    #[serde(default)]
+    pub spill_range: (u64, u64),
 }
 
 impl IoRec {
@@ -55,6 +66,7 @@ impl IoRec {
         for s in &self.streams {
             all.extend(s.from);
             all.extend(s.to);
+            all.extend(s.spill_file);
         }
     }
 }
@@ -69,6 +81,7 @@ impl ProcessIo {
             streams: Vec::new(),
             console: None,
             logger_pid: None,
+            spill: self.spill.take(),
         };
         let loops = self.input.take().into_iter().map(|l| (l, false));
         let loops: Vec<_> = loops
@@ -82,6 +95,8 @@ impl ProcessIo {
             let to_file = matches!(stopped.to, Sink::File(_));
             let from = stopped.from.into_fd().await?.map(|f| fds.give(f));
             let to = stopped.to.into_fd().await?.map(|f| fds.give(f));
+            let spill_range = stopped.tail.as_ref().map_or((0, 0), |t| (t.start, t.end));
+            let spill_file = stopped.tail.map(|t| fds.give(OwnedFd::from(t.file)));
             rec.streams.push(StreamRec {
                 output,
                 from,
@@ -89,6 +104,8 @@ impl ProcessIo {
                 to,
                 to_file,
                 pending: stopped.pending,
+                spill_file,
+                spill_range,
             });
         }
         if let Some(console) = self.console.take() {
@@ -109,6 +126,7 @@ impl ProcessIo {
                 .map_err(Error::io("take over", "stdio descriptor"))
         };
         let mut io = ProcessIo::empty();
+        io.spill = rec.spill;
         io.stdin_holder = take(rec.stdin_holder)?.map(File::from);
         io.logger = rec.logger_pid.map(Logger::restore);
         if let Some(master) = take(rec.console)? {
@@ -132,7 +150,12 @@ impl ProcessIo {
                 (Some(fd), false) => Sink::Pipe(sender(fd)?),
                 (None, _) => Sink::Console(console(&io)?),
             };
-            let l = io.spawn(from, to, s.pending, s.output)?;
+            let tail = take(s.spill_file)?.map(|fd| SpillTail {
+                file: File::from(fd),
+                start: s.spill_range.0,
+                end: s.spill_range.1,
+            });
+            let l = io.resume(from, to, s.pending, tail, s.output)?;
             if s.output {
                 io.outputs.push(l);
             } else {

@@ -12,6 +12,7 @@ pub mod copy;
 pub mod file_copy;
 mod handover;
 pub mod log_uri;
+pub mod spill;
 
 pub use handover::IoRec;
 
@@ -31,9 +32,10 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::io::console::{Console, ConsoleSocket};
-use crate::io::copy::{copy, Sink, Source, Stopped};
+use crate::io::copy::{copy, copy_output, Sink, Source, Stopped};
 use crate::io::file_copy::{copy_blocking, StopSignal};
 use crate::io::log_uri::{Logger, Target};
+use crate::io::spill::{Spill, SpillConf, SpillTail};
 use crate::reaper::Reaper;
 use crate::runc::ProcessStdio;
 
@@ -59,6 +61,12 @@ pub struct Owner<'a> {
     pub namespace: &'a str,
     /// uid and gid to own the container's stdio pipes (0, 0: root's).
     pub io_owner: (u32, u32),
+    /// The container's bundle: where output spills while its reader is
+    /// away (see [`spill`]).
+    pub bundle: &'a Path,
+    /// The most each output stream spills, in bytes (`OutputSpillMax`; 0:
+    /// no spill).
+    pub spill_max: u64,
 }
 
 /// The shim's side of a process's stdio.
@@ -76,6 +84,10 @@ pub struct ProcessIo {
     logger: Option<Logger>,
     /// Stops the loops on the blocking pool (made with the first of them).
     file_stop: Option<Arc<StopSignal>>,
+    /// Where output to a pipe or FIFO spills while its reader is away
+    /// (None: a process handed over by a binary that had no spill; its
+    /// output waits for the reader, as it did there).
+    spill: Option<SpillConf>,
 }
 
 /// A running copy loop; what it hands back when stopped.
@@ -97,6 +109,10 @@ impl ProcessIo {
     ) -> Result<(ProcessIo, ProcessStdio, Option<ConsoleSocket>)> {
         let target = Target::parse(&paths.stdout)?;
         let mut io = ProcessIo::empty();
+        io.spill = (owner.spill_max > 0).then(|| SpillConf {
+            dir: owner.bundle.to_path_buf(),
+            max: owner.spill_max,
+        });
         let mut stdio = ProcessStdio::default();
 
         let input = match paths.stdin.as_str() {
@@ -183,16 +199,44 @@ impl ProcessIo {
             pending: None,
             logger: None,
             file_stop: None,
+            spill: None,
         }
     }
 
     /// Starts a copy loop: on the runtime thread, or on the blocking pool if
-    /// either end is a regular file (see [`crate::io::file_copy`]).
+    /// either end is a regular file (see [`crate::io::file_copy`]). Output
+    /// to a pipe or FIFO goes through a spill (see [`copy_output`]).
     fn spawn(&mut self, from: Source, to: Sink, pending: Vec<u8>, output: bool) -> Result<Loop> {
+        self.resume(from, to, pending, None, output)
+    }
+
+    /// [`ProcessIo::spawn`], with the file part of a spill handed over.
+    fn resume(
+        &mut self,
+        from: Source,
+        to: Sink,
+        mut pending: Vec<u8>,
+        tail: Option<SpillTail>,
+        output: bool,
+    ) -> Result<Loop> {
         let progress = output.then(|| self.progress.clone());
         if !matches!(from, Source::File(_)) && !matches!(to, Sink::File(_)) {
             let stop = self.stop.subscribe();
-            return Ok(tokio::spawn(copy(from, to, pending, progress, stop)));
+            return Ok(match (to, &self.spill) {
+                (Sink::Pipe(p), Some(conf)) if output => {
+                    let spill = Spill::resume(conf.clone(), pending, tail);
+                    tokio::spawn(copy_output(from, p, spill, progress, stop))
+                }
+                (to, _) => {
+                    if let Some(t) = tail {
+                        pending.extend(
+                            spill::read_tail(&t)
+                                .map_err(Error::io("read the output spill", "handed over"))?,
+                        );
+                    }
+                    tokio::spawn(copy(from, to, pending, progress, stop))
+                }
+            });
         }
         let stop = match &self.file_stop {
             Some(s) => s.clone(),

@@ -49,6 +49,9 @@ pub struct RuntimeOptions {
     pub criu_work_path: String,
     /// How long each runtime sub-command may run.
     pub timeouts: Timeouts,
+    /// The most output each stream keeps while its reader is away
+    /// (`OutputSpillMax`).
+    pub output_spill_max: crate::io::spill::SpillMax,
 }
 
 /// How to checkpoint (containerd.runc.v1.CheckpointOptions, in our terms).

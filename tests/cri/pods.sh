@@ -11,7 +11,7 @@
 # `N passed, M failed`. Exit status 0 when nothing failed.
 #
 # CRI_PODS_CHECKS (default "pods crun options restart") selects groups: pods
-# (the first six checks below), crun, options, restart. CRI_PODS_HANDLERS (default
+# (the first six checks below), crun, options, restart, output. CRI_PODS_HANDLERS (default
 # "tether runc") the handlers of the pods and restart groups.
 # Note: Debian's crun 1.8.1 refuses a config.json whose ociVersion is not
 # 1.0.x ("unknown version specified"), and containerd 2.x writes 1.2.x, so
@@ -35,6 +35,10 @@
 #   restart           containerd SIGKILLed and restarted (CRI_RESTART) with a
 #                     pod of each handler running: pod Ready, container
 #                     Running with the same PID, exec --sync works
+#   output-away       (group output, not in the default) containerd SIGKILLed
+#                     for 30 s while a pod of each handler writes a numbered
+#                     line every ~1 ms: no write took over 100 ms, and the CRI
+#                     log holds every line in order (see check_output_away)
 set -uo pipefail
 
 : "${CRICTL:?run through scripts/critest.sh --exec}" "${CRI_TMP:?}" "${CRI_BUSYBOX_IMAGE:?}"
@@ -298,6 +302,97 @@ check_restart() {
     done
 }
 
+# The writer of output-away: ARG lines "line N", one about every millisecond
+# (a 1 ms read timeout on a FIFO nobody writes: no fork), timing each echo
+# (the write(2) into the container's stdout) with $EPOCHREALTIME; last, a
+# summary line with the longest write in microseconds and how many took
+# over 100 ms.
+# (One line: start_ctr passes each line as an argument.)
+writer='d=$(mktemp -d); mkfifo $d/tick; exec 3<>$d/tick; n=$1; i=1; max=0; slow=0; '\
+'while [ $i -le $n ]; do t0=${EPOCHREALTIME/./}; echo "line $i"; t1=${EPOCHREALTIME/./}; '\
+'g=$((t1-t0)); [ $g -gt $max ] && max=$g; [ $g -gt 100000 ] && slow=$((slow+1)); '\
+'read -t 0.001 x <&3; i=$((i+1)); done; '\
+'echo "writer done: $n lines; longest write $max us; writes over 100 ms: $slow"'
+
+# output-away: a pod of each handler writes a numbered line every ~1 ms;
+# containerd is SIGKILLed, stays away CRI_AWAY_SECONDS (30) and is started
+# again while they write. Each container's writes must never have taken
+# over 100 ms (its own measure), and its CRI log file must hold every line,
+# in order, then the writer's summary. For the handlers other than tether
+# (the Go shim) the result is printed as SEEN, not counted: their writes
+# block once the pipe and the FIFO are full.
+check_output_away() {
+    local h pod c n="${CRI_OUTPUT_LINES:-50000}" away="${CRI_AWAY_SECONDS:-30}"
+    declare -A opod octr
+    for h in "${handlers[@]}"; do
+        pod="$(run_pod "$h" "output-$h")" || { fail "$h" output-away "runp failed"; continue; }
+        c="$(start_ctr "$pod" "output-$h" main 0 sh -c "$writer" writer "$n")" ||
+            { fail "$h" output-away "create/start failed"; rm_pod "$pod"; continue; }
+        opod[$h]="$pod" octr[$h]="$c"
+    done
+    for h in "${!octr[@]}"; do
+        local lf
+        lf="$(ctr_field "${octr[$h]}" "d['status']['logPath']")"
+        wait_for 30 eval '[[ $(wc -l <"$lf" 2>/dev/null || echo 0) -ge 1000 ]]' ||
+            note "$h: fewer than 1000 lines logged after 30 s"
+    done
+    local old
+    old="$(cat "$CRI_TMP/containerd.pid")"
+    [[ "$(readlink "/proc/$old/exe" 2>/dev/null)" == "$(realpath "$CONTAINERD_BIN")" ]] && kill -KILL "$old"
+    note "containerd $old SIGKILLed; away for $away s"
+    sleep "$away"
+    local new
+    if ! new="$("$CRI_RESTART" --no-kill)"; then
+        for h in "${!opod[@]}"; do fail "$h" output-away "containerd did not come back"; done
+        return
+    fi
+    note "containerd restarted: pid $new"
+    for h in "${handlers[@]}"; do
+        [[ -n "${octr[$h]:-}" ]] || continue
+        c="${octr[$h]}" pod="${opod[$h]}"
+        local lf why
+        wait_for 300 is_state "$c" CONTAINER_EXITED || note "$h: still $(ctr_field "$c" "d['status']['state']") after 300 s"
+        lf="$(ctr_field "$c" "d['status']['logPath']")"
+        why="$(python3 - "$lf" "$n" <<'PY'
+import re, sys
+path, n = sys.argv[1], int(sys.argv[2])
+want, summary, problems = 1, None, []
+for raw in open(path, errors="replace"):
+    parts = raw.rstrip("\n").split(" ", 3)
+    if len(parts) < 4 or parts[1] != "stdout":
+        continue
+    text = parts[3]
+    if text.startswith("writer done:"):
+        summary = text
+        continue
+    m = re.fullmatch(r"line (\d+)", text)
+    if not m or int(m.group(1)) != want:
+        problems.append(f"line {want} expected, got {text[:40]!r}")
+        break
+    want += 1
+if want != n + 1:
+    problems.append(f"{want - 1} of {n} lines in order")
+if summary is None:
+    problems.append("no writer summary")
+else:
+    m = re.search(r"longest write (\d+) us; writes over 100 ms: (\d+)", summary)
+    if not m or int(m.group(1)) > 100000:
+        problems.append(summary)
+print("; ".join(problems) if problems else "ok: " + (summary or ""))
+PY
+)"
+        if [[ "$why" == ok:* ]]; then
+            note "$h: ${why#ok: }"
+            if [[ "$h" == tether* ]]; then pass "$h" output-away; else echo "SEEN $h output-away: ok"; fi
+        elif [[ "$h" == tether* ]]; then
+            fail "$h" output-away "$why"
+        else
+            echo "SEEN $h output-away: $why"
+        fi
+        rm_pod "$pod"
+    done
+}
+
 want() { [[ " $checks " == *" $1 "* ]]; }
 checks=" ${CRI_PODS_CHECKS:-pods crun options restart} "
 crictl pull "$img" >/dev/null || { echo "0 passed, 1 failed (could not pull $img)"; exit 1; }
@@ -311,6 +406,7 @@ fi
 want crun && check_crun
 want options && check_options
 want restart && check_restart
+want output && check_output_away
 
 for h in "${handlers[@]}" tether-crun tether-wrapped; do
     [[ -n "${npass[$h]:-}${nfail[$h]:-}" ]] && echo "$h: ${npass[$h]:-0} passed, ${nfail[$h]:-0} failed"
