@@ -86,14 +86,17 @@ pub async fn run(args: DriverArgs) -> Result<u8> {
     let mut err_buf = vec![0u8; 64 * 1024];
     while out_open || err_open {
         let (stream, n) = tokio::select! {
-            r = out.read(&mut out_buf), if out_open => (Stream::Stdout, r.unwrap_or(0)),
-            r = err.read(&mut err_buf), if err_open => (Stream::Stderr, r.unwrap_or(0)),
+            // Connections first: output that follows a client's connecting
+            // (an answer to its input) must reach it.
+            biased;
             conn = listener.accept() => {
                 if let Ok((conn, _)) = conn {
                     clients.spawn(serve(conn, tx.subscribe()));
                 }
                 continue;
             }
+            r = out.read(&mut out_buf), if out_open => (Stream::Stdout, r.unwrap_or(0)),
+            r = err.read(&mut err_buf), if err_open => (Stream::Stderr, r.unwrap_or(0)),
             _ = term.recv(), if deadline.is_none() => {
                 deadline = Some(tokio::time::Instant::now() + TERM_GRACE);
                 continue;
