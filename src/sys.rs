@@ -40,6 +40,23 @@ pub fn daemon_child(cmd: &mut Command, listener: RawFd) {
     }
 }
 
+/// Makes `cmd`'s child start a new session, so that no terminal, process
+/// group or session of the caller's reaches it (a helper that must outlive
+/// the command that started it).
+pub fn new_session(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec in the child; setsid is
+    // async-signal-safe, and the closure allocates nothing and touches no
+    // state shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Takes ownership of the listening socket `start` handed over on fd 3.
 ///
 /// Refuses anything that is not a listening socket, so a daemon started by

@@ -8,7 +8,24 @@ use std::time::{Duration, Instant};
 
 use common::{all_processes, make_rootfs, mounts_under, require_root_and_runc, sigkill};
 
-const TETHERCTL: &str = env!("CARGO_BIN_EXE_tetherctl");
+/// The binary under test: this tree's, or `$TETHERCTL_UNDER_TEST` (to run
+/// these tests against another build, e.g. an older one; its shim must sit
+/// next to it).
+fn tetherctl() -> String {
+    std::env::var("TETHERCTL_UNDER_TEST")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tetherctl").to_string())
+}
+
+#[path = "tetherctl/attach.rs"]
+mod attach;
+#[path = "tetherctl/logs.rs"]
+mod logs;
+#[path = "tetherctl/output.rs"]
+mod output;
+#[path = "tetherctl/state_dir.rs"]
+mod state_dir;
+#[path = "tetherctl/stop.rs"]
+mod stop;
 
 /// A state directory and a rootfs; on drop every container in it is removed
 /// and any shim still serving it is killed by pid.
@@ -33,7 +50,7 @@ impl Ctl {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(TETHERCTL);
+        let mut c = Command::new(tetherctl());
         c.arg("--state-dir").arg(self.state()).args(args);
         c.stdin(Stdio::null());
         c
@@ -192,7 +209,11 @@ fn detached_containers_ps_exec_kill_wait_rm() {
     assert_eq!(c.ok(&["ps", "-q"]), "a\nb\nc\n");
     // Everything stays in the state directory: the shims' sockets (0600 in
     // a 0700 dir) and runc's state.
-    let sockets: Vec<_> = std::fs::read_dir(c.state().join("s")).unwrap().collect();
+    let sockets: Vec<_> = std::fs::read_dir(c.state().join("s"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("attach-"))
+        .collect();
     assert_eq!(sockets.len(), 3, "{sockets:?}");
     let mode = |p: &Path| {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
@@ -264,8 +285,13 @@ fn a_killed_foreground_tetherctl_leaves_the_container_and_its_status() {
 /// Runs `script` (a pty) around a shell command line; returns its output
 /// and exit status.
 fn under_pty(c: &Ctl, line: &str, input: &str) -> (String, i32) {
+    under_pty_steps(c, line, &[input])
+}
+
+/// [`under_pty`] with input written in steps, 700 ms apart.
+fn under_pty_steps(c: &Ctl, line: &str, steps: &[&str]) -> (String, i32) {
     let line = format!(
-        "{TETHERCTL_ENV}={} {line}",
+        "export {TETHERCTL_ENV}={}; {line}",
         c.state().display(),
         TETHERCTL_ENV = "TETHER_STATE_DIR"
     );
@@ -276,12 +302,14 @@ fn under_pty(c: &Ctl, line: &str, input: &str) -> (String, i32) {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
+    let steps: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
     let writer = std::thread::spawn(move || {
         use std::io::Write;
         std::thread::sleep(Duration::from_millis(1500));
-        let _ = stdin.write_all(input.as_bytes());
-        std::thread::sleep(Duration::from_millis(500));
+        for step in steps {
+            let _ = stdin.write_all(step.as_bytes());
+            std::thread::sleep(Duration::from_millis(700));
+        }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
@@ -302,8 +330,9 @@ fn terminal_size_input_and_restore() {
     let rootfs = c.rootfs();
     let before = c.dir.path().join("before");
     let after = c.dir.path().join("after");
+    let t = tetherctl();
     let line = format!(
-        "stty cols 101 rows 41; stty -g > {b}; {TETHERCTL} run -t --rm --rootfs {rootfs} t1 stty size; stty -g > {a}",
+        "stty cols 101 rows 41; stty -g > {b}; {t} run -t --rm --rootfs {rootfs} t1 stty size; stty -g > {a}",
         b = before.display(),
         a = after.display()
     );
@@ -318,7 +347,7 @@ fn terminal_size_input_and_restore() {
         "the local terminal was not restored"
     );
 
-    let line = format!("{TETHERCTL} run -t --rm --rootfs {rootfs} t2 sh");
+    let line = format!("{t} run -t --rm --rootfs {rootfs} t2 sh");
     let (out, status) = under_pty(&c, &line, "echo typed-$((6*7))\nexit 3\n");
     assert!(
         out.contains("typed-42"),

@@ -5,13 +5,14 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use super::exit_code;
-use super::store::{ctx, rpc_err, Store, NAMESPACE};
+use super::store::{ctx, rpc_err, ShimHandle, Store, NAMESPACE};
 use crate::protos::events as ev;
 use crate::protos::forward::ForwardRequest;
 use crate::protos::forward_ttrpc::{create_events, Events};
@@ -219,7 +220,88 @@ pub async fn remove(store: &Store, id: &str, force: bool) -> Result<()> {
     }
     let shim_binary = Store::shim_binary();
     let _ = store.spawn_args(id, &bundle, &shim_binary).delete();
+    // The log driver removes its socket when it ends; not if it was killed.
+    let _ = std::fs::remove_file(store.attach_socket(id));
     std::fs::remove_dir_all(&bundle).with_context(|| format!("removing {}", bundle.display()))
+}
+
+/// `stop`: stops each id it can; exits 125 when one could not be stopped.
+/// Prints each id stopped (or found stopped already).
+pub async fn stop(store: &Store, ids: &[String], time: u64) -> Result<u8> {
+    let mut failed = false;
+    for id in ids {
+        match stop_one(store, id, Duration::from_secs(time)).await {
+            Ok(()) => println!("{id}"),
+            Err(e) => {
+                eprintln!("tetherctl: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 125 } else { 0 })
+}
+
+/// How long a container has to go once SIGKILLed before `stop` gives up.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
+/// SIGTERM to the init process; after `grace`, SIGKILL to every process.
+async fn stop_one(store: &Store, id: &str, grace: Duration) -> Result<()> {
+    let shim = store.client(id).await?;
+    let status = |shim: &ShimHandle| {
+        let req = StateRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let client = shim.client.clone();
+        async move {
+            let s = client.state(ctx(), &req).await;
+            s.map(|s| s.status.enum_value_or(Status::UNKNOWN))
+                .map_err(rpc_err(format!("asking for the state of {id}")))
+        }
+    };
+    if status(&shim).await? == Status::STOPPED {
+        return Ok(());
+    }
+    let signal = |signal: i32, all: bool| {
+        let req = KillRequest {
+            id: id.to_string(),
+            signal: signal as u32,
+            all,
+            ..Default::default()
+        };
+        let client = shim.client.clone();
+        async move { client.kill(ctx(), &req).await }
+    };
+    let wait = || {
+        let req = WaitRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let client = shim.client.clone();
+        async move { client.wait(ttrpc::context::with_timeout(0), &req).await }
+    };
+    if let Err(e) = signal(libc::SIGTERM, false).await {
+        // It may have exited since: that is stopped too.
+        if status(&shim).await? != Status::STOPPED {
+            return Err(rpc_err(format!("signalling {id}"))(e));
+        }
+        return Ok(());
+    }
+    if let Ok(exit) = tokio::time::timeout(grace, wait()).await {
+        exit.map_err(rpc_err(format!("waiting for {id}")))?;
+        return Ok(());
+    }
+    if let Err(e) = signal(libc::SIGKILL, true).await {
+        if status(&shim).await? != Status::STOPPED {
+            return Err(rpc_err(format!("killing {id}"))(e));
+        }
+    }
+    match tokio::time::timeout(KILL_WAIT, wait()).await {
+        Ok(exit) => exit
+            .map(|_| ())
+            .map_err(rpc_err(format!("waiting for {id}"))),
+        Err(_) => bail!("container {id} did not exit within {KILL_WAIT:?} of SIGKILL"),
+    }
 }
 
 /// `upgrade`: SIGUSR2 to the shim, then waits until it reports one more

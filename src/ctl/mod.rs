@@ -5,10 +5,16 @@
 
 mod attach;
 mod commands;
+mod detached;
+mod driver;
+pub mod logfile;
 mod logs;
+mod parse;
+mod reattach;
 mod run;
 pub mod spec;
 pub mod store;
+pub mod timefmt;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,14 +30,11 @@ use clap::{Parser, Subcommand};
     long_about = None
 )]
 pub struct Cli {
-    /// State directory: bundles, and the events socket.
-    #[arg(
-        long,
-        global = true,
-        env = "TETHER_STATE_DIR",
-        default_value = "/run/tether"
-    )]
-    pub state_dir: PathBuf,
+    /// State directory: everything tetherctl and its shims create
+    /// [default: /run/tether; $XDG_RUNTIME_DIR/tether when not root and
+    /// that is set]
+    #[arg(long, global = true, env = "TETHER_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,8 +79,28 @@ enum Command {
         /// Keep printing what it writes until it has exited.
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines of what is there already.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Only lines that began at or after a time: RFC 3339
+        /// (2024-05-01T12:00:00Z), Unix seconds, or a duration back from
+        /// now (10m, 1h30m).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
         /// Container id.
         id: String,
+    },
+    /// Join a detached container's output, input (with -i) and terminal.
+    Attach(reattach::AttachArgs),
+    /// Stop containers: SIGTERM, then SIGKILL to all their processes after
+    /// --time seconds; prints each id stopped.
+    Stop {
+        /// Seconds to wait after SIGTERM before SIGKILL.
+        #[arg(short, long, default_value_t = 10, value_name = "SECONDS")]
+        time: u64,
+        /// Container ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     /// Wait for a container to exit; prints and exits with its status.
     Wait {
@@ -98,6 +121,15 @@ enum Command {
     /// Replace the shim of a container with the binary now at its path,
     /// in place, while the container runs.
     Upgrade {
+        /// Container id.
+        id: String,
+    },
+    /// (internal) The log driver of a detached container; the shim starts it.
+    #[command(hide = true)]
+    LogDriver(driver::DriverArgs),
+    /// (internal) Waits for a container to exit, then removes it (run -d --rm).
+    #[command(hide = true)]
+    RmOnExit {
         /// Container id.
         id: String,
     },
@@ -129,15 +161,37 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    let store = store::Store::open(&cli.state_dir)?;
-    match cli.command {
+    // The driver gets its paths from the shim, and no state directory.
+    let command = match cli.command {
+        Command::LogDriver(args) => return driver::run(args).await,
+        other => other,
+    };
+    let root = cli.state_dir.unwrap_or_else(store::default_root);
+    let store = store::Store::open(&root)?;
+    match command {
         Command::Run(args) => run::run(&store, args).await,
         Command::Exec(args) => run::exec(&store, args).await,
         Command::Ps { quiet, json } => commands::ps(&store, quiet, json).await,
         Command::State { id, json } => commands::state(&store, &id, json).await,
         Command::Kill { signal, all, id } => commands::kill(&store, &id, &signal, all).await,
         Command::Wait { id } => commands::wait(&store, &id).await,
-        Command::Logs { follow, id } => logs::logs(&store, &id, follow).await,
+        Command::Logs {
+            follow,
+            tail,
+            since,
+            id,
+        } => {
+            let opts = logs::LogsOptions {
+                follow,
+                tail,
+                since,
+            };
+            logs::logs(&store, &id, opts).await
+        }
+        Command::Attach(args) => reattach::attach(&store, args).await,
+        Command::Stop { time, ids } => commands::stop(&store, &ids, time).await,
+        Command::LogDriver(_) => unreachable!("handled above"),
+        Command::RmOnExit { id } => detached::rm_on_exit(&store, &id).await,
         Command::Rm { force, ids } => commands::rm(&store, &ids, force).await,
         Command::Events => commands::events(&store).await,
         Command::Upgrade { id } => commands::upgrade(&store, &id).await,

@@ -9,7 +9,9 @@ use protobuf::MessageField;
 
 use super::attach::{attach, resize, Fifos, Opening, RawMode};
 use super::commands::remove;
+use super::detached::{self, DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE};
 use super::exit_code;
+use super::parse::{parse_size, parse_user};
 use super::spec::{self, ProcessOptions};
 use super::store::{ctx, rpc_err, ShimHandle, Store};
 use crate::protos::shim::{CreateTaskRequest, DeleteRequest, ExecProcessRequest, StartRequest};
@@ -18,12 +20,26 @@ use crate::records::write_atomic;
 /// `run`'s options.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Run in the background; output goes to <bundle>/output.log.
+    /// Run in the background; output goes to the container's log (see
+    /// `logs`), and `attach` joins it.
     #[arg(short, long)]
     detach: bool,
-    /// Remove the container when it exits.
+    /// With -d: keep the container's stdin open (a FIFO `attach` writes
+    /// to); without it a detached container's stdin is empty. A foreground
+    /// container always gets the local stdin.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Remove the container when it exits, however it ends (with -d, a
+    /// watcher in its own session does it).
     #[arg(long)]
     rm: bool,
+    /// With -d: the size one log file may reach before it is rotated
+    /// (bytes, or with k, m, g).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = DEFAULT_LOG_MAX_SIZE)]
+    log_max_size: u64,
+    /// With -d: how many log files to keep, the current one included.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LOG_MAX_FILES, value_parser = clap::value_parser!(u32).range(1..))]
+    log_max_files: u32,
     /// Give the process a terminal (the local one, in raw mode).
     #[arg(short, long)]
     tty: bool,
@@ -78,17 +94,6 @@ pub struct ExecArgs {
     /// Command and arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
-}
-
-fn parse_user(s: &str) -> Result<(u32, u32)> {
-    let (u, g) = s.split_once(':').unwrap_or((s, "0"));
-    let uid = u
-        .parse()
-        .with_context(|| format!("invalid user {s:?}: UID[:GID] expected"))?;
-    let gid = g
-        .parse()
-        .with_context(|| format!("invalid user {s:?}: UID[:GID] expected"))?;
-    Ok((uid, gid))
 }
 
 /// Writes config.json for `args` into `bundle`.
@@ -152,9 +157,6 @@ fn write_spec(args: &RunArgs, bundle: &Path) -> Result<()> {
 /// `run`.
 pub async fn run(store: &Store, args: RunArgs) -> Result<u8> {
     crate::ids::validate("container id", &args.id)?;
-    if args.detach && args.rm {
-        bail!("--rm and --detach cannot be used together");
-    }
     let bundle = store.create_bundle(&args.id)?;
     match run_in(store, &args, &bundle).await {
         Ok(code) => Ok(code),
@@ -196,7 +198,14 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
                 path(&f.stderr)
             };
         }
-        None => req.stdout = format!("file://{}", bundle.join("output.log").display()),
+        None => detached::stdio(
+            store,
+            &args.id,
+            bundle,
+            args.interactive,
+            (args.log_max_size, args.log_max_files),
+            &mut req,
+        )?,
     }
     shim.client
         .create(ctx(), &req)
@@ -219,6 +228,9 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
         .await
         .map_err(rpc_err(format!("starting container {}", args.id)))?;
     let Some(opening) = opening else {
+        if args.rm {
+            detached::spawn_rm_on_exit(store, &args.id)?;
+        }
         println!("{}", args.id);
         return Ok(0);
     };
@@ -391,45 +403,4 @@ async fn exec_in(
     };
     let _ = shim.client.delete(ctx(), &del).await;
     Ok(exit_code(status?))
-}
-
-/// A size as `docker run -m` takes it: a number of bytes, or a number with
-/// b, k, m or g (any case, 1024-based, an optional trailing "b" after the
-/// unit).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || format!("{s:?} is not a size (bytes, or a number with k, m or g)");
-    let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let shift = match unit {
-        "" | "b" => 0,
-        "k" | "kb" => 10,
-        "m" | "mb" => 20,
-        "g" | "gb" => 30,
-        _ => return Err(bad()),
-    };
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    n.checked_mul(1 << shift)
-        .filter(|&b| b > 0)
-        .ok_or_else(|| format!("{s:?} is out of range"))
-}
-
-#[cfg(test)]
-mod size_tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes_as_docker_takes_them() {
-        assert_eq!(parse_size("33554432"), Ok(32 << 20));
-        assert_eq!(parse_size("32M"), Ok(32 << 20));
-        assert_eq!(parse_size("32m"), Ok(32 << 20));
-        assert_eq!(parse_size("32mb"), Ok(32 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("100b"), Ok(100));
-        assert!(parse_size("M").is_err());
-        assert!(parse_size("-1").is_err());
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("12x").is_err());
-    }
 }

@@ -29,6 +29,17 @@ pub const NAMESPACE: &str = "tether";
 /// The shim binary next to tetherctl, or on PATH.
 const SHIM_BINARY: &str = "containerd-shim-tether-v2";
 
+/// The state directory when none is given: `/run/tether` for root;
+/// `$XDG_RUNTIME_DIR/tether` for anyone else who has a runtime directory
+/// (a user's own, where they may create one), else `/run/tether` too.
+pub fn default_root() -> PathBuf {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    match xdg {
+        Some(dir) if !nix::unistd::geteuid().is_root() => PathBuf::from(dir).join("tether"),
+        _ => PathBuf::from("/run/tether"),
+    }
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -37,13 +48,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// The store at `root`, created 0700 if missing.
+    /// The store at `root`, created 0700 if missing, with its sockets'
+    /// directory (0700).
     pub fn open(root: &Path) -> Result<Store> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root.join("containers"))
-            .with_context(|| format!("creating the state directory {}", root.display()))?;
+        for dir in [root.join("containers"), root.join("s")] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        }
         let root = root
             .canonicalize()
             .with_context(|| format!("resolving {}", root.display()))?;
@@ -54,6 +68,21 @@ impl Store {
     /// Where `tetherctl events` listens and shims send events.
     pub fn events_socket(&self) -> PathBuf {
         PathBuf::from(&self.events)
+    }
+
+    /// The socket container `id`'s log driver serves `attach` on: in the
+    /// sockets' directory, named by a hash of the id (a path in the bundle
+    /// could pass the 108 bytes a socket path may have).
+    pub fn attach_socket(&self, id: &str) -> PathBuf {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(id.as_bytes());
+        let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+        self.root.join("s").join(format!("attach-{hex}"))
+    }
+
+    /// The state directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The bundle of container `id`.
