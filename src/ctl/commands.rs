@@ -247,6 +247,9 @@ const KILL_WAIT: Duration = Duration::from_secs(30);
 /// SIGTERM to the init process; after `grace`, SIGKILL to every process.
 async fn stop_one(store: &Store, id: &str, grace: Duration) -> Result<()> {
     let shim = store.client(id).await?;
+    // A Wait that fails because the shim went away is an exit too when the
+    // container went with it (`run -d --rm`'s watcher removes it at once).
+    let gone = || !store.bundle(id).exists();
     let status = |shim: &ShimHandle| {
         let req = StateRequest {
             id: id.to_string(),
@@ -282,21 +285,32 @@ async fn stop_one(store: &Store, id: &str, grace: Duration) -> Result<()> {
     };
     if let Err(e) = signal(libc::SIGTERM, false).await {
         // It may have exited since: that is stopped too.
+        if gone() {
+            return Ok(());
+        }
         if status(&shim).await? != Status::STOPPED {
             return Err(rpc_err(format!("signalling {id}"))(e));
         }
         return Ok(());
     }
     if let Ok(exit) = tokio::time::timeout(grace, wait()).await {
-        exit.map_err(rpc_err(format!("waiting for {id}")))?;
-        return Ok(());
+        return match exit {
+            Err(_) if gone() => Ok(()),
+            exit => exit
+                .map(|_| ())
+                .map_err(rpc_err(format!("waiting for {id}"))),
+        };
     }
     if let Err(e) = signal(libc::SIGKILL, true).await {
+        if gone() {
+            return Ok(());
+        }
         if status(&shim).await? != Status::STOPPED {
             return Err(rpc_err(format!("killing {id}"))(e));
         }
     }
     match tokio::time::timeout(KILL_WAIT, wait()).await {
+        Ok(Err(_)) if gone() => Ok(()),
         Ok(exit) => exit
             .map(|_| ())
             .map_err(rpc_err(format!("waiting for {id}"))),
