@@ -181,13 +181,13 @@ def test_report_from_latest_json_is_docs_benchmarks_md(run, rows, markdown, tmp_
     docs = DOCS.read_text()
     # the harness's part, up to the B8 section it carries over
     assert docs.startswith(markdown + "\n" + B8_START)
-    # rewritten in place (`bench.py --from-json`), the file keeps the B8 and
-    # V2 sections verbatim, one line apart (docs/ has a blank line between
-    # them, from v2_section.py's append)
+    # rewritten in place (`bench.py --from-json`), the file keeps the B8, V2
+    # and B9 sections verbatim, one line apart (docs/ has a blank line between
+    # them, from v2_section.py's and b9_tetherctl.py's appends)
     (tmp_path / "benchmarks.md").write_text(docs)
     report.write_report(tmp_path, run, rows, "benchmarks.png", run["seconds"])
     sections = marked_sections(docs)
-    assert len(sections) == 2
+    assert len(sections) == 3
     assert (tmp_path / "benchmarks.md").read_text() == "\n".join([markdown, *sections]) + "\n"
 
 

@@ -1,17 +1,19 @@
 """Marked sections of docs/benchmarks.md that other scripts own: B8
-(bench/b8_pods.py) and the cgroup v2 run (bench/guest-v2.sh,
-bench/v2_section.py). The harness carries them over when it rewrites the
+(bench/b8_pods.py), the cgroup v2 run (bench/guest-v2.sh,
+bench/v2_section.py) and B9 (bench/b9_tetherctl.py). The harness carries them over when it rewrites the
 file; their owners replace them in place."""
 
 B8_START = "<!-- B8 start -->"
 B8_END = "<!-- B8 end -->"
 V2_START = "<!-- V2 start -->"
 V2_END = "<!-- V2 end -->"
-SECTIONS = [(B8_START, B8_END), (V2_START, V2_END)]
+B9_START = "<!-- B9 start -->"
+B9_END = "<!-- B9 end -->"
+SECTIONS = [(B8_START, B8_END), (V2_START, V2_END), (B9_START, B9_END)]
 
 
 def marked_sections(text):
-    """The B8 and V2 sections present in text, markers included, in that order."""
+    """The B8, V2 and B9 sections present in text, markers included, in that order."""
     out = []
     for start_mark, end_mark in SECTIONS:
         start, end = text.find(start_mark), text.find(end_mark)

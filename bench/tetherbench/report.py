@@ -100,8 +100,9 @@ def render(run, rows, chart_name, duration):
 
 
 def write_report(out_dir, run, rows, chart_name, duration):
-    """Writes out_dir/benchmarks.md, keeping the B8 and cgroup v2 sections
-    (bench/b8_pods.py, bench/guest-v2.sh) of the file it replaces."""
+    """Writes out_dir/benchmarks.md, keeping the B8, cgroup v2 and B9
+    sections (bench/b8_pods.py, bench/guest-v2.sh, bench/b9_tetherctl.py) of
+    the file it replaces."""
     old_md = out_dir / "benchmarks.md"
     text = old_md.read_text() if old_md.exists() else ""
     parts = [render(run, rows, chart_name, duration), *marked_sections(text)]
