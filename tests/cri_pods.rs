@@ -82,25 +82,7 @@ fn output_away(version: &str, runc: &str) {
         nix::unistd::geteuid().is_root(),
         "the CRI tests need root; run them as root instead of skipping them"
     );
-    let pods = script_checks::repo_path("tests/cri/pods.sh");
-    let out = script_checks::run_script(
-        "scripts/critest.sh",
-        version,
-        &[
-            "--runc",
-            runc,
-            "--handler",
-            "tether",
-            "--exec",
-            "--",
-            "env",
-            "CRI_PODS_CHECKS=output",
-            "bash",
-            &pods,
-        ],
-        Duration::from_secs(900),
-        Duration::from_secs(120),
-    );
+    let out = run_pods(version, runc, "output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let missing = script_checks::missing(&stdout, &["tether"], &["output-away"]);
     let last = stdout.lines().last().unwrap_or("");
@@ -118,25 +100,7 @@ fn pods(version: &str, runc: &str) {
         "the CRI pod tests need root (they run a real containerd, CNI and runc); \
          run them as root instead of skipping them"
     );
-    let pods = script_checks::repo_path("tests/cri/pods.sh");
-    let out = script_checks::run_script(
-        "scripts/critest.sh",
-        version,
-        &[
-            "--runc",
-            runc,
-            "--handler",
-            "tether",
-            "--exec",
-            "--",
-            "env",
-            "CRI_PODS_CHECKS=pods options restart",
-            "bash",
-            &pods,
-        ],
-        Duration::from_secs(900),
-        Duration::from_secs(120),
-    );
+    let out = run_pods(version, runc, "pods options restart");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut missing = script_checks::missing(&stdout, &HANDLERS, &CHECKS);
     if !stdout.lines().any(|l| l == "PASS tether-wrapped options") {
@@ -151,4 +115,29 @@ fn pods(version: &str, runc: &str) {
     );
     let n = HANDLERS.len() * CHECKS.len() + 1;
     assert_eq!(last, format!("{n} passed, 0 failed"));
+}
+
+/// tests/cri/pods.sh's CHECKS groups through `scripts/critest.sh --exec` on
+/// containerd VERSION with runc RUNC.
+fn run_pods(version: &str, runc: &str, checks: &str) -> std::process::Output {
+    let pods = script_checks::repo_path("tests/cri/pods.sh");
+    let checks = format!("CRI_PODS_CHECKS={checks}");
+    script_checks::run_script(
+        "scripts/critest.sh",
+        version,
+        &[
+            "--runc",
+            runc,
+            "--handler",
+            "tether",
+            "--exec",
+            "--",
+            "env",
+            &checks,
+            "bash",
+            &pods,
+        ],
+        Duration::from_secs(900),
+        Duration::from_secs(120),
+    )
 }

@@ -10,12 +10,12 @@
 //! `output.log.1`, the older ones move up one, and the oldest beyond the
 //! number of files kept is deleted.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::timefmt::{format_rfc3339, parse_rfc3339};
+use crate::io::open_append;
 
 /// The longest content of one record, as containerd's CRI plugin cuts
 /// lines (`max_container_log_line_size`, 16 KiB).
@@ -131,15 +131,6 @@ pub struct RotatingLog {
     size: u64,
     max_size: u64,
     max_files: u32,
-}
-
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
 }
 
 impl RotatingLog {

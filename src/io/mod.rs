@@ -423,11 +423,16 @@ async fn off_thread<T: Send + 'static>(
 /// Opens a log file for appending. When both streams go to one file they
 /// share this one open file (`try_clone`).
 fn append(path: &Path) -> Result<File> {
+    open_append(path).map_err(Error::io("open output", path))
+}
+
+/// A log file opened for appending (created 0640, close-on-exec): the
+/// shim's `file://` outputs and tetherctl's container logs.
+pub(crate) fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o640)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
-        .map_err(Error::io("open output", path))
 }
