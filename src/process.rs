@@ -283,24 +283,23 @@ pub enum PhaseRec {
 
 impl Process {
     /// Stops the process's stdio and records it all, giving its descriptors
-    /// away into `fds`. The process keeps no stdio afterwards.
-    pub async fn snapshot(&self, fds: &mut FdList) -> ProcessRec {
+    /// away into `fds`. The process keeps no stdio afterwards. What could not
+    /// be recorded comes back as the second value (the upgrade must then be
+    /// called off).
+    pub async fn snapshot(&self, fds: &mut FdList) -> (ProcessRec, Option<String>) {
         let io = self.lock_io().take();
-        let io = match io {
-            Some(io) => match io.snapshot(fds).await {
-                Ok(rec) => Some(rec),
-                Err(e) => {
-                    tracing::error!(error = %e, "stopping stdio for the upgrade");
-                    None
-                }
-            },
-            None => None,
+        let (io, failed) = match io {
+            Some(io) => {
+                let (rec, failed) = io.snapshot(fds).await;
+                (Some(rec), failed)
+            }
+            None => (None, None),
         };
         let (size, stdin_closed) = {
             let p = self.lock_pending();
             (p.size, p.stdin_closed)
         };
-        ProcessRec {
+        let rec = ProcessRec {
             exec_id: self.exec_id.clone(),
             stdio: self.stdio.clone(),
             spec: self.spec.clone(),
@@ -320,7 +319,8 @@ impl Process {
             size,
             stdin_closed,
             io,
-        }
+        };
+        (rec, failed)
     }
 
     /// The process a snapshot recorded, its descriptors taken from `fds`.

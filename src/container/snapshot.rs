@@ -55,13 +55,22 @@ impl ContainerRec {
 impl Container {
     /// Records the container, stopping its processes' stdio and giving their
     /// descriptors away into `fds`. Its processes must not be between
-    /// phases (the upgrade waits for that) and reaping must be paused.
-    pub async fn snapshot(&self, fds: &mut FdList) -> ContainerRec {
-        let init = self.init.snapshot(fds).await;
+    /// phases (the upgrade waits for that) and reaping must be paused. What
+    /// could not be recorded is added to `failed`, naming the process.
+    pub async fn snapshot(&self, fds: &mut FdList, failed: &mut Vec<String>) -> ContainerRec {
+        let mut note = |exec_id: &str, why: Option<String>| {
+            if let Some(why) = why {
+                failed.push(format!("stdio of {}/{exec_id}: {why}", self.id));
+            }
+        };
+        let (init, why) = self.init.snapshot(fds).await;
+        note("init", why);
         let mut execs = Vec::new();
         let processes: Vec<_> = self.lock_execs().values().cloned().collect();
         for p in processes {
-            execs.push(p.snapshot(fds).await);
+            let (rec, why) = p.snapshot(fds).await;
+            note(&p.exec_id, why);
+            execs.push(rec);
         }
         ContainerRec {
             id: self.id.clone(),

@@ -135,6 +135,12 @@ impl Console {
         self.master.into_inner()
     }
 
+    /// A duplicate of the master (close-on-exec), for when the terminal is
+    /// still shared.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.master.get_ref().try_clone()
+    }
+
     /// Writes all of `buf` as input.
     pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {

@@ -73,9 +73,12 @@ impl IoRec {
 
 impl ProcessIo {
     /// Stops every copy loop where it stands and gives every descriptor away
-    /// into `fds`.
-    pub async fn snapshot(mut self, fds: &mut FdList) -> std::io::Result<IoRec> {
+    /// into `fds`. Never drops a stream silently: whatever could not be
+    /// recorded is named in the error that comes with the record, and the
+    /// upgrade is then called off (the record still holds the rest).
+    pub async fn snapshot(mut self, fds: &mut FdList) -> (IoRec, Option<String>) {
         self.stop_loops();
+        let mut failed = Vec::new();
         let mut rec = IoRec {
             stdin_holder: self.stdin_holder.take().map(|f| fds.give(OwnedFd::from(f))),
             streams: Vec::new(),
@@ -88,13 +91,25 @@ impl ProcessIo {
             .chain(self.outputs.drain(..).map(|l| (l, true)))
             .collect();
         for (handle, output) in loops {
-            let Ok(Some(stopped)) = handle.await else {
-                continue;
+            let stopped = match handle.await {
+                Ok(Some(stopped)) => stopped,
+                // The loop had ended: nothing left to hand over.
+                Ok(None) => continue,
+                Err(e) => {
+                    failed.push(format!("a copy loop ended abnormally: {e}"));
+                    continue;
+                }
             };
             let from_file = matches!(stopped.from, Source::File(_));
             let to_file = matches!(stopped.to, Sink::File(_));
-            let from = stopped.from.into_fd().await?.map(|f| fds.give(f));
-            let to = stopped.to.into_fd().await?.map(|f| fds.give(f));
+            let (from, to) = match (stopped.from.into_fd().await, stopped.to.into_fd().await) {
+                (Ok(from), Ok(to)) => (from.map(|f| fds.give(f)), to.map(|f| fds.give(f))),
+                (from, to) => {
+                    let e = from.err().or(to.err()).map(|e| e.to_string());
+                    failed.push(format!("a stream's descriptor: {}", e.unwrap_or_default()));
+                    continue;
+                }
+            };
             let spill_range = stopped.tail.as_ref().map_or((0, 0), |t| (t.start, t.end));
             let spill_file = stopped.tail.map(|t| fds.give(OwnedFd::from(t.file)));
             rec.streams.push(StreamRec {
@@ -109,13 +124,20 @@ impl ProcessIo {
             });
         }
         if let Some(console) = self.console.take() {
-            match Arc::try_unwrap(console) {
-                Ok(c) => rec.console = Some(fds.give(c.into_fd())),
-                Err(_) => return Err(std::io::Error::other("the terminal is still in use")),
+            // Someone may still hold the terminal (a resize on its way out):
+            // hand over a duplicate, the original closes at exec.
+            let master = match Arc::try_unwrap(console) {
+                Ok(c) => Ok(c.into_fd()),
+                Err(shared) => shared.try_clone_fd(),
+            };
+            match master {
+                Ok(m) => rec.console = Some(fds.give(m)),
+                Err(e) => failed.push(format!("the terminal: {e}")),
             }
         }
         rec.logger_pid = self.logger.take().map(Logger::snapshot);
-        Ok(rec)
+        let failed = (!failed.is_empty()).then(|| failed.join("; "));
+        (rec, failed)
     }
 
     /// Picks up where a snapshot left off, taking its descriptors from `fds`.
@@ -163,5 +185,27 @@ impl ProcessIo {
             }
         }
         Ok(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_terminal_still_shared_is_handed_over_as_a_duplicate() {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let console = Arc::new(Console::new(pty.master).expect("console"));
+        let mut io = ProcessIo::empty();
+        io.console = Some(console.clone());
+        let mut fds = FdList::new();
+        let (rec, failed) = io.snapshot(&mut fds).await;
+        assert_eq!(failed, None);
+        let n = rec.console.expect("the terminal is recorded");
+        assert_eq!(fds.numbers(), &[n]);
+        // The duplicate is a descriptor of its own, on the same terminal.
+        let dup = FdTable::new().take(n).expect("the recorded descriptor");
+        assert!(nix::unistd::isatty(std::os::fd::AsRawFd::as_raw_fd(&dup)).unwrap_or(false));
+        drop(console);
     }
 }

@@ -79,8 +79,16 @@ impl Daemon {
             return "processes did not settle".into();
         }
         let mut given = FdList::new();
-        let mut state = self.snapshot(&mut given).await;
-        match self.exec(&state, given.numbers()) {
+        let mut failed = Vec::new();
+        let mut state = self.snapshot(&mut given, &mut failed).await;
+        let outcome = if failed.is_empty() {
+            self.exec(&state, given.numbers())
+        } else {
+            // A process whose stdio could not be recorded would lose it in
+            // the next binary: take everything back instead.
+            Err(format!("stdio handover failed: {}", failed.join("; ")))
+        };
+        match outcome {
             Ok(never) => match never {},
             Err(why) => {
                 // Called off: take it all back.
@@ -105,15 +113,16 @@ impl Daemon {
     }
 
     /// Stops and records every component: connections, events, containers
-    /// (their processes and stdio), early exits. Descriptors go into `fds`.
-    async fn snapshot(&self, fds: &mut FdList) -> State {
+    /// (their processes and stdio), early exits. Descriptors go into `fds`;
+    /// what could not be recorded, into `failed`.
+    async fn snapshot(&self, fds: &mut FdList, failed: &mut Vec<String>) -> State {
         let services = self.shim.services();
         let listener = fds.lend(self.listener.as_raw_fd());
         let conns = self.relays.snapshot(fds).await;
         let events = services.publisher.snapshot().await;
         let mut containers = Vec::new();
         for c in self.shim.containers() {
-            containers.push(c.snapshot(fds).await);
+            containers.push(c.snapshot(fds, failed).await);
         }
         State {
             version: snapshot::VERSION,
