@@ -104,7 +104,8 @@ check - - "our drop-in is in effect" "yes" \
 # --- the checks, per shim and runc
 # SYSTEMD_SUITE_SHIMS (none, or some of "tether go"), SYSTEMD_SUITE_RUNCS
 # and SYSTEMD_SUITE_RESTART=0 narrow a run by hand (the test runs
-# everything).
+# everything); SYSTEMD_SUITE_OOM_ONLY=N runs only the OOM check, N times per
+# shim and runc.
 for shim_kind in ${SYSTEMD_SUITE_SHIMS:-tether go}; do
     [[ $shim_kind == none ]] && continue
     for runc_kind in ${SYSTEMD_SUITE_RUNCS:-newest debian}; do
@@ -113,6 +114,10 @@ for shim_kind in ${SYSTEMD_SUITE_SHIMS:-tether go}; do
         label="$runc_kind"
         [[ $runc_kind == newest ]] && label="$newest"
         [[ $runc_kind == debian ]] && label="$($runc_bin --version | awk 'NR == 1 {print $3}')"
+        if [[ -n ${SYSTEMD_SUITE_OOM_ONLY:-} ]]; then
+            oom_checks "$shim_kind" "$label" "$runc_bin" "$SYSTEMD_SUITE_OOM_ONLY"
+            continue
+        fi
         checks "$shim_kind" "$label" "$runc_bin"
         cri_checks "$shim_kind" "$label" "$runc_kind"
     done

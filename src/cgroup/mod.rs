@@ -49,7 +49,8 @@ impl Cgroup {
     }
 
     /// How many times the kernel's OOM killer has killed in this cgroup, if
-    /// the cgroup still exists.
+    /// the cgroup still exists. On v2, group kills (memory.oom.group) count
+    /// too: the growth of either counter is a kill.
     pub fn oom_kills(&self) -> Option<u64> {
         match self {
             Cgroup::V1(dirs) => {
@@ -58,9 +59,11 @@ impl Cgroup {
                     .get("oom_kill")
                     .copied()
             }
-            Cgroup::V2(dir) => key_values(&dir.join("memory.events"))
-                .get("oom_kill")
-                .copied(),
+            Cgroup::V2(dir) => {
+                let events = key_values(&dir.join("memory.events"));
+                let kills = events.get("oom_kill").copied()?;
+                Some(kills + events.get("oom_group_kill").copied().unwrap_or(0))
+            }
         }
     }
 

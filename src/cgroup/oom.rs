@@ -1,14 +1,24 @@
 //! Watching a container's cgroup for OOM kills.
 //!
-//! The kernel's own counter of OOM kills (`oom_kill` in v1's
-//! memory.oom_control, v2's memory.events) is the truth: an event is
-//! published only when it has grown since last seen, so a notification with
-//! no kill behind it (v1 also signals when the cgroup is removed) reports
-//! nothing. The watcher wakes on the kernel's notification; the exit path
-//! checks the counter once more before publishing the init's exit, so a
-//! `/tasks/oom` always comes before the `/tasks/exit` it caused. A watcher
-//! knows its container only by id: it sends a notice to the monitor, which
-//! asks the container to count and report.
+//! The kernel's own counters of OOM kills (`oom_kill` in v1's
+//! memory.oom_control; `oom_kill` plus `oom_group_kill` in v2's
+//! memory.events) are the truth: an event is published only when they have
+//! grown since last reported, so a notification with no kill behind it (v1
+//! also signals when the cgroup is removed, v2 when the limit is merely hit)
+//! reports nothing, and kills from before the container (a reused cgroup)
+//! never count.
+//!
+//! Reading and reporting are apart. The counter is read ("observed") as
+//! early as anything hints at a kill: when the kernel notifies the watcher,
+//! when the cgroup empties, and when the reaper hands over the init's exit.
+//! That matters where the cgroup disappears with its last process: with the
+//! systemd cgroup driver, systemd removes an emptied scope within
+//! milliseconds, while the kernel may hold back memory.events' notification
+//! of the kill for up to 20 ms (it rate-limits them). What was observed is
+//! reported later by the monitor, and the exit path reports it before the
+//! init's exit, so a `/tasks/oom` always comes before the `/tasks/exit` it
+//! caused. A watcher knows its container only by id: it sends a notice to
+//! the monitor, which asks the container to report.
 
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
@@ -23,38 +33,54 @@ use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::router::{Notice, Notices};
 
-/// The OOM kills already reported for a container.
+/// A container's OOM kills: the most the counter was seen at, and how many
+/// of those were reported.
 #[derive(Debug, Default)]
-pub struct OomSeen(AtomicU64);
+pub struct OomSeen {
+    observed: AtomicU64,
+    reported: AtomicU64,
+}
 
 impl OomSeen {
     /// Starts from the counter as it is now (a new cgroup: zero).
     pub fn baseline(cgroup: &Cgroup) -> OomSeen {
-        OomSeen(AtomicU64::new(cgroup.oom_kills().unwrap_or(0)))
+        OomSeen::from_count(cgroup.oom_kills().unwrap_or(0))
     }
 
     /// Starts from a count an earlier shim had reported.
     pub fn from_count(count: u64) -> OomSeen {
-        OomSeen(AtomicU64::new(count))
+        OomSeen {
+            observed: AtomicU64::new(count),
+            reported: AtomicU64::new(count),
+        }
     }
 
     /// The count reported so far.
     pub fn count(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        self.reported.load(Ordering::Acquire)
     }
 
-    /// Whether the counter is past what was reported (nothing recorded).
+    /// Reads the counter, if the cgroup is still there, and keeps it.
+    pub fn observe(&self, cgroup: &Cgroup) {
+        if let Some(now) = cgroup.oom_kills() {
+            self.observed.fetch_max(now, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether kills were observed that are not reported yet (nothing
+    /// recorded).
     pub fn would_grow(&self, cgroup: &Cgroup) -> bool {
-        cgroup.oom_kills().is_some_and(|now| now > self.count())
+        self.observe(cgroup);
+        self.observed.load(Ordering::Acquire) > self.count()
     }
 
-    /// Whether the counter grew past what was reported; records it if so.
-    /// True at most once per growth, whoever asks.
+    /// Whether the counter grew past what was reported, as read now or
+    /// observed before; records it as reported if so. True at most once per
+    /// growth, whoever asks.
     pub fn grew(&self, cgroup: &Cgroup) -> bool {
-        let Some(now) = cgroup.oom_kills() else {
-            return false;
-        };
-        let before = self.0.fetch_max(now, Ordering::AcqRel);
+        self.observe(cgroup);
+        let now = self.observed.load(Ordering::Acquire);
+        let before = self.reported.fetch_max(now, Ordering::AcqRel);
         now > before
     }
 }
@@ -97,7 +123,7 @@ pub fn watch(target: Target, cgroup: &Cgroup) -> Result<Watch> {
                 .to_path_buf();
             watch_v1(target, cgroup.clone(), dir)
         }
-        Cgroup::V2(dir) => watch_v2(target, dir.clone()),
+        Cgroup::V2(dir) => watch_v2(target, cgroup.clone(), dir.clone()),
     }
 }
 
@@ -144,14 +170,21 @@ fn watch_v1(target: Target, cgroup: Cgroup, dir: PathBuf) -> Result<Watch> {
 const KILL_WAIT_STEPS: u32 = 50;
 const KILL_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// v2: inotify on memory.events.
-fn watch_v2(target: Target, dir: PathBuf) -> Result<Watch> {
+/// v2: inotify on memory.events (the kill) and cgroup.events (the cgroup
+/// emptied: the last moment to read the counter before a cgroup manager
+/// removes it).
+fn watch_v2(target: Target, cgroup: Cgroup, dir: PathBuf) -> Result<Watch> {
     let events = dir.join("memory.events");
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
         .map_err(Error::sys("inotify_init"))?;
     inotify
         .add_watch(&events, AddWatchFlags::IN_MODIFY)
         .map_err(Error::sys("inotify_add_watch"))?;
+    // Without it the kill is still seen, only later; not worth failing for.
+    let populated = dir.join("cgroup.events");
+    if let Err(e) = inotify.add_watch(&populated, AddWatchFlags::IN_MODIFY) {
+        tracing::debug!(container = %target.container, error = %e, "not watching cgroup.events");
+    }
     // A second descriptor of the same inotify instance, owned, for readiness.
     let ready = std::os::fd::AsFd::as_fd(&inotify)
         .try_clone_to_owned()
@@ -162,16 +195,18 @@ fn watch_v2(target: Target, dir: PathBuf) -> Result<Watch> {
             let Ok(mut guard) = ready.readable().await else {
                 return;
             };
+            // The counter first, before anything else can let the cgroup go.
+            target.seen.observe(&cgroup);
             let read = guard.try_io(|_| Ok(inotify.read_events()?));
-            if let Ok(Ok(evs)) = read {
-                if evs
-                    .iter()
-                    .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED))
-                {
-                    return;
-                }
+            let removed = matches!(&read, Ok(Ok(evs)) if evs
+                .iter()
+                .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED)));
+            if target.seen.would_grow(&cgroup) {
+                target.notify();
             }
-            target.notify();
+            if removed {
+                return;
+            }
         }
     })))
 }
@@ -200,6 +235,42 @@ mod tests {
         assert!(!seen.grew(&cg), "and only once");
         // A cgroup that is gone reports nothing.
         fs::remove_file(&events).unwrap();
+        assert!(!seen.grew(&cg));
+    }
+
+    #[test]
+    fn v2_a_kill_observed_before_the_cgroup_went_is_still_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("memory.events");
+        fs::write(&events, "oom 0\noom_kill 0\n").unwrap();
+        let cg = Cgroup::V2(dir.path().into());
+        let seen = OomSeen::baseline(&cg);
+        fs::write(&events, "oom 1\noom_kill 1\n").unwrap();
+        seen.observe(&cg);
+        assert_eq!(seen.count(), 0, "observing reports nothing");
+        fs::remove_file(&events).unwrap();
+        assert!(seen.grew(&cg), "the observed kill is reported");
+        assert!(!seen.grew(&cg), "once");
+        assert_eq!(seen.count(), 1);
+    }
+
+    #[test]
+    fn v2_group_kills_count_and_older_kills_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("memory.events");
+        let write = |kills: u32, group: u32| {
+            let text = format!("oom 5\noom_kill {kills}\noom_group_kill {group}\n");
+            fs::write(&events, text).unwrap();
+        };
+        // A reused cgroup: kills from before this container never count.
+        write(3, 1);
+        let cg = Cgroup::V2(dir.path().into());
+        let seen = OomSeen::baseline(&cg);
+        assert!(!seen.grew(&cg));
+        write(3, 2);
+        assert!(seen.grew(&cg), "a group kill is a kill");
+        write(5, 2);
+        assert!(seen.grew(&cg));
         assert!(!seen.grew(&cg));
     }
 }

@@ -212,6 +212,13 @@ impl Container {
 
     /// Handles the reaped exit of `process` in a task the container owns.
     pub(crate) fn on_exit(self: &Arc<Self>, process: Arc<Process>, exit: Exit) {
+        if process.is_init() {
+            // Read now, while the cgroup is surely there: a cgroup manager
+            // may remove an emptied cgroup before the exit is reported.
+            if let (Some(cgroup), Some(seen)) = (self.cgroup.get(), self.oom.get()) {
+                seen.observe(cgroup);
+            }
+        }
         let mut handlers = self.exit_handlers.lock().unwrap_or_else(|p| p.into_inner());
         while handlers.try_join_next().is_some() {}
         handlers.spawn(self.clone().exited(process, exit));

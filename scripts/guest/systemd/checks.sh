@@ -129,6 +129,18 @@ task_update() {
     return 1
 }
 
+# The OOM check alone, N times (SYSTEMD_SUITE_OOM_ONLY).
+oom_checks() { # SHIM RUNC-LABEL RUNC-BIN N
+    local tag="$1-${2//[^A-Za-z0-9]/-}" opts root i
+    read -r -a opts <<<"$(rt "$1" "$3")"
+    root="$SUITE_WORK/root-$tag-oom"
+    mkroot "$root"
+    run_opts=("${opts[@]}" --env PATH=/bin)
+    for ((i = 1; i <= $4; i++)); do
+        oom_check "$1" "$2" "$tag-oom$i" "$root"
+    done
+}
+
 # OOM: /tasks/oom once for the container, before its /tasks/exit, and the
 # exit status 137.
 oom_check() { # SHIM LABEL ID ROOTFS
