@@ -213,6 +213,26 @@ async fn update_sets_memory_cpu_and_pids_and_stats_follow() {
     assert_eq!(m.memory.swap_limit, value(&dir, "memory.swap.max"));
     assert!(m.memory.usage > 0 && m.memory.usage <= limit);
     assert!(m.cpu.usage_usec > 0);
+    // PSI, which containerd 2.3's CRI reads from these metrics: each
+    // *.pressure file's `some` line, never ahead of the file read after.
+    for (file, psi) in [
+        ("cpu.pressure", &m.cpu.psi),
+        ("memory.pressure", &m.memory.psi),
+        ("io.pressure", &m.io.psi),
+    ] {
+        if !dir.join(file).exists() {
+            continue;
+        }
+        let some = psi.as_ref().and_then(|p| p.some.as_ref());
+        let some = some.unwrap_or_else(|| panic!("no PSI `some` from {file}"));
+        let total: u64 = read(&dir, file)
+            .lines()
+            .find(|l| l.starts_with("some "))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("total=")))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{file} has no `some` total"));
+        assert!(some.total <= total, "{file}: {} reported, {total} now", some.total);
+    }
 
     // Raising a limit back to none: "max" again, reported as the largest value.
     let update = UpdateTaskRequest {
