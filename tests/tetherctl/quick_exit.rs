@@ -13,10 +13,10 @@ const HANG: Duration = Duration::from_secs(20);
 
 /// Busy loops that compete with tetherctl for the CPUs, widening the race;
 /// killed by pid on drop.
-struct Load(Vec<Child>);
+pub(super) struct Load(Vec<Child>);
 
 impl Load {
-    fn start(n: usize) -> Load {
+    pub(super) fn start(n: usize) -> Load {
         Load(
             (0..n)
                 .map(|_| {
