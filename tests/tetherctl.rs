@@ -22,6 +22,8 @@ mod attach;
 mod logs;
 #[path = "tetherctl/output.rs"]
 mod output;
+#[path = "tetherctl/quick_exit.rs"]
+mod quick_exit;
 #[path = "tetherctl/state_dir.rs"]
 mod state_dir;
 #[path = "tetherctl/stop.rs"]

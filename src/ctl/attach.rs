@@ -69,74 +69,71 @@ impl Drop for RawMode {
     }
 }
 
-/// The client ends of a process's FIFOs, being opened. Each open blocks
-/// until the shim has opened its end (at Create for init, at Start for an
-/// exec), so they are started before Start and complete around it; output
-/// the process writes early waits in the FIFO for a reader that is coming.
-pub(super) struct Opening {
-    outputs: Vec<(JoinHandle<std::io::Result<std::fs::File>>, bool)>,
-    input: JoinHandle<std::io::Result<std::fs::File>>,
-    paths: Vec<PathBuf>,
+/// The client ends of a process's FIFOs, opened before the request that
+/// makes the shim open its ends (Create for init, Start for an exec), and
+/// without waiting for it: a FIFO open that waits for a partner hangs for
+/// good if the shim opens and closes its end first (a process that exits
+/// within milliseconds), so none of these opens waits.
+///
+/// A read end opened with O_NONBLOCK needs no writer; until a writer has
+/// opened, reading it reports EOF, so the outputs are only read once the
+/// shim's Create or Start has returned (see [`attach`]): its writers are
+/// open by then, and what they wrote before closing stays in the FIFO,
+/// which our read end keeps alive. A write end needs a reader, so stdin
+/// is opened with a reader of our own, held until the shim's reader is
+/// open.
+pub(super) struct ClientEnds {
+    /// Stdout, and (without a terminal) stderr: the read end and whether
+    /// it is stderr.
+    outputs: Vec<(std::fs::File, bool)>,
+    input: std::fs::File,
+    /// A reader of the stdin FIFO, so that opening its write end did not
+    /// wait; dropped once the shim's reader is open.
+    input_reader: std::fs::File,
 }
 
-impl Opening {
-    pub(super) fn start(fifos: &Fifos, tty: bool) -> Opening {
+impl ClientEnds {
+    pub(super) fn open(fifos: &Fifos, tty: bool) -> Result<ClientEnds> {
         let open = |path: &Path, write: bool| {
-            let path = path.to_path_buf();
-            tokio::task::spawn_blocking(move || {
-                let mut o = std::fs::OpenOptions::new();
-                if write {
-                    o.write(true);
-                } else {
-                    o.read(true);
-                }
-                o.custom_flags(libc::O_CLOEXEC).open(path)
-            })
+            let mut o = std::fs::OpenOptions::new();
+            if write {
+                o.write(true);
+            } else {
+                o.read(true);
+            }
+            o.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))
         };
-        let mut outputs = vec![(open(&fifos.stdout, false), false)];
+        let mut outputs = vec![(open(&fifos.stdout, false)?, false)];
         if !tty {
-            outputs.push((open(&fifos.stderr, false), true));
+            outputs.push((open(&fifos.stderr, false)?, true));
         }
-        Opening {
+        let input_reader = open(&fifos.stdin, false)?;
+        let input = open(&fifos.stdin, true)?;
+        Ok(ClientEnds {
             outputs,
-            input: open(&fifos.stdin, true),
-            paths: vec![
-                fifos.stdin.clone(),
-                fifos.stdout.clone(),
-                fifos.stderr.clone(),
-            ],
-        }
+            input,
+            input_reader,
+        })
     }
-
-    /// Stops waiting for the shim (it failed before opening its ends):
-    /// opening each FIFO read-write completes the blocked opens.
-    pub(super) fn abort(self) {
-        for p in &self.paths {
-            let _ = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-                .open(p);
-        }
-    }
-}
-
-pub(super) async fn opened(h: JoinHandle<std::io::Result<std::fs::File>>) -> Result<std::fs::File> {
-    Ok(h.await.context("opening a FIFO")??)
 }
 
 /// Copies the local stdio to and from a started process's FIFOs, forwards
 /// window size changes, and returns the process's exit status once it has
-/// exited and its output is all out.
+/// exited and its output is all out. Only called once the process's Start
+/// has returned: the shim's ends of the FIFOs are open (or were, and were
+/// closed after the last byte), so EOF on an output is the real one.
 pub(super) async fn attach(
     shim: &ShimHandle,
     exec_id: &str,
-    fifos: Opening,
+    ends: ClientEnds,
     tty: bool,
 ) -> Result<u32> {
+    drop(ends.input_reader);
     let mut outputs: Vec<JoinHandle<()>> = Vec::new();
-    for (handle, is_err) in fifos.outputs {
-        let mut rx = pipe::Receiver::from_file(opened(handle).await?)?;
+    for (file, is_err) in ends.outputs {
+        let mut rx = pipe::Receiver::from_file(file)?;
         outputs.push(tokio::spawn(async move {
             // One handle for the whole stream: tokio's stdout writes on the
             // blocking pool, and two handles' writes may overtake each other.
@@ -154,7 +151,7 @@ pub(super) async fn attach(
             let _ = out.flush().await;
         }));
     }
-    let mut tx = pipe::Sender::from_file(opened(fifos.input).await?)?;
+    let mut tx = pipe::Sender::from_file(ends.input)?;
     let (client, id, eid) = (shim.client.clone(), shim.id.clone(), exec_id.to_string());
     let input = tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();

@@ -243,13 +243,25 @@ pub async fn stop(store: &Store, ids: &[String], time: u64) -> Result<u8> {
 
 /// How long a container has to go once SIGKILLed before `stop` gives up.
 const KILL_WAIT: Duration = Duration::from_secs(30);
+/// How long `stop` gives a remover that cut its Wait short to remove the
+/// bundle.
+const GONE_WAIT: Duration = Duration::from_secs(5);
 
 /// SIGTERM to the init process; after `grace`, SIGKILL to every process.
 async fn stop_one(store: &Store, id: &str, grace: Duration) -> Result<()> {
     let shim = store.client(id).await?;
     // A Wait that fails because the shim went away is an exit too when the
     // container went with it (`run -d --rm`'s watcher removes it at once).
+    // The remover deletes the task and stops the shim before it removes the
+    // bundle, so a Wait it cut short waits for the bundle to go, briefly.
     let gone = || !store.bundle(id).exists();
+    let gone_soon = || async move {
+        let deadline = tokio::time::Instant::now() + GONE_WAIT;
+        while !gone() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gone()
+    };
     let status = |shim: &ShimHandle| {
         let req = StateRequest {
             id: id.to_string(),
@@ -295,7 +307,7 @@ async fn stop_one(store: &Store, id: &str, grace: Duration) -> Result<()> {
     }
     if let Ok(exit) = tokio::time::timeout(grace, wait()).await {
         return match exit {
-            Err(_) if gone() => Ok(()),
+            Err(_) if gone_soon().await => Ok(()),
             exit => exit
                 .map(|_| ())
                 .map_err(rpc_err(format!("waiting for {id}"))),
@@ -310,7 +322,13 @@ async fn stop_one(store: &Store, id: &str, grace: Duration) -> Result<()> {
         }
     }
     match tokio::time::timeout(KILL_WAIT, wait()).await {
-        Ok(Err(_)) if gone() => Ok(()),
+        Ok(Err(e)) => {
+            if gone_soon().await {
+                Ok(())
+            } else {
+                Err(rpc_err(format!("waiting for {id}"))(e))
+            }
+        }
         Ok(exit) => exit
             .map(|_| ())
             .map_err(rpc_err(format!("waiting for {id}"))),

@@ -12,13 +12,17 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 
 use super::logfile::{self, Record};
-use super::store::Store;
+use super::store::{ctx, Store};
 use super::timefmt::parse_since;
-use crate::protos::shim::WaitRequest;
+use crate::protos::shim::{StateRequest, WaitRequest};
+use crate::protos::status::Status;
 
 /// How often `logs -f` looks for more output (the way `tail -f` without
 /// inotify does; a CLI's reading loop, not the daemon's).
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+/// How long `logs` waits for an exited container's log driver to store
+/// the last of its output.
+const DRIVER_DONE: Duration = Duration::from_secs(5);
 /// The name of the current log file in the bundle.
 pub const LOG_NAME: &str = "output.log";
 
@@ -122,6 +126,14 @@ pub async fn logs(store: &Store, id: &str, opts: LogsOptions) -> Result<u8> {
         None => i128::MIN,
     };
     let path = bundle.join(LOG_NAME);
+    // The shim reports an exit once the output is in the driver's pipes,
+    // not once the driver has stored it: for an exited container, what is
+    // in the log is read once the driver is done (`logs` right after
+    // `wait` missed the last bytes, 2 runs in 30).
+    let driver = store.attach_socket(id);
+    if !opts.follow && driver.exists() && has_exited(store, id).await {
+        driver_done(&driver).await;
+    }
     // Regular files: reads are short and do not block for long.
     let mut current = match File::open(&path) {
         Ok(f) => f,
@@ -177,18 +189,10 @@ pub async fn logs(store: &Store, id: &str, opts: LogsOptions) -> Result<u8> {
             .filter(|l| !l.complete)
             .map(|l| shown.last().is_some_and(|s| std::ptr::eq(*s, l))),
     };
-    let driver = store.attach_socket(id);
     loop {
         let done = exited.is_finished();
         if done {
-            // The shim reports the exit once the output is in the driver's
-            // pipes; the driver removes its socket once it has stored it.
-            for _ in 0..50 {
-                if !driver.exists() {
-                    break;
-                }
-                tokio::time::sleep(FOLLOW_EVERY).await;
-            }
+            driver_done(&driver).await;
         }
         let mut fresh = Vec::new();
         read_all(&mut current, &mut reader, &mut fresh)?;
@@ -213,6 +217,29 @@ pub async fn logs(store: &Store, id: &str, opts: LogsOptions) -> Result<u8> {
         if fresh.is_empty() {
             tokio::time::sleep(FOLLOW_EVERY).await;
         }
+    }
+}
+
+/// Whether container `id` has exited (false when its shim cannot say).
+async fn has_exited(store: &Store, id: &str) -> bool {
+    let Ok(shim) = store.client(id).await else {
+        return false;
+    };
+    let req = StateRequest {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    matches!(shim.client.state(ctx(), &req).await,
+        Ok(s) if s.status.enum_value_or(Status::UNKNOWN) == Status::STOPPED)
+}
+
+/// Waits until the log driver of an exited container has stored all its
+/// output: it removes its socket `driver` then. At most [`DRIVER_DONE`]
+/// (a child the container left behind may hold its output open).
+async fn driver_done(driver: &Path) {
+    let deadline = tokio::time::Instant::now() + DRIVER_DONE;
+    while driver.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

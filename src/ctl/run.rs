@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use protobuf::well_known_types::any::Any;
 use protobuf::MessageField;
 
-use super::attach::{attach, resize, Fifos, Opening, RawMode};
+use super::attach::{attach, resize, ClientEnds, Fifos, RawMode};
 use super::commands::remove;
 use super::detached::{self, DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE};
 use super::exit_code;
@@ -207,6 +207,12 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
             &mut req,
         )?,
     }
+    // Our ends first: the shim opens its ends at Create, and the container
+    // may be gone again before a later open could find them.
+    let ends = fifos
+        .as_ref()
+        .map(|f| ClientEnds::open(f, args.tty))
+        .transpose()?;
     shim.client
         .create(ctx(), &req)
         .await
@@ -218,7 +224,6 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
         }
         _ => None,
     };
-    let opening = fifos.as_ref().map(|f| Opening::start(f, args.tty));
     let start = StartRequest {
         id: args.id.clone(),
         ..Default::default()
@@ -227,7 +232,7 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
         .start(ctx(), &start)
         .await
         .map_err(rpc_err(format!("starting container {}", args.id)))?;
-    let Some(opening) = opening else {
+    let Some(ends) = ends else {
         if args.rm {
             detached::spawn_rm_on_exit(store, &args.id)?;
         }
@@ -245,7 +250,7 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
             String::new(),
         ))
     });
-    let status = attach(&shim, "", opening, args.tty).await;
+    let status = attach(&shim, "", ends, args.tty).await;
     if let Some(p) = proxy {
         p.abort();
     }
@@ -362,6 +367,9 @@ async fn exec_in(
         }),
         ..Default::default()
     };
+    // Our ends first, without waiting: the shim opens its ends at Start, and
+    // the exec may be gone again before a later open could find them.
+    let ends = ClientEnds::open(fifos, tty)?;
     shim.client
         .exec(ctx(), &req)
         .await
@@ -377,7 +385,6 @@ async fn exec_in(
         exec_id: exec_id.to_string(),
         ..Default::default()
     };
-    let opening = Opening::start(fifos, tty);
     let started = shim.client.start(ctx(), &start).await;
     let status = match started {
         Ok(_) => {
@@ -386,14 +393,11 @@ async fn exec_in(
                 shim.id.clone(),
                 exec_id.to_string(),
             ));
-            let status = attach(shim, exec_id, opening, tty).await;
+            let status = attach(shim, exec_id, ends, tty).await;
             proxy.abort();
             status
         }
-        Err(e) => {
-            opening.abort();
-            Err(rpc_err("starting the exec")(e))
-        }
+        Err(e) => Err(rpc_err("starting the exec")(e)),
     };
     drop(raw);
     let del = DeleteRequest {

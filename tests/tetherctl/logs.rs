@@ -88,3 +88,27 @@ fn logs_tail_since_format_and_rotation() {
     c.ok(&["rm", "rot"]);
     c.assert_nothing_left();
 }
+
+/// Plain `logs` right after `wait` has all the output, under CPU load: the
+/// exit is reported once the output is in the log driver's pipes, and
+/// `logs` waits for the driver to store it (it missed the last bytes in 2
+/// of 30 rounds).
+#[test]
+fn logs_right_after_wait_has_everything() {
+    let c = Ctl::new();
+    let rootfs = c.rootfs();
+    let want: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    let _load = super::quick_exit::Load::start(2);
+    let mut bad = Vec::new();
+    for round in 0..30 {
+        c.ok(&["run", "-d", "--rootfs", &rootfs, "w", "seq", "1", "20000"]);
+        assert_eq!(c.ok(&["wait", "w"]), "0\n");
+        let got = c.ok(&["logs", "w"]);
+        if got != want {
+            bad.push(format!("round {round}: {} lines", got.lines().count()));
+        }
+        c.ok(&["rm", "w"]);
+    }
+    assert!(bad.is_empty(), "{bad:?}");
+    c.assert_nothing_left();
+}
