@@ -77,7 +77,10 @@ pub struct Container {
 
 /// How long an exec's output may stay open after the exec's own process has
 /// exited (a background child holding it) before it is closed and the exit
-/// reported. Output that flows keeps the drain going until then.
+/// reported. Output that flows keeps the drain going until then; once every
+/// process holding the output is gone (EOF, or EIO on a terminal), what the
+/// shim still holds goes to the reader for as long as it takes it, past
+/// the limit (see `ProcessIo::drain`).
 pub(crate) const EXEC_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The daemon-wide services every container works with.

@@ -6,16 +6,15 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use crate::io::console::Console;
+use crate::io::progress::{self, Progress};
 use crate::io::spill::{Spill, SpillTail};
 
 /// Bytes read per step.
@@ -174,7 +173,7 @@ enum Spliced {
 async fn splice_pipe(
     from: &pipe::Receiver,
     to: &Sink,
-    progress: &Option<Arc<AtomicU64>>,
+    progress: &Option<Arc<Progress>>,
     stop: &mut watch::Receiver<bool>,
     spill: bool,
 ) -> Spliced {
@@ -195,11 +194,7 @@ async fn splice_pipe(
         };
         match moved {
             Ok(0) => return Spliced::Eof,
-            Ok(n) => {
-                if let Some(p) = progress {
-                    p.fetch_add(n as u64, Ordering::Relaxed);
-                }
-            }
+            Ok(n) => progress::count(progress, n),
             Err(Errno::EAGAIN) => {
                 // Either side may be the one that would block: ask the source.
                 // Readiness is cleared only by a check made inside try_io,
@@ -265,7 +260,7 @@ pub async fn copy(
     mut from: Source,
     mut to: Sink,
     mut pending: Vec<u8>,
-    progress: Option<Arc<AtomicU64>>,
+    progress: Option<Arc<Progress>>,
     mut stop: watch::Receiver<bool>,
 ) -> Option<Stopped> {
     // Allocated when there is first something to read: idle loops (stdin
@@ -303,9 +298,7 @@ pub async fn copy(
                 written = to.write(&pending) => match written {
                     Ok(n @ 1..) => {
                         pending.drain(..n);
-                        if let Some(p) = &progress {
-                            p.fetch_add(n as u64, Ordering::Relaxed);
-                        }
+                        progress::count(&progress, n);
                     }
                     Ok(_) | Err(_) => {
                         tracing::debug!("stdio copy stopped: the reader is gone");
@@ -341,6 +334,7 @@ pub async fn copy(
             },
         }
     }
+    progress::ended(&progress);
     to.finish().await;
     None
 }
@@ -366,14 +360,10 @@ pub async fn copy_output(
     mut from: Source,
     to: pipe::Sender,
     mut spill: Spill,
-    progress: Option<Arc<AtomicU64>>,
+    progress: Option<Arc<Progress>>,
     mut stop: watch::Receiver<bool>,
 ) -> Option<Stopped> {
-    let count = |n: usize| {
-        if let Some(p) = &progress {
-            p.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    };
+    let count = |n: usize| progress::count(&progress, n);
     let stopped = |from, to, spill: Spill| {
         let (pending, tail) = spill.into_parts();
         Some(Stopped {
@@ -391,7 +381,12 @@ pub async fn copy_output(
     // started): a full spill waits for a reader that took some within
     // READER_AWAY, and drops output once it has not.
     let mut taken = tokio::time::Instant::now();
+    let mut told_ended = false;
     loop {
+        // The source is done: the drain waits for the reader from now on.
+        if eof && !std::mem::replace(&mut told_ended, true) {
+            progress::ended(&progress);
+        }
         let Sink::Pipe(p) = &to else {
             return None;
         };

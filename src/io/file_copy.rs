@@ -16,7 +16,6 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use nix::errno::Errno;
@@ -24,6 +23,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::EfdFlags;
 
 use crate::io::copy::{Sink, Source, Stopped, COPY_BUF};
+use crate::io::progress::{self, Progress};
 
 /// Bytes moved per splice from a pipe into a file: up to a whole pipe
 /// buffer, so a loop that fell behind catches up in one call.
@@ -83,14 +83,10 @@ pub fn copy_blocking(
     from: Source,
     to: Sink,
     mut pending: Vec<u8>,
-    progress: Option<Arc<AtomicU64>>,
+    progress: Option<Arc<Progress>>,
     stop: Arc<StopSignal>,
 ) -> Option<Stopped> {
-    let count = |n: usize| {
-        if let Some(p) = &progress {
-            p.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    };
+    let count = |n: usize| progress::count(&progress, n);
     let output = progress.is_some();
     let mut can_splice = matches!((&from, &to), (Source::Pipe(_), Sink::File(_)));
     let mut zero_copy = can_splice;
@@ -187,6 +183,7 @@ pub fn copy_blocking(
             Err(_) => break,
         }
     }
+    progress::ended(&progress);
     if lost > 0 {
         tracing::warn!(lost, "output ended while writes failed; bytes lost");
     }

@@ -12,6 +12,7 @@ pub mod copy;
 pub mod file_copy;
 mod handover;
 pub mod log_uri;
+pub mod progress;
 pub mod spill;
 
 pub use handover::IoRec;
@@ -20,7 +21,6 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use crate::io::console::{Console, ConsoleSocket};
 use crate::io::copy::{copy, copy_output, Sink, Source, Stopped};
 use crate::io::file_copy::{copy_blocking, StopSignal};
 use crate::io::log_uri::{Logger, Target};
+use crate::io::progress::Progress;
 use crate::io::spill::{Spill, SpillConf, SpillTail};
 use crate::reaper::Reaper;
 use crate::runc::ProcessStdio;
@@ -76,7 +77,7 @@ pub struct ProcessIo {
     stdin_holder: Option<File>,
     input: Option<Loop>,
     outputs: Vec<Loop>,
-    progress: Arc<AtomicU64>,
+    progress: Arc<Progress>,
     stop: watch::Sender<bool>,
     console: Option<Arc<Console>>,
     /// Terminal only: input and output waiting for the pty master.
@@ -294,32 +295,39 @@ impl ProcessIo {
     /// Waits until every output has been copied to EOF, until output has
     /// made no progress for [`DRAIN_STALL`], or until `deadline` (if any).
     /// Says whether every output reached its end.
+    ///
+    /// The deadline is for a source still open (a child left behind holds
+    /// it): once every output's source has ended, what the loops still hold
+    /// (a terminal read ahead into the spill, for one) goes to the reader
+    /// for as long as the reader takes it, however long past the deadline.
     pub async fn drain(&mut self, deadline: Option<Instant>) -> bool {
-        let mut last = self.progress.load(Ordering::Relaxed);
+        let outputs = self.outputs.len();
+        let open = |p: &Progress| p.sources_ended() < outputs;
+        let (mut last, mut since) = (self.progress.bytes(), Instant::now());
         for handle in &mut self.outputs {
             loop {
-                let wait = match deadline {
-                    Some(d) => DRAIN_STALL.min(d.saturating_duration_since(Instant::now())),
-                    None => DRAIN_STALL,
-                };
-                match tokio::time::timeout(wait, &mut *handle).await {
-                    Ok(_) => break,
-                    Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                        tracing::warn!(
-                            "output still open at the drain deadline (a child left behind holds it?); reporting the exit and closing it"
-                        );
-                        return false;
-                    }
-                    Err(_) => {
-                        let now = self.progress.load(Ordering::Relaxed);
-                        if now == last {
-                            tracing::warn!(
-                                "output made no progress for {DRAIN_STALL:?}; reporting the exit anyway"
-                            );
-                            return false;
-                        }
-                        last = now;
-                    }
+                let mut wait = DRAIN_STALL.saturating_sub(since.elapsed());
+                if let Some(d) = deadline.filter(|_| open(&self.progress)) {
+                    wait = wait.min(d.saturating_duration_since(Instant::now()));
+                }
+                if tokio::time::timeout(wait, &mut *handle).await.is_ok() {
+                    break;
+                }
+                let now = self.progress.bytes();
+                if now != last {
+                    (last, since) = (now, Instant::now());
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) && open(&self.progress) {
+                    tracing::warn!(
+                        "output still open at the drain deadline (a child left behind holds it?); reporting the exit and closing it"
+                    );
+                    return false;
+                }
+                if since.elapsed() >= DRAIN_STALL {
+                    tracing::warn!(
+                        "output made no progress for {DRAIN_STALL:?}; reporting the exit anyway"
+                    );
+                    return false;
                 }
             }
         }

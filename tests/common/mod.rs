@@ -80,8 +80,9 @@ pub use self::{
         socket_path_of_address, sockets_of, unix_sockets, SocketDirSnapshot, UnixSocket,
     },
     util::{
-        compare_stream, describe_output, env_or, eventually, output_in_pty, output_with_timeout,
-        poll_until, pseudo_random_bytes, sha256_hex, spawn_and_wait, unique_name, StreamCompare,
+        compare_stream, describe_output, env_or, eventually, output_in_pty, output_in_pty_paced,
+        output_with_timeout, poll_until, pseudo_random_bytes, sha256_hex, spawn_and_wait,
+        unique_name, StreamCompare,
     },
 };
 

@@ -203,6 +203,16 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// it wrote, read from the master until the terminal closes (EIO), so no
 /// tail is lost to a reader that stops early.
 pub fn output_in_pty(cmd: &mut Command) -> (std::process::ExitStatus, Vec<u8>) {
+    output_in_pty_paced(cmd, None)
+}
+
+/// [`output_in_pty`] for a slow terminal: with `pace`, the master is read
+/// 4 KiB at a time with `pace` between reads (4 KiB per millisecond is
+/// about 4 MB/s), so the command's writes wait for the reader.
+pub fn output_in_pty_paced(
+    cmd: &mut Command,
+    pace: Option<Duration>,
+) -> (std::process::ExitStatus, Vec<u8>) {
     use std::os::fd::OwnedFd;
     let pty = nix::pty::openpty(None, None).expect("openpty");
     let slave: OwnedFd = pty.slave;
@@ -217,10 +227,16 @@ pub fn output_in_pty(cmd: &mut Command) -> (std::process::ExitStatus, Vec<u8>) {
     let mut master = std::fs::File::from(pty.master);
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
+    let step = if pace.is_some() { 4096 } else { buf.len() };
     loop {
-        match master.read(&mut buf) {
+        match master.read(&mut buf[..step]) {
             Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if let Some(pace) = pace {
+                    std::thread::sleep(pace);
+                }
+            }
             // EIO: every slave descriptor is closed.
             Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
