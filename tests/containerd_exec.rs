@@ -76,8 +76,11 @@ fn ctr_exec_statuses_stdin_round_trip_and_kill() {
     cd.kill_and_remove(&id, &rootfs);
 }
 
-/// Terminal execs per containerd version (`TETHER_TTY_EXECS` overrides).
-const TTY_EXECS: u64 = 1000;
+/// Terminal execs per containerd version in CI (`TETHER_TTY_EXECS`
+/// overrides; issue #21's 1,000 per version is run by hand with
+/// `TETHER_TTY_EXECS=1000`: each exec moves 6.9 MB through two terminals,
+/// and 1,000 take about 15 minutes per version on the CI machine).
+const TTY_EXECS: u64 = 200;
 /// How many of them run at once (`TETHER_TTY_WORKERS` overrides).
 const TTY_WORKERS: u64 = 4;
 
@@ -114,8 +117,8 @@ fn incomplete(status: std::process::ExitStatus, out: &[u8], want: &[u8]) -> Opti
     ))
 }
 
-/// 1,000 terminal execs of `seq -s " " 1000000` through `ctr task exec -t`,
-/// a few at a time: every one exits 0 and its output arrives complete,
+/// Terminal execs (`TTY_EXECS`) of `seq -s " " 1000000` through `ctr task
+/// exec -t`, a few at a time: every one exits 0 and its output arrives complete,
 /// byte for byte. Not one may come up short.
 fn terminal_exec_output_is_complete() {
     let rootfs = Rootfs::new();
