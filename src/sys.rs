@@ -9,8 +9,10 @@ use std::process::Command;
 use nix::sys::socket::{getsockopt, sockopt};
 
 mod mount;
+mod pidfd;
 
 pub use mount::{attach_mount, idmapped_clone, mount_from_dir};
+pub use pidfd::{pidfd_open, pidfd_pid, pidfd_send_signal};
 
 /// The descriptor number the listening socket is handed over on.
 pub const LISTENER_FD: RawFd = 3;
@@ -98,9 +100,10 @@ pub fn take_listener() -> io::Result<OwnedFd> {
 }
 
 /// Receives one descriptor sent with SCM_RIGHTS on `sock` (as runc sends a
-/// pty master to the console socket). The descriptor arrives close-on-exec
-/// (MSG_CMSG_CLOEXEC), so no child can inherit it in between. Anything other
-/// than exactly one descriptor is an error; extra descriptors are closed.
+/// pty master to the console socket, or a pidfd to the pidfd socket). The
+/// descriptor arrives close-on-exec (MSG_CMSG_CLOEXEC), so no child can
+/// inherit it in between. Anything other than exactly one descriptor is an
+/// error; extra descriptors are closed.
 pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
     let mut name = [0u8; 4096];
@@ -121,7 +124,7 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
     }
     if fds.len() != 1 {
         return Err(io::Error::other(format!(
-            "expected one descriptor on the console socket, got {}",
+            "expected one descriptor on the socket, got {}",
             fds.len()
         )));
     }

@@ -1,6 +1,14 @@
 //! Kill and Delete of a container, and what Kill does when the runtime
 //! hangs.
 //!
+//! With a pidfd for the init process (a runtime that takes
+//! `--pidfd-socket`), Kill signals it through the pidfd, without the
+//! runtime: that reaches the init or, once it has been reaped, nothing
+//! (NotFound), never a process that reused its pid. The runtime is still
+//! run for what `runc kill` does beyond signalling the init: `all`, and a
+//! SIGKILL where it kills the whole cgroup (a shared pid namespace) or thaws
+//! it (a paused container).
+//!
 //! `runc kill` runs within its deadline (`RuncTimeouts.Kill`). When it times
 //! out, the shim does the work itself rather than fail: SIGKILL, or any
 //! signal with `all`, goes to every process of the container's cgroup (see
@@ -27,6 +35,21 @@ impl Container {
         }
         if !p.is_init() {
             return self.kill_exec(&p, signal);
+        }
+        let beyond_init =
+            all || (signal == libc::SIGKILL as u32 && (self.kill_all_on_exit || self.is_paused()));
+        if p.has_pidfd() && !beyond_init {
+            return match p.signal(signal as i32) {
+                Ok(()) => Ok(()),
+                Err(Errno::ESRCH) => Err(finished_error(&self.id, &p)),
+                Err(Errno::EINVAL) => Err(Error::InvalidArgument(format!(
+                    "signal {signal} is not a signal"
+                ))),
+                Err(e) => Err(Error::Sys {
+                    op: "kill",
+                    source: e,
+                }),
+            };
         }
         match self.runc.kill(&self.id, signal, all).await {
             Ok(()) => Ok(()),
@@ -60,12 +83,12 @@ impl Container {
                 None => "init (cgroup unknown)".into(),
             };
         }
-        // The pid is the shim's unreaped child until its phase says it
-        // exited, so it names no other process.
+        // Through the pidfd if there is one; else by pid, which is the
+        // shim's unreaped child until its phase says it exited.
         if init.phase().finished() {
             return Ok(through);
         }
-        match crate::sys::send_signal(init.pid(), signal as i32) {
+        match init.signal(signal as i32) {
             Ok(()) | Err(Errno::ESRCH) => Ok(through),
             Err(e) => Err(Error::Sys {
                 op: "kill",
