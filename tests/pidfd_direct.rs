@@ -265,16 +265,29 @@ async fn pidfds_are_handed_over_across_a_live_upgrade() {
 }
 
 /// What `runc kill` does beyond signalling the init still goes through it:
-/// SIGKILL of a paused container (runc thaws a cgroup v1 freezer, where a
-/// frozen process would not die) runs `runc kill`, and the container dies.
+/// SIGKILL of a frozen container (runc thaws the cgroup; on v1 a frozen
+/// process would not die) runs `runc kill`, and the container dies, whether
+/// it was paused through the shim or frozen behind its back.
 #[tokio::test(flavor = "current_thread")]
-async fn sigkill_of_a_paused_container_still_goes_through_runc() {
-    let runc = Recorded::new(&runc_dir(NEWEST_RUNC).join("runc"));
-    let (f, init) = running(&runc).await;
-    assert_eq!(pidfds_of(f.shim_pid), vec![init as i64]);
-    f.pause().await;
-    f.kill(libc::SIGKILL as u32).await;
-    assert_eq!(f.wait().await, 137);
-    assert_eq!(runc.of("kill").len(), 1, "{:?}", runc.calls());
-    f.delete().await;
+async fn sigkill_of_a_frozen_container_still_goes_through_runc() {
+    for behind_its_back in [false, true] {
+        let runc = Recorded::new(&runc_dir(NEWEST_RUNC).join("runc"));
+        let (f, init) = running(&runc).await;
+        assert_eq!(pidfds_of(f.shim_pid), vec![init as i64]);
+        let frozen = if behind_its_back {
+            Some(common::Frozen::freeze(init))
+        } else {
+            f.pause().await;
+            None
+        };
+        f.kill(libc::SIGKILL as u32).await;
+        assert_eq!(
+            f.wait().await,
+            137,
+            "frozen behind its back: {behind_its_back}"
+        );
+        assert_eq!(runc.of("kill").len(), 1, "{:?}", runc.calls());
+        drop(frozen);
+        f.delete().await;
+    }
 }

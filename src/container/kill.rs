@@ -7,7 +7,8 @@
 //! (NotFound), never a process that reused its pid. The runtime is still
 //! run for what `runc kill` does beyond signalling the init: `all`, and a
 //! SIGKILL where it kills the whole cgroup (a shared pid namespace) or thaws
-//! it (a paused container).
+//! it (a frozen cgroup, paused through the shim or not), or where the
+//! cgroup is unknown.
 //!
 //! `runc kill` runs within its deadline (`RuncTimeouts.Kill`). When it times
 //! out, the shim does the work itself rather than fail: SIGKILL, or any
@@ -36,8 +37,7 @@ impl Container {
         if !p.is_init() {
             return self.kill_exec(&p, signal);
         }
-        let beyond_init =
-            all || (signal == libc::SIGKILL as u32 && (self.kill_all_on_exit || self.is_paused()));
+        let beyond_init = all || (signal == libc::SIGKILL as u32 && self.sigkill_beyond_init());
         if p.has_pidfd() && !beyond_init {
             return match p.signal(signal as i32) {
                 Ok(()) => Ok(()),
@@ -64,6 +64,16 @@ impl Container {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether `runc kill` does more with SIGKILL than signal the init: it
+    /// kills the whole cgroup in a shared pid namespace, and thaws a frozen
+    /// cgroup (in which, on v1, a SIGKILLed process dies only when thawed).
+    /// An unknown cgroup leaves that to runc.
+    fn sigkill_beyond_init(&self) -> bool {
+        self.kill_all_on_exit
+            || self.is_paused()
+            || self.cgroup.get().map_or(true, |c| c.is_frozen())
     }
 
     /// What `runc kill` does, done by the shim: SIGKILL or `all` through
