@@ -139,24 +139,21 @@ impl Process {
         self.pid.load(Ordering::Acquire)
     }
 
-    /// Whether it is signalled through a pidfd.
-    pub fn has_pidfd(&self) -> bool {
-        self.lock_pidfd().is_some()
+    /// Sends signal number `signal` through its pidfd; None if it has none
+    /// (nothing sent).
+    pub fn signal_through_pidfd(&self, signal: i32) -> Option<Result<(), Errno>> {
+        let pidfd = self.lock_pidfd();
+        let fd = pidfd.as_ref()?;
+        tracing::debug!(pid = self.pid(), exec_id = %self.exec_id, signal, "signalling through the pidfd");
+        Some(crate::sys::pidfd_send_signal(fd.as_fd(), signal))
     }
 
     /// Sends signal number `signal`: through its pidfd if it has one (ESRCH
     /// once it has been reaped), else to its pid, which the caller must know
     /// to be unreaped (its phase is not finished: see `Phase::finished`).
     pub fn signal(&self, signal: i32) -> Result<(), Errno> {
-        // Held for the call, so the pidfd cannot be given away meanwhile.
-        let pidfd = self.lock_pidfd();
-        match pidfd.as_ref() {
-            Some(fd) => {
-                tracing::debug!(pid = self.pid(), exec_id = %self.exec_id, signal, "signalling through the pidfd");
-                crate::sys::pidfd_send_signal(fd.as_fd(), signal)
-            }
-            None => crate::sys::send_signal(self.pid(), signal),
-        }
+        self.signal_through_pidfd(signal)
+            .unwrap_or_else(|| crate::sys::send_signal(self.pid(), signal))
     }
 
     #[cfg(test)]

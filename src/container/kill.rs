@@ -38,8 +38,11 @@ impl Container {
             return self.kill_exec(&p, signal);
         }
         let beyond_init = all || (signal == libc::SIGKILL as u32 && self.sigkill_beyond_init());
-        if p.has_pidfd() && !beyond_init {
-            return match p.signal(signal as i32) {
+        let through_pidfd = (!beyond_init)
+            .then(|| p.signal_through_pidfd(signal as i32))
+            .flatten();
+        if let Some(sent) = through_pidfd {
+            return match sent {
                 Ok(()) => Ok(()),
                 Err(Errno::ESRCH) => Err(finished_error(&self.id, &p)),
                 Err(Errno::EINVAL) => Err(Error::InvalidArgument(format!(
