@@ -97,8 +97,14 @@ fn subcommand(call: &[String]) -> Option<&str> {
 /// A fixture whose container runs `sleep`, created and started with the
 /// wrapped runc; returns it with the init's pid.
 async fn running(runc: &Recorded) -> (Fixture, u32) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let options = runc.options();
-    let f = Fixture::build(&["/bin/sleep", "1000"], |_| {}, &options).await;
+    // A cgroup of its own: without cgroupsPath runc uses /<id>, and other
+    // test binaries' fixtures run containers named c0, c1, ... too.
+    let cgroup = format!("/tether-pidfd-{}-{n}", std::process::id());
+    let edit = |spec: &mut serde_json::Value| spec["linux"]["cgroupsPath"] = cgroup.into();
+    let f = Fixture::build(&["/bin/sleep", "1000"], edit, &options).await;
     let mut req = f.create_request();
     req.options = protobuf::MessageField::some(Message::parse_from_bytes(&options).unwrap());
     let pid = f.client.create(ctx(), &req).await.unwrap().pid;
