@@ -11,6 +11,7 @@ pub(crate) mod container;
 pub mod ctl;
 pub(crate) mod error;
 pub(crate) mod events;
+pub(crate) mod fdsocket;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod idmap;

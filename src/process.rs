@@ -7,10 +7,12 @@
 //! exit path waits for `Starting` to end, so the start event always precedes
 //! the exit event.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -94,6 +96,10 @@ pub struct Process {
     /// The OCI process spec (JSON) of an exec.
     pub spec: Vec<u8>,
     pid: AtomicU32,
+    /// A pidfd for it, from a runtime that sends one (`--pidfd-socket`):
+    /// kept for the process's life in the shim, since a pidfd never names
+    /// another process, reaped or not.
+    pidfd: Mutex<Option<OwnedFd>>,
     phase: watch::Sender<Phase>,
     io: Mutex<Option<ProcessIo>>,
     /// Requests that came before the process had stdio.
@@ -116,6 +122,7 @@ impl Process {
             stdio,
             spec,
             pid: AtomicU32::new(0),
+            pidfd: Mutex::new(None),
             phase: watch::Sender::new(Phase::Created),
             io: Mutex::new(None),
             pending: Mutex::default(),
@@ -132,9 +139,34 @@ impl Process {
         self.pid.load(Ordering::Acquire)
     }
 
-    /// Records the pid and the stdio once the runtime has started it.
-    pub fn set_running_io(&self, pid: u32, mut io: ProcessIo) {
+    /// Sends signal number `signal` through its pidfd; None if it has none
+    /// (nothing sent).
+    pub fn signal_through_pidfd(&self, signal: i32) -> Option<Result<(), Errno>> {
+        let pidfd = self.lock_pidfd();
+        let fd = pidfd.as_ref()?;
+        tracing::debug!(pid = self.pid(), exec_id = %self.exec_id, signal, "signalling through the pidfd");
+        Some(crate::sys::pidfd_send_signal(fd.as_fd(), signal))
+    }
+
+    /// Sends signal number `signal`: through its pidfd if it has one (ESRCH
+    /// once it has been reaped), else to its pid, which the caller must know
+    /// to be unreaped (its phase is not finished: see `Phase::finished`).
+    pub fn signal(&self, signal: i32) -> Result<(), Errno> {
+        self.signal_through_pidfd(signal)
+            .unwrap_or_else(|| crate::sys::send_signal(self.pid(), signal))
+    }
+
+    #[cfg(test)]
+    fn set_pid_and_pidfd(&self, pid: u32, pidfd: OwnedFd) {
         self.pid.store(pid, Ordering::Release);
+        *self.lock_pidfd() = Some(pidfd);
+    }
+
+    /// Records the pid, its pidfd if the runtime sent one, and the stdio
+    /// once the runtime has started it.
+    pub fn set_running_io(&self, pid: u32, pidfd: Option<OwnedFd>, mut io: ProcessIo) {
+        self.pid.store(pid, Ordering::Release);
+        *self.lock_pidfd() = pidfd;
         // The pending lock is held while the stdio is installed, so a request
         // lands either here or on the installed stdio, never in between.
         let pending = self.lock_pending();
@@ -246,6 +278,10 @@ impl Process {
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn lock_pidfd(&self) -> std::sync::MutexGuard<'_, Option<OwnedFd>> {
+        self.pidfd.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A process as a live-upgrade snapshot records it.
@@ -259,6 +295,9 @@ pub struct ProcessRec {
     pub spec: Vec<u8>,
     /// Pid (0: none yet).
     pub pid: u32,
+    /// Its pidfd, handed over (absent from states before version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidfd: Option<std::os::fd::RawFd>,
     /// Phase.
     pub phase: PhaseRec,
     /// Terminal size requested before it had stdio.
@@ -283,9 +322,9 @@ pub enum PhaseRec {
 
 impl Process {
     /// Stops the process's stdio and records it all, giving its descriptors
-    /// away into `fds`. The process keeps no stdio afterwards. What could not
-    /// be recorded comes back as the second value (the upgrade must then be
-    /// called off).
+    /// (stdio, pidfd) away into `fds`. The process keeps no stdio and no
+    /// pidfd afterwards. What could not be recorded comes back as the second
+    /// value (the upgrade must then be called off).
     pub async fn snapshot(&self, fds: &mut FdList) -> (ProcessRec, Option<String>) {
         let io = self.lock_io().take();
         let (io, failed) = match io {
@@ -304,6 +343,7 @@ impl Process {
             stdio: self.stdio.clone(),
             spec: self.spec.clone(),
             pid: self.pid(),
+            pidfd: self.lock_pidfd().take().map(|fd| fds.give(fd)),
             phase: match self.phase() {
                 Phase::Stopped(e) => PhaseRec::Stopped(ExitRec {
                     pid: self.pid(),
@@ -327,6 +367,9 @@ impl Process {
     pub fn restore(rec: ProcessRec, fds: &mut FdTable) -> std::io::Result<Process> {
         let p = Process::new(rec.exec_id, rec.stdio, rec.spec);
         p.pid.store(rec.pid, Ordering::Release);
+        if let Some(fd) = rec.pidfd {
+            *p.lock_pidfd() = Some(fds.take(fd)?);
+        }
         *p.lock_pending() = Pending {
             size: rec.size,
             stdin_closed: rec.stdin_closed,
@@ -371,6 +414,50 @@ mod tests {
         assert_eq!(Phase::Exited.exit(), None);
         assert_eq!(Phase::Deleted(e).exit(), Some(e));
         assert!(Phase::Exited.finished() && !Phase::Created.finished());
+    }
+
+    /// Kill through a pidfd reaches the process or nothing: once the process
+    /// is reaped and its pid given to another (made to happen with
+    /// `ns_last_pid`), the signal fails with ESRCH and the newcomer lives.
+    #[test]
+    fn a_pidfd_never_signals_a_process_that_reused_the_pid() {
+        use std::process::Command;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: writing ns_last_pid needs root");
+            return;
+        }
+        let mut first = Command::new("sleep").arg("100").spawn().unwrap();
+        let pid = first.id();
+        let p = Process::new("e".into(), StdioPaths::default(), Vec::new());
+        let pidfd = crate::sys::pidfd_open(pid).unwrap();
+        p.set_pid_and_pidfd(pid, pidfd);
+        p.signal(0).unwrap();
+        p.signal(libc::SIGKILL).unwrap();
+        // Another test's reaper may reap it first: either way it is gone.
+        let _ = first.wait();
+        let mut reuser = None;
+        for _ in 0..200 {
+            // The next pid allocated is ns_last_pid + 1, unless another
+            // process forks in between: try again then.
+            std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+            let mut c = Command::new("sleep").arg("100").spawn().unwrap();
+            if c.id() == pid {
+                reuser = Some(c);
+                break;
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let mut reuser = reuser.unwrap_or_else(|| panic!("pid {pid} was never reused"));
+        assert_eq!(p.signal(libc::SIGKILL), Err(Errno::ESRCH));
+        assert_eq!(p.signal(0), Err(Errno::ESRCH));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            crate::reaper::is_alive(pid),
+            "the process that reused pid {pid} was killed"
+        );
+        let _ = reuser.kill();
+        let _ = reuser.wait();
     }
 
     #[test]

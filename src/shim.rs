@@ -199,11 +199,16 @@ impl Shim {
             Ok(0)
         } else {
             container
-                .spawn_with_io(&container.init, &pid_file, |console, stdio| async move {
-                    c.runc
-                        .create(&c.id, &c.bundle, pid, opts, console.as_deref(), stdio)
-                        .await
-                })
+                .spawn_with_io(
+                    &container.init,
+                    &pid_file,
+                    true,
+                    |sockets, stdio| async move {
+                        c.runc
+                            .create(&c.id, &c.bundle, pid, opts, &sockets, stdio)
+                            .await
+                    },
+                )
                 .await
         };
         let pid = match created {

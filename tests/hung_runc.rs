@@ -37,6 +37,9 @@ use tether::protos::shim::*;
 
 /// SIGKILL through Kill gets past a hung `runc kill`: the container dies,
 /// its exit is published, Delete completes, and the hung runc is gone.
+/// With a runc that takes `--pidfd-socket`, the shim signals the init
+/// through its pidfd and runs no `runc kill` at all: the Kill is prompt and
+/// nothing hangs.
 fn kill_gets_past_a_hung_runc_kill() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -45,6 +48,19 @@ fn kill_gets_past_a_hung_runc_kill() {
     let id = cd.unique_id("hungkill");
     let pid = run_with(&cd, &runc, &rootfs, &id, &[]);
     runc.hang_on("kill");
+    if takes_pidfd_socket() {
+        let asked = Instant::now();
+        let kill = cd.ctr(&["task", "kill", "-s", "KILL", &id]);
+        assert!(kill.status.success(), "{}", describe_output(&kill));
+        assert!(asked.elapsed() < PROMPT, "Kill took {:?}", asked.elapsed());
+        cd.wait_task(&id, SETTLE_TIMEOUT, |t| t.status == "STOPPED");
+        let exit = events.wait_for("/tasks/exit", &id, SETTLE_TIMEOUT);
+        assert_eq!(exit.exit_status(), 137, "{}", exit.line);
+        assert!(runc.hung().is_empty(), "runc kill ran: {:?}", runc.hung());
+        assert_eq!(remove(&cd, &id), 137);
+        cd.assert_no_leftovers(&id, &rootfs, None, None);
+        return;
+    }
     let kill = std::thread::scope(|s| {
         let kill = s.spawn(|| cd.ctr(&["task", "kill", "-s", "KILL", &id]));
         runc.wait_hung(&cd);
@@ -74,6 +90,16 @@ fn kill_gets_past_a_hung_runc_kill() {
     runc.assert_none_left(&runc.hung());
     assert_eq!(remove(&cd, &id), 137);
     cd.assert_no_leftovers(&id, &rootfs, None, None);
+}
+
+/// Whether the runc under test takes `--pidfd-socket` (as the shim finds
+/// out: its `create --help` lists it).
+fn takes_pidfd_socket() -> bool {
+    let out = std::process::Command::new(common::runc_binary())
+        .args(["create", "--help"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("--pidfd-socket")
 }
 
 /// The same in a container that joins another's pid namespace (a pod that

@@ -67,6 +67,21 @@ impl Cgroup {
         }
         Ok(Some(signalled))
     }
+
+    /// Whether the cgroup is frozen, or freezing, by whoever froze it (a
+    /// Pause, or `runc pause` behind the shim's back): what `runc kill`
+    /// looks at to thaw after a SIGKILL.
+    pub fn is_frozen(&self) -> bool {
+        match self {
+            Cgroup::V2(dir) => Freezer::V2(dir.clone()).is_frozen(),
+            Cgroup::V1(dirs) => dirs.get("freezer").is_some_and(|d| {
+                matches!(
+                    read(&d.join("freezer.state")).as_str(),
+                    "FROZEN" | "FREEZING"
+                )
+            }),
+        }
+    }
 }
 
 /// A cgroup's freezer.

@@ -69,7 +69,8 @@ impl Container {
         let pid_file = self.bundle.join(INIT_PID_FILE);
         let (c, a, pid) = (self, &args, &pid_file);
         let restored = self
-            .spawn_with_io(&init, &pid_file, |console, stdio| async move {
+            // `runc restore` takes no --pidfd-socket: init is signalled by pid.
+            .spawn_with_io(&init, &pid_file, false, |sockets, stdio| async move {
                 c.runc
                     .restore(
                         &c.id,
@@ -77,7 +78,7 @@ impl Container {
                         pid,
                         a,
                         &c.options,
-                        console.as_deref(),
+                        sockets.console.as_deref(),
                         stdio,
                     )
                     .await

@@ -144,8 +144,8 @@ impl Container {
         write().map_err(Error::io("write exec spec", &spec_file))?;
         let (runc, id, spec, pid) = (&self.runc, &self.id, &spec_file, &pid_file);
         let result = self
-            .spawn_with_io(p, &pid_file, |console, stdio| async move {
-                runc.exec(id, spec, pid, console.as_deref(), stdio).await
+            .spawn_with_io(p, &pid_file, true, |sockets, stdio| async move {
+                runc.exec(id, spec, pid, &sockets, stdio).await
             })
             .await;
         let _ = std::fs::remove_file(&spec_file);
@@ -171,7 +171,10 @@ impl Container {
                 "signal {signal} is not a signal"
             )));
         }
-        match crate::sys::send_signal(p.pid(), signal as i32) {
+        // Through its pidfd when the runtime sent one; else by pid, which
+        // names no other process while the phase says Running (checked
+        // above), short of the moment between its reaping and its handler.
+        match p.signal(signal as i32) {
             Ok(()) => Ok(()),
             Err(Errno::ESRCH) => Err(finished_error(&self.id, p)),
             Err(e) => Err(Error::Sys {

@@ -1,6 +1,15 @@
 //! Kill and Delete of a container, and what Kill does when the runtime
 //! hangs.
 //!
+//! With a pidfd for the init process (a runtime that takes
+//! `--pidfd-socket`), Kill signals it through the pidfd, without the
+//! runtime: that reaches the init or, once it has been reaped, nothing
+//! (NotFound), never a process that reused its pid. The runtime is still
+//! run for what `runc kill` does beyond signalling the init: `all`, and a
+//! SIGKILL where it kills the whole cgroup (a shared pid namespace) or thaws
+//! it (a frozen cgroup, paused through the shim or not), or where the
+//! cgroup is unknown.
+//!
 //! `runc kill` runs within its deadline (`RuncTimeouts.Kill`). When it times
 //! out, the shim does the work itself rather than fail: SIGKILL, or any
 //! signal with `all`, goes to every process of the container's cgroup (see
@@ -28,6 +37,23 @@ impl Container {
         if !p.is_init() {
             return self.kill_exec(&p, signal);
         }
+        let beyond_init = all || (signal == libc::SIGKILL as u32 && self.sigkill_beyond_init());
+        let through_pidfd = (!beyond_init)
+            .then(|| p.signal_through_pidfd(signal as i32))
+            .flatten();
+        if let Some(sent) = through_pidfd {
+            return match sent {
+                Ok(()) => Ok(()),
+                Err(Errno::ESRCH) => Err(finished_error(&self.id, &p)),
+                Err(Errno::EINVAL) => Err(Error::InvalidArgument(format!(
+                    "signal {signal} is not a signal"
+                ))),
+                Err(e) => Err(Error::Sys {
+                    op: "kill",
+                    source: e,
+                }),
+            };
+        }
         match self.runc.kill(&self.id, signal, all).await {
             Ok(()) => Ok(()),
             Err(e @ Error::RuntimeTimeout { .. }) => {
@@ -41,6 +67,16 @@ impl Container {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether `runc kill` does more with SIGKILL than signal the init: it
+    /// kills the whole cgroup in a shared pid namespace, and thaws a frozen
+    /// cgroup (in which, on v1, a SIGKILLed process dies only when thawed).
+    /// An unknown cgroup leaves that to runc.
+    fn sigkill_beyond_init(&self) -> bool {
+        self.kill_all_on_exit
+            || self.is_paused()
+            || self.cgroup.get().map_or(true, |c| c.is_frozen())
     }
 
     /// What `runc kill` does, done by the shim: SIGKILL or `all` through
@@ -60,12 +96,12 @@ impl Container {
                 None => "init (cgroup unknown)".into(),
             };
         }
-        // The pid is the shim's unreaped child until its phase says it
-        // exited, so it names no other process.
+        // Through the pidfd if there is one; else by pid, which is the
+        // shim's unreaped child until its phase says it exited.
         if init.phase().finished() {
             return Ok(through);
         }
-        match crate::sys::send_signal(init.pid(), signal as i32) {
+        match init.signal(signal as i32) {
             Ok(()) | Err(Errno::ESRCH) => Ok(through),
             Err(e) => Err(Error::Sys {
                 op: "kill",

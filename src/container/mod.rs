@@ -5,6 +5,7 @@
 mod checkpoint;
 mod exec;
 mod kill;
+mod pidfd;
 mod resources;
 mod snapshot;
 
@@ -360,21 +361,34 @@ impl Container {
         self.router.register(process.pid(), key)
     }
 
-    /// Opens stdio for `process` and runs `spawn` (runc create or exec) with
-    /// it; returns the pid from `pid_file` with the stdio attached.
+    /// Opens stdio for `process` and runs `spawn` (runc create, exec or
+    /// restore) with it and the sockets to hand descriptors back on; returns
+    /// the pid from `pid_file` with the stdio and the pidfd attached. A pidfd
+    /// socket is offered when `pidfd` (the sub-command takes one) and the
+    /// runtime takes `--pidfd-socket`.
     pub(crate) async fn spawn_with_io<F, Fut>(
         &self,
         process: &Process,
         pid_file: &std::path::Path,
+        pidfd: bool,
         spawn: F,
     ) -> Result<u32>
     where
-        F: FnOnce(Option<PathBuf>, crate::runc::ProcessStdio) -> Fut,
+        F: FnOnce(crate::runc::Sockets, crate::runc::ProcessStdio) -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
+        let pidfd_socket = if pidfd && self.runc.takes_pidfd_socket().await {
+            Some(crate::fdsocket::FdSocket::new("pidfd", "receive pidfd")?)
+        } else {
+            None
+        };
         let (mut io, stdio, console) =
             ProcessIo::open(&process.stdio, self.owner(), &self.reaper).await?;
-        spawn(console.as_ref().map(|c| c.path().to_path_buf()), stdio).await?;
+        let sockets = crate::runc::Sockets {
+            console: console.as_ref().map(|c| c.path().to_path_buf()),
+            pidfd: pidfd_socket.as_ref().map(|s| s.path().to_path_buf()),
+        };
+        spawn(sockets, stdio).await?;
         if let Some(console) = &console {
             io.attach_console(console.receive().await?)?;
         }
@@ -383,7 +397,11 @@ impl Container {
             op: if process.is_init() { "create" } else { "exec" },
             message: format!("no pid in {}", pid_file.display()),
         })?;
-        process.set_running_io(pid, io);
+        let pidfd = match &pidfd_socket {
+            Some(socket) => pidfd::receive(socket, pid).await,
+            None => None,
+        };
+        process.set_running_io(pid, pidfd, io);
         Ok(pid)
     }
 }

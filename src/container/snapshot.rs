@@ -48,6 +48,7 @@ impl ContainerRec {
             if let Some(io) = &p.io {
                 io.descriptors(all);
             }
+            all.extend(p.pidfd);
         }
     }
 }

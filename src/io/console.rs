@@ -3,70 +3,36 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
-use tokio::net::UnixListener;
 
 use crate::error::{Error, Result};
+use crate::fdsocket::FdSocket;
 
 /// How long runc has to hand over the pty master once it has exited.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A listening socket in a private directory for `--console-socket`.
-pub struct ConsoleSocket {
-    dir: PathBuf,
-    path: PathBuf,
-    listener: UnixListener,
-}
+/// The socket runc sends a terminal's pty master to (`--console-socket`).
+pub struct ConsoleSocket(FdSocket);
 
 impl ConsoleSocket {
-    /// Creates the socket in a new 0700 directory under the temp dir (short
-    /// enough for a socket path whatever the bundle's length).
+    /// Creates the socket in a new private directory.
     pub fn new() -> Result<ConsoleSocket> {
-        let template = std::env::temp_dir().join("tether-pty-XXXXXX");
-        let dir = nix::unistd::mkdtemp(&template).map_err(Error::sys("mkdtemp"))?;
-        let path = dir.join("pty.sock");
-        let listener = UnixListener::bind(&path).map_err(|e| {
-            let _ = std::fs::remove_dir(&dir);
-            Error::io("bind console socket", &path)(e)
-        })?;
-        Ok(ConsoleSocket {
-            dir,
-            path,
-            listener,
-        })
+        FdSocket::new("pty", "receive pty master").map(ConsoleSocket)
     }
 
     /// The path to give runc.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 
     /// Accepts runc's connection and receives the pty master.
     pub async fn receive(&self) -> Result<OwnedFd> {
-        let recv = async {
-            let (conn, _) = self.listener.accept().await?;
-            conn.async_io(Interest::READABLE, || crate::sys::recv_fd(conn.as_raw_fd()))
-                .await
-        };
-        match tokio::time::timeout(RECEIVE_TIMEOUT, recv).await {
-            Ok(r) => r.map_err(Error::io("receive pty master", &self.path)),
-            Err(_) => Err(Error::io("receive pty master", &self.path)(
-                io::ErrorKind::TimedOut.into(),
-            )),
-        }
-    }
-}
-
-impl Drop for ConsoleSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = std::fs::remove_dir(&self.dir);
+        self.0.receive(RECEIVE_TIMEOUT).await
     }
 }
 

@@ -7,6 +7,7 @@
 //! file is appended to the bundle's `log.json`, the history, and removed.
 
 mod log;
+mod pidfd;
 mod run;
 mod timeouts;
 
@@ -90,6 +91,28 @@ pub struct ProcessStdio {
     pub stderr: Option<OwnedFd>,
 }
 
+/// The sockets `create` and `exec` give the runtime, to hand descriptors
+/// back on.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    /// `--console-socket`: the pty master of a terminal.
+    pub console: Option<PathBuf>,
+    /// `--pidfd-socket`: a pidfd for the process started (only for a
+    /// runtime that takes it, see [`Runc::takes_pidfd_socket`]).
+    pub pidfd: Option<PathBuf>,
+}
+
+impl Sockets {
+    fn add_to(&self, cmd: &mut Command) {
+        if let Some(socket) = &self.console {
+            cmd.arg("--console-socket").arg(socket);
+        }
+        if let Some(socket) = &self.pidfd {
+            cmd.arg("--pidfd-socket").arg(socket);
+        }
+    }
+}
+
 /// A runtime bound to one container's bundle.
 #[derive(Clone)]
 pub struct Runc {
@@ -150,15 +173,13 @@ impl Runc {
         bundle: &Path,
         pid_file: &Path,
         opts: &RuntimeOptions,
-        console_socket: Option<&Path>,
+        sockets: &Sockets,
         stdio: ProcessStdio,
     ) -> Result<()> {
         let mut cmd = self.command();
         cmd.arg("create").arg("--bundle").arg(bundle);
         cmd.arg("--pid-file").arg(pid_file);
-        if let Some(socket) = console_socket {
-            cmd.arg("--console-socket").arg(socket);
-        }
+        sockets.add_to(&mut cmd);
         if opts.no_pivot_root {
             cmd.arg("--no-pivot");
         }
@@ -177,15 +198,13 @@ impl Runc {
         id: &str,
         spec_file: &Path,
         pid_file: &Path,
-        console_socket: Option<&Path>,
+        sockets: &Sockets,
         stdio: ProcessStdio,
     ) -> Result<()> {
         let mut cmd = self.command();
         cmd.args(["exec", "--detach", "--process"]).arg(spec_file);
         cmd.arg("--pid-file").arg(pid_file);
-        if let Some(socket) = console_socket {
-            cmd.arg("--console-socket").arg(socket);
-        }
+        sockets.add_to(&mut cmd);
         cmd.arg(id);
         set_stdio(&mut cmd, stdio);
         self.run("exec", cmd, false).await.map(drop)

@@ -29,6 +29,18 @@ impl Runc {
         inv: Invocation,
         capture: bool,
     ) -> Result<Output> {
+        self.run_within(op, inv, capture, self.timeouts.of(op))
+            .await
+    }
+
+    /// Like `run`, with `limit` as the deadline.
+    pub(super) async fn run_within(
+        &self,
+        op: &'static str,
+        inv: Invocation,
+        capture: bool,
+        limit: Option<std::time::Duration>,
+    ) -> Result<Output> {
         let Invocation { mut cmd, log } = inv;
         if capture {
             cmd.stdin(Stdio::null())
@@ -76,7 +88,6 @@ impl Runc {
             };
             (stdout, stderr, (&mut exit).await)
         };
-        let limit = self.timeouts.of(op);
         let finished = match limit {
             Some(limit) => tokio::time::timeout(limit, finish).await.ok(),
             None => Some(finish.await),

@@ -16,8 +16,11 @@ use crate::container::ContainerRec;
 use crate::reaper::ExitRec;
 use crate::upgrade::relay::ConnRec;
 
-/// The version this binary writes, and the newest it reads.
-pub const VERSION: u32 = 1;
+/// The version this binary writes, and the newest it reads. Version 2 adds
+/// the processes' pidfds (`ProcessRec::pidfd`): a descriptor a version-1
+/// reader would not know to take, so it must refuse the state rather than
+/// leave the descriptor open and unowned.
+pub const VERSION: u32 = 2;
 
 /// Everything the next binary needs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -118,12 +121,56 @@ mod tests {
     fn refuses_newer_versions_and_garbage_cleanly() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.json");
-        std::fs::write(&p, V1.replace("\"version\":1", "\"version\":2")).unwrap();
+        std::fs::write(&p, V1.replace("\"version\":1", "\"version\":3")).unwrap();
         let e = read(&p).unwrap_err();
         assert!(e.contains("newer than this binary reads"), "{e}");
         std::fs::write(&p, "not json").unwrap();
         assert!(read(&p).unwrap_err().contains("not a tether state"));
         assert!(read(&dir.path().join("missing")).is_err());
+    }
+
+    fn process(exec_id: &str, pidfd: Option<RawFd>) -> crate::process::ProcessRec {
+        crate::process::ProcessRec {
+            exec_id: exec_id.into(),
+            stdio: Default::default(),
+            spec: Vec::new(),
+            pid: 42,
+            pidfd,
+            phase: crate::process::PhaseRec::Running,
+            size: None,
+            stdin_closed: false,
+            io: None,
+        }
+    }
+
+    #[test]
+    fn pidfds_are_handed_over_and_counted() {
+        let mut state = parse(V1.as_bytes()).unwrap();
+        state.version = VERSION;
+        state.containers.push(ContainerRec {
+            id: "c".into(),
+            namespace: "n".into(),
+            bundle: "/b".into(),
+            options: Default::default(),
+            restore_from: None,
+            rootfs_mounted: false,
+            kill_all_on_exit: false,
+            paused: false,
+            oom_seen: None,
+            init: process("", Some(8)),
+            execs: vec![process("e", Some(9)), process("old", None)],
+        });
+        let data = serde_json::to_vec(&state).unwrap();
+        let back = parse(&data).unwrap();
+        assert_eq!(back.descriptors(), vec![3, 7, 8, 9]);
+        assert_eq!(back.containers[0].execs[1].pidfd, None);
+        // A pidfd named twice (here: the connection's number) is refused.
+        let twice = String::from_utf8(data)
+            .unwrap()
+            .replace("\"pidfd\":9", "\"pidfd\":7");
+        assert!(parse(twice.as_bytes())
+            .unwrap_err()
+            .contains("descriptor 7 twice"));
     }
 
     #[test]
