@@ -231,7 +231,11 @@ async fn update_sets_memory_cpu_and_pids_and_stats_follow() {
             .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("total=")))
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(|| panic!("{file} has no `some` total"));
-        assert!(some.total <= total, "{file}: {} reported, {total} now", some.total);
+        assert!(
+            some.total <= total,
+            "{file}: {} reported, {total} now",
+            some.total
+        );
     }
 
     // Raising a limit back to none: "max" again, reported as the largest value.

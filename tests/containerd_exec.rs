@@ -80,7 +80,7 @@ fn ctr_exec_statuses_stdin_round_trip_and_kill() {
 /// overrides; issue #21's 1,000 per version is run by hand with
 /// `TETHER_TTY_EXECS=1000`: each exec moves 6.9 MB through two terminals,
 /// and 1,000 take about 15 minutes per version on the CI machine).
-const TTY_EXECS: u64 = 200;
+const TTY_EXECS: u64 = 100;
 /// How many of them run at once (`TETHER_TTY_WORKERS` overrides).
 const TTY_WORKERS: u64 = 4;
 
