@@ -14,7 +14,6 @@ pub(crate) mod events;
 pub(crate) mod fdsocket;
 #[doc(hidden)]
 pub mod fuzzing;
-pub(crate) mod idmap;
 pub(crate) mod ids;
 pub(crate) mod io;
 pub(crate) mod logging;

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+pub(crate) mod idmap;
+
 use crate::error::{Error, Result};
 use crate::reaper::Reaper;
 
@@ -77,7 +79,7 @@ pub(crate) fn parse_options(options: &[String]) -> (MsFlags, MsFlags, String) {
 
 /// Mounts `mounts` on `target`, in order. On failure, whatever was mounted is
 /// unmounted again. Mounts with `uidmap=`/`gidmap=` options are idmapped
-/// through `userns`, a user namespace with those maps (`crate::idmap`).
+/// through `userns`, a user namespace with those maps (`idmap`).
 /// `reaper` claims the helper processes some mounts take (see `mount_one`).
 pub fn mount_all(
     mounts: &[Mount],
@@ -87,9 +89,9 @@ pub fn mount_all(
 ) -> Result<()> {
     let scratch = target.with_file_name("idmapped-layers");
     for (i, m) in mounts.iter().enumerate() {
-        let mounted = match crate::idmap::split_options(&m.options) {
+        let mounted = match idmap::split_options(&m.options) {
             Ok((rest, Some(_))) => match userns {
-                Some(ns) => crate::idmap::mount_idmapped(m, rest, target, ns, &scratch, reaper),
+                Some(ns) => idmap::mount_idmapped(m, rest, target, ns, &scratch, reaper),
                 None => Err(Error::InvalidArgument(format!(
                     "the {} mount has uidmap/gidmap options but no user namespace was made",
                     m.kind
@@ -220,7 +222,7 @@ fn mount_overlay_from(
     reaper: &Reaper,
 ) -> Result<()> {
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg(crate::idmap::HOLDER_ARG)
+    cmd.arg(idmap::HOLDER_ARG)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

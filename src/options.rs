@@ -8,10 +8,10 @@ use protobuf::well_known_types::any::Any;
 use protobuf::Message;
 
 use crate::error::{Error, Result};
-use crate::io::spill::SpillMax;
 use crate::protos::runc_options::Options as RuncOptions;
 use crate::protos::runctypes::{CreateOptions, RuncOptions as LegacyRuncOptions};
 use crate::protos::runtimeoptions::Options as CriOptions;
+use crate::runc::SpillMax;
 use crate::runc::{RuntimeOptions, Timeouts};
 
 /// The option types tether understands, by the last part of their type URL.

@@ -184,9 +184,9 @@ impl Shim {
         if mounted {
             // An idmapped rootfs (a pod with its own user namespace) needs a
             // user namespace with the pod's maps first.
-            let userns = match crate::idmap::needed(&req.rootfs)? {
+            let userns = match crate::mount::idmap::needed(&req.rootfs)? {
                 Some(maps) => {
-                    Some(crate::idmap::user_namespace(&maps, &self.services.reaper).await?)
+                    Some(crate::mount::idmap::user_namespace(&maps, &self.services.reaper).await?)
                 }
                 None => None,
             };

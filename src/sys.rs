@@ -318,7 +318,7 @@ pub fn keep_across_exec(fd: RawFd, keep: bool) -> io::Result<()> {
 }
 
 /// Makes `cmd`'s child unshare into a new, empty user namespace before it
-/// execs (for a holder of idmapped-mount maps; see `crate::idmap`).
+/// execs (for a holder of idmapped-mount maps; see `crate::mount::idmap`).
 pub fn in_new_user_namespace(cmd: &mut Command) {
     // SAFETY: the closure runs between fork and exec in the child, where only
     // async-signal-safe functions may be called; unshare is a plain system

@@ -5,9 +5,9 @@ pub mod bootstrap;
 pub mod delete;
 pub mod info;
 
-/// The user-namespace holder mode (`crate::idmap`): `main` checks for it
+/// The user-namespace holder mode (`crate::mount::idmap`): `main` checks for it
 /// before parsing flags.
-pub use crate::idmap::{run_holder as run_userns_holder, HOLDER_ARG as USERNS_HOLDER_ARG};
+pub use crate::mount::idmap::{run_holder as run_userns_holder, HOLDER_ARG as USERNS_HOLDER_ARG};
 pub mod serve;
 pub mod start;
 

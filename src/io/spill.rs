@@ -28,23 +28,6 @@ use std::path::PathBuf;
 
 use crate::io::copy::COPY_BUF;
 
-/// The default cap on the bytes one output stream holds
-/// (`OutputSpillMax`): 64 MiB.
-pub const DEFAULT_MAX: u64 = 64 << 20;
-
-/// The cap of runtime option `OutputSpillMax`, in bytes per output stream;
-/// 0 turns spilling off (output then waits for its reader, and so does the
-/// container once the pipes are full).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct SpillMax(pub u64);
-
-impl Default for SpillMax {
-    fn default() -> SpillMax {
-        SpillMax(DEFAULT_MAX)
-    }
-}
-
 /// Bytes held in memory before the spill goes to its file.
 pub const MEMORY: usize = 1 << 20;
 

@@ -52,7 +52,7 @@ pub struct RuntimeOptions {
     pub timeouts: Timeouts,
     /// The most output each stream keeps while its reader is away
     /// (`OutputSpillMax`).
-    pub output_spill_max: crate::io::spill::SpillMax,
+    pub output_spill_max: SpillMax,
 }
 
 /// How to checkpoint (containerd.runc.v1.CheckpointOptions, in our terms).
@@ -368,6 +368,23 @@ pub fn record_for(opts: &RuntimeOptions, namespace: &str) -> RuntimeRecord {
         },
         systemd_cgroup: opts.systemd_cgroup,
         shim_pid: 0,
+    }
+}
+
+/// The default cap on the bytes one output stream holds
+/// (`OutputSpillMax`): 64 MiB.
+pub const DEFAULT_SPILL_MAX: u64 = 64 << 20;
+
+/// The cap of runtime option `OutputSpillMax`, in bytes per output stream;
+/// 0 turns spilling off (output then waits for its reader, and so does the
+/// container once the pipes are full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SpillMax(pub u64);
+
+impl Default for SpillMax {
+    fn default() -> SpillMax {
+        SpillMax(DEFAULT_SPILL_MAX)
     }
 }
 

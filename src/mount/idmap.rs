@@ -111,7 +111,7 @@ pub(crate) fn split_options(options: &[String]) -> Result<(Vec<String>, Option<I
 
 /// The maps the rootfs `mounts` ask for: none, or one set shared by all the
 /// mounts that have any.
-pub(crate) fn needed(mounts: &[crate::mount::Mount]) -> Result<Option<IdMaps>> {
+pub(crate) fn needed(mounts: &[super::Mount]) -> Result<Option<IdMaps>> {
     let mut found: Option<IdMaps> = None;
     for m in mounts {
         if let (_, Some(maps)) = split_options(&m.options)? {
@@ -175,19 +175,19 @@ pub(crate) async fn user_namespace(maps: &IdMaps, reaper: &Reaper) -> Result<Own
 /// off) on `target`, idmapped through `userns`. `scratch` is a directory
 /// name free for the time of the call (for the overlay's idmapped layers).
 pub(crate) fn mount_idmapped(
-    m: &crate::mount::Mount,
+    m: &super::Mount,
     options: Vec<String>,
     target: &Path,
     userns: &OwnedFd,
     scratch: &Path,
     reaper: &Reaper,
 ) -> Result<()> {
-    let plain = crate::mount::Mount {
+    let plain = super::Mount {
         options,
         ..m.clone()
     };
     if m.kind != "overlay" {
-        crate::mount::mount_one(&plain, target, reaper)?;
+        super::mount_one(&plain, target, reaper)?;
         let tree = crate::sys::idmapped_clone(target, userns.as_fd(), false)
             .map_err(|e| io_error("idmapping (open_tree, mount_setattr)", target, e));
         let attached = tree.and_then(|t| {
@@ -195,21 +195,21 @@ pub(crate) fn mount_idmapped(
                 .map_err(|e| io_error("idmapping (move_mount)", target, e))
         });
         if attached.is_err() {
-            crate::mount::unmount_all(target);
+            super::unmount_all(target);
         }
         return attached;
     }
     // Every lowerdir through one idmapped, read-only copy of their common
     // parent directory.
-    let lowers = crate::mount::lower_layers(plain.options.iter().map(String::as_str));
-    let common = crate::mount::common_parent(&lowers).ok_or_else(|| {
+    let lowers = super::lower_layers(plain.options.iter().map(String::as_str));
+    let common = super::common_parent(&lowers).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "idmapped overlay: the lower layers {lowers:?} share no directory below /"
         ))
     })?;
     // What a shim killed mid-mount may have left.
     if scratch.exists() {
-        crate::mount::unmount_all(scratch);
+        super::unmount_all(scratch);
         let _ = fs::remove_dir(scratch);
     }
     fs::create_dir(scratch).map_err(|e| io_error("creating", scratch, e))?;
@@ -222,16 +222,15 @@ pub(crate) fn mount_idmapped(
             let rel = Path::new(l).strip_prefix(&common).unwrap_or(Path::new(l));
             scratch.join(rel).display().to_string()
         };
-        let options =
-            crate::mount::map_lower_layers(plain.options.iter().map(String::as_str), through);
-        let remapped = crate::mount::Mount {
+        let options = super::map_lower_layers(plain.options.iter().map(String::as_str), through);
+        let remapped = super::Mount {
             options,
             ..plain.clone()
         };
-        crate::mount::mount_one(&remapped, target, reaper)
+        super::mount_one(&remapped, target, reaper)
     })();
     // The overlay holds its layers; the idmapped copy can go.
-    crate::mount::unmount_all(scratch);
+    super::unmount_all(scratch);
     let _ = fs::remove_dir(scratch);
     result
 }
@@ -273,7 +272,7 @@ mod tests {
 
     #[test]
     fn common_parent_of_layers() {
-        let p = |s: &[&str]| crate::mount::common_parent(&opts(s));
+        let p = |s: &[&str]| super::super::common_parent(&opts(s));
         assert_eq!(
             p(&["/var/lib/s/snapshots/1/fs", "/var/lib/s/snapshots/22/fs"]),
             Some(PathBuf::from("/var/lib/s/snapshots"))
