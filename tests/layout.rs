@@ -28,7 +28,12 @@ fn src_files() -> (PathBuf, Vec<PathBuf>) {
 /// The top-level module a file belongs to (`src/io/copy.rs`: `io`).
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     first.trim_end_matches(".rs").to_string()
 }
 
