@@ -124,7 +124,8 @@ fn terminal_exec_output_is_complete() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
     let id = cd.unique_id("tty");
-    cd.run_detached(&rootfs, &id, &["/bin/sleep", "1000"]);
+    // Outlives any count of execs: 1,000 of them can take over 1,000 s.
+    cd.run_detached(&rootfs, &id, &["/bin/sleep", "1000000"]);
     let runs = common::env_or("TETHER_TTY_EXECS", TTY_EXECS);
     let workers = common::env_or("TETHER_TTY_WORKERS", TTY_WORKERS).max(1);
     let want = seq_on_a_terminal();
