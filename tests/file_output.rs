@@ -222,22 +222,6 @@ async fn a_stalled_log_file_holds_up_nothing_else() {
     f.shutdown_and_wait_exit().await;
 }
 
-/// How many times the shim says it was upgraded in place.
-async fn upgrades(f: &Fixture) -> u32 {
-    let v = f
-        .client
-        .connect(ctx(), &ConnectRequest::default())
-        .await
-        .unwrap()
-        .version;
-    let n = v
-        .split("(upgraded ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok());
-    n.unwrap_or_else(|| panic!("no upgrade count in the version {v:?}"))
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_file_log_keeps_every_byte_across_live_upgrades() {
     let dir = tempfile::tempdir().unwrap();
@@ -261,7 +245,7 @@ async fn a_file_log_keeps_every_byte_across_live_upgrades() {
         let before = lines_in(&log);
         nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGUSR2).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while upgrades(&f).await < n {
+        while f.upgrades().await < n {
             assert!(Instant::now() < deadline, "upgrade {n} did not complete");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -98,21 +98,6 @@ fn seq_bytes(n: u32) -> u64 {
     (1..=n).map(|i| i.to_string().len() as u64 + 1).sum()
 }
 
-async fn upgrades(f: &Fixture) -> u32 {
-    let v = f
-        .client
-        .connect(ctx(), &ConnectRequest::default())
-        .await
-        .unwrap()
-        .version;
-    let n = v
-        .split("(upgraded ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok());
-    n.unwrap_or_else(|| panic!("no upgrade count in the version {v:?}"))
-}
-
 /// 300,000 lines (about 2 MB: the spill's memory and its file) written to a
 /// FIFO nobody reads; the shim is upgraded live; a reader then gets every
 /// line, in order: the next binary took the spill over (its file as a
@@ -135,7 +120,7 @@ async fn spilled_output_survives_a_live_upgrade_in_order() {
     let shim = nix::unistd::Pid::from_raw(f.shim_pid as i32);
     nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGUSR2).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while upgrades(&f).await < 1 {
+    while f.upgrades().await < 1 {
         assert!(Instant::now() < deadline, "the upgrade did not complete");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

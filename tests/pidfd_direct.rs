@@ -139,20 +139,6 @@ fn sorted(mut v: Vec<i64>) -> Vec<i64> {
     v
 }
 
-async fn upgrades(f: &Fixture) -> u32 {
-    let v = f
-        .client
-        .connect(ctx(), &ConnectRequest::default())
-        .await
-        .unwrap()
-        .version;
-    v.split("(upgraded ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// An exec running `sleep` in `f`'s container, started; returns its pid.
 async fn sleeper<'a>(f: &'a Fixture, exec_id: &str) -> (Exec<'a>, u32) {
     let e = Exec::add(f, exec_id, &["/bin/sleep", "100"], ("", "")).await;
@@ -252,7 +238,7 @@ async fn pidfds_are_handed_over_across_a_live_upgrade() {
         let shim = nix::unistd::Pid::from_raw(f.shim_pid as i32);
         nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGUSR2).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while upgrades(&f).await < round {
+        while f.upgrades().await < round {
             assert!(
                 Instant::now() < deadline,
                 "upgrade {round} did not complete"

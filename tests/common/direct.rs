@@ -84,6 +84,19 @@ pub struct Fixture {
 pub static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 impl Fixture {
+    /// How many times the shim says (in Connect's version) it was upgraded
+    /// in place.
+    pub async fn upgrades(&self) -> u32 {
+        let request = tether::protos::shim::ConnectRequest::default();
+        let v = self.client.connect(ctx(), &request).await.unwrap().version;
+        let n = v
+            .split("(upgraded ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok());
+        n.unwrap_or_else(|| panic!("no upgrade count in the version {v:?}"))
+    }
+
     /// A bundle whose spec runs `args`, and a shim started for it.
     pub async fn new(args: &[&str]) -> Fixture {
         Fixture::with_spec(args, |_| {}).await
