@@ -32,6 +32,7 @@ cp /bin/busybox "$work/rootfs/bin/"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$work/rootfs/bin/$a"; done
 
 echo "== a container through a tether shim, in the foreground"
+# shellcheck disable=SC2016 # the container's sh expands these, not this script
 ctl run --rm --rootfs "$work/rootfs" hello sh -c 'echo "hello from $(hostname), pid $$"; exit 3' || echo "exit status: $?"
 
 echo "== a foreground tetherctl, killed after 1 s: the container goes on"

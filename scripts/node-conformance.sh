@@ -89,10 +89,10 @@ prepare_images() {
     mkdir -p "$debdir"
     exec 7>"$cache/.node-images.lock"
     flock 7
-    deb="$(ls "$debdir"/busybox_*.deb 2>/dev/null | head -n1 || true)"
+    deb="$(compgen -G "$debdir/busybox_*.deb" | head -n1 || true)"
     if [[ -z "$deb" ]]; then
         (cd "$debdir" && { apt-get download busybox >&2 || { apt-get update >&2 && apt-get download busybox >&2; }; })
-        deb="$(ls "$debdir"/busybox_*.deb | head -n1)"
+        deb="$(compgen -G "$debdir/busybox_*.deb" | head -n1)"
     fi
     porter="$(cd "$here/tests/kube" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/porter"
     [[ -f "$porter/localhost.crt" ]] || { log "no $porter/localhost.crt"; return 1; }

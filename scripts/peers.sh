@@ -24,7 +24,7 @@ runc_matrix_file="$here/tests/peers/runc-matrix"
 
 matrix() {
     if [[ -n "${TETHER_CONTAINERD:-}" ]]; then
-        tr ', ' '\n\n' <<<"$TETHER_CONTAINERD" | sed '/^$/d'
+        tr ', ' '\n' <<<"$TETHER_CONTAINERD" | sed '/^$/d'
     else
         sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$matrix_file" | awk '{print $1}'
     fi

@@ -77,12 +77,13 @@ mnt -t devpts -o nosuid,noexec,gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mnt -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /dev/shm
 mnt -t mqueue -o nosuid,nodev,noexec mqueue /dev/mqueue
 rm -f /dev/ptmx
-cd /dev && ln -s pts/ptmx ptmx && ln -s /proc/self/fd fd && ln -s fd/0 stdin &&
-    ln -s fd/1 stdout && ln -s fd/2 stderr && cd / || fail "cannot make the /dev links"
+{ cd /dev && ln -s pts/ptmx ptmx && ln -s /proc/self/fd fd && ln -s fd/0 stdin &&
+    ln -s fd/1 stdout && ln -s fd/2 stderr && cd /; } || fail "cannot make the /dev links"
 
 # --- cgroup v2 only (the kernel runs with cgroup_no_v1=all,named)
 mnt -t cgroup2 -o nosuid,nodev,noexec,nsdelegate cgroup2 /sys/fs/cgroup
-for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
+read -r -a controllers </sys/fs/cgroup/cgroup.controllers || true
+for c in "${controllers[@]}"; do
     echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || say "cannot enable the $c controller"
 done
 

@@ -37,7 +37,9 @@ done </lib/modules/load-order
 
 init=""
 rootcache=loose
-for arg in $(cat /proc/cmdline); do
+read -r cmdline </proc/cmdline
+# Split into words on purpose: one kernel parameter each.
+for arg in $cmdline; do
     case "$arg" in
         tether.init=*) init="${arg#*=}" ;;
         tether.rootcache=*) rootcache="${arg#*=}" ;;

@@ -14,7 +14,9 @@
 # is static, so hiding /usr/lib does not hurt it.
 set -eu
 dir=""
-for arg in $(cat /proc/cmdline); do
+read -r cmdline </proc/cmdline
+# Split into words on purpose: one kernel parameter each.
+for arg in $cmdline; do
     case "$arg" in
         tether.modules=*) dir="${arg#*=}" ;;
     esac

@@ -157,6 +157,7 @@ share="$run/share"
 mkdir -p "$share"
 qpid="" tailpid="" sleeppid="" keep="${GUEST_KEEP:-0}"
 
+# shellcheck disable=SC2317 # run by the EXIT trap only
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM

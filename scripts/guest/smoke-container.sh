@@ -21,6 +21,7 @@ containerd="$bindir/containerd" ctr="$bindir/ctr"
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/smoke.XXXXXX")"
 pid=""
+# shellcheck disable=SC2317 # run by the EXIT trap only
 cleanup() {
     if [[ -n $pid ]]; then
         kill "$pid" 2>/dev/null || true
@@ -89,6 +90,7 @@ check "the cgroup goes with the task" no "$([[ -d $cg ]] && echo yes || echo no)
 # mount: the container's /proc/self/cgroup names its cgroup from the root,
 # and the host's hierarchy, bound in read-only, has its memory.max.
 cgmount=(--mount "type=bind,src=/sys/fs/cgroup,dst=/sys/fs/cgroup,options=rbind:ro")
+# shellcheck disable=SC2016 # the container's sh expands these
 inside='p=$(cut -d: -f3 /proc/self/cgroup); echo "$p"; cat "/sys/fs/cgroup$p/memory.max"'
 out="$(c run --rm --memory-limit "$limit" "${cgmount[@]}" --env PATH=/bin --rootfs "$rootfs" c2 /bin/sh -c "$inside" 2>&1 |
     tr -d '\r' | paste -sd ' ' || true)"

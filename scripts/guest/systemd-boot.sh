@@ -25,7 +25,7 @@
 # drop-in and config the way an operator does and starts it.
 set -uo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-results="${1:?results dir}"
+: "${1:?results dir}"
 here="$(cd "$(dirname "$0")" && pwd)"
 scratch=/mnt
 

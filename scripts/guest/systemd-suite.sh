@@ -97,7 +97,8 @@ c plugins ls --detailed 2>/dev/null | grep -B3 -A8 -E '^ *Error:' | sed 's/^/sys
 journalctl -u containerd --no-pager -o cat 2>/dev/null | grep -E 'level=(error|warning)' | tail -n 20 |
     sed 's/^/systemd-suite: containerd: /' >&2
 props="$(systemctl show containerd -p KillMode -p Delegate -p DropInPaths -p ExecStart)"
-echo "$props" | sed 's/^/systemd-suite: /' >&2
+# shellcheck disable=SC2001 # a prefix on every line, which ${props//} cannot anchor
+sed 's/^/systemd-suite: /' <<<"$props" >&2
 check - - "our drop-in is in effect" "yes" \
     "$(grep -q 'containerd.service.d/50-tether.conf' <<<"$props" && grep -qx 'KillMode=process' <<<"$props" && grep -qx 'Delegate=yes' <<<"$props" && echo yes || echo no)"
 

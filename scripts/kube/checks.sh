@@ -41,7 +41,7 @@ here="$(cd "$(dirname "$0")/../.." && pwd)"
 # shellcheck source=cluster.sh
 source "$here/scripts/kube/cluster.sh"
 export CRI_CONFIG_FILE="${CRI_CONFIG_FILE:-$CRI_TMP/crictl.yaml}"
-handlers=(${KUBE_HANDLERS:-tether runc})
+read -r -a handlers <<<"${KUBE_HANDLERS:-tether runc}"
 img="$CRI_BUSYBOX_IMAGE"
 tasks="$CONTAINERD_STATE/io.containerd.runtime.v2.task/k8s.io"
 crictl() { "$CRICTL" "$@"; }
@@ -332,7 +332,7 @@ check_two() {
     local h="$1" ns="e2e-$1" sb a b shims pa pb
     if ! wait_for 120 ready "$ns" two; then fail "$h" two-containers "not Ready after 120 s"; return; fi
     sb="$(pod_sandbox "$ns" two)" a="$(cid "$ns" two 0)" b="$(cid "$ns" two 1)"
-    shims=($(shim_pids "$(shim_exe "$h")" "$sb" "$a" "$b"))
+    mapfile -t shims < <(shim_pids "$(shim_exe "$h")" "$sb" "$a" "$b")
     pa="$(crictl_field "$a" "d['info']['pid']")" pb="$(crictl_field "$b" "d['info']['pid']")"
     echo "     $h pod two: sandbox ${sb:0:12}, shims ${shims[*]:-none}, container pids $pa $pb (parents $(ppid_of "$pa") $(ppid_of "$pb"))" >&2
     if [[ ${#shims[@]} != 1 ]]; then

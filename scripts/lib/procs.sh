@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Process helpers shared by the test scripts (sourced, not run).
 
 # descendants PID: the PIDs of every descendant of PID (children,

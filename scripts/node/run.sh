@@ -44,7 +44,7 @@ for d in /var/lib/kubelet /var/log/pods /var/log/containers /run/kubernetes; do
 done
 # For those that exist already (another kubelet's leftovers): their entries,
 # so that only what this run adds is removed.
-entries_before="$(for d in $dirs_before; do ls -A "$d" | sed "s|^|$d/|"; done)"
+entries_before="$(for d in $dirs_before; do find "$d" -mindepth 1 -maxdepth 1; done)"
 cg_names=(kubepods kubelet system)
 cgroups_before="$(for n in "${cg_names[@]}"; do ls -d /sys/fs/cgroup/*/"$n" /sys/fs/cgroup/"$n" 2>/dev/null; done || true)"
 sysctl_keys=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
@@ -58,13 +58,14 @@ chains_before="$(for t in filter nat mangle; do iptables -t "$t" -S 2>/dev/null 
 tmp_globs='/tmp/insecure_test_key* /tmp/test-file /tmp/device-plugin-failures-*'
 # shellcheck disable=SC2086
 tmp_keys_before="$(ls -d $tmp_globs 2>/dev/null || true)"
-snapshot() { ls -d /tmp/* /var/lib/* /var/log/* /etc/* /run/* 2>/dev/null | grep -v "^$CRI_TMP" || true; }
+snapshot() { printf '%s\n' /tmp/* /var/lib/* /var/log/* /etc/* /run/* | grep -v "^$CRI_TMP" || true; }
 snapshot >"$work/host-before.txt"
 
 ginkgo_pid=""
 # shellcheck source=../lib/procs.sh
 source "$(dirname "$0")/../lib/procs.sh"   # descendants
 
+# shellcheck disable=SC2317 # run by the EXIT trap only
 cleanup() {
     set +e
     trap - EXIT INT TERM HUP
@@ -78,8 +79,10 @@ cleanup() {
         kill -TERM "$ginkgo_pid" 2>/dev/null
         for _ in $(seq 60); do kill -0 "$ginkgo_pid" 2>/dev/null || break; sleep 0.5; done
         tree="$tree $(descendants "$ginkgo_pid")"
+        # shellcheck disable=SC2086 # a list of pids, split on purpose
         kill -TERM $tree 2>/dev/null
         sleep 2
+        # shellcheck disable=SC2086 # as above
         kill -KILL "$ginkgo_pid" $tree 2>/dev/null
         wait "$ginkgo_pid" 2>/dev/null
     fi
@@ -113,7 +116,7 @@ cleanup() {
     for d in /var/lib/kubelet /var/log/pods /var/log/containers /run/kubernetes; do
         [[ -e "$d" ]] || continue
         if [[ " $dirs_before " == *" $d "* ]]; then
-            ls -A "$d" | sed "s|^|$d/|" | grep -vxF -f <(echo "${entries_before:-//none//}") | while read -r m; do rm -rf "$m"; done
+            find "$d" -mindepth 1 -maxdepth 1 | grep -vxF -f <(echo "${entries_before:-//none//}") | while read -r m; do rm -rf "$m"; done
             continue
         fi
         while read -r m; do umount -l "$m" 2>/dev/null; done < <(awk -v t="$d" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r)

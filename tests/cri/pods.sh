@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# The single-quoted scripts below are run by a container's sh or by eval, on purpose:
+# shellcheck disable=SC2016
 # CRI pod checks through crictl, run by tests/cri_pods.rs as
 #   scripts/critest.sh --containerd 2.3.7 --exec -- bash tests/cri/pods.sh
 # (it needs the environment critest.sh --exec sets: CRICTL, CRI_CONFIG_FILE,
@@ -43,7 +45,7 @@ set -uo pipefail
 
 : "${CRICTL:?run through scripts/critest.sh --exec}" "${CRI_TMP:?}" "${CRI_BUSYBOX_IMAGE:?}"
 export CRI_CONFIG_FILE="${CRI_CONFIG_FILE:-$CRI_TMP/crictl.yaml}"
-handlers=(${CRI_PODS_HANDLERS:-tether runc})
+read -r -a handlers <<<"${CRI_PODS_HANDLERS:-tether runc}"
 img="$CRI_BUSYBOX_IMAGE"
 work="$CRI_TMP/pods"
 mkdir -p "$work"
@@ -135,9 +137,9 @@ is_state() { [[ "$(ctr_field "$1" "d['status']['state']")" == "$2" ]]; }
 check_one_shim() {
     local h="$1" pod c1 c2 shims
     pod="$(run_pod "$h" "shim-$h")" || { fail "$h" one-shim-per-pod "runp failed"; return; }
-    c1="$(start_ctr "$pod" "shim-$h" c1 0 sleep 1000)" &&
-        c2="$(start_ctr "$pod" "shim-$h" c2 0 sleep 1000)" || { fail "$h" one-shim-per-pod "create/start failed"; rm_pod "$pod"; return; }
-    shims=($(shims_of "$(shim_exe "$h")" "$pod" "$c1" "$c2"))
+    { c1="$(start_ctr "$pod" "shim-$h" c1 0 sleep 1000)" &&
+        c2="$(start_ctr "$pod" "shim-$h" c2 0 sleep 1000)"; } || { fail "$h" one-shim-per-pod "create/start failed"; rm_pod "$pod"; return; }
+    mapfile -t shims < <(shims_of "$(shim_exe "$h")" "$pod" "$c1" "$c2")
     note "$h shims for pod ${pod:0:12}: ${shims[*]:-none}"
     if [[ ${#shims[@]} != 1 ]]; then
         fail "$h" one-shim-per-pod "${#shims[@]} shim processes (${shims[*]:-}) for a pod with two containers"
@@ -146,7 +148,7 @@ check_one_shim() {
     local both=1 c
     for c in "$c1" "$c2"; do is_state "$c" CONTAINER_RUNNING || both=0; done
     [[ $both == 1 ]] || { fail "$h" one-shim-per-pod "containers not both running"; rm_pod "$pod"; return; }
-    crictl stopp "$pod" >/dev/null && crictl rmp "$pod" >/dev/null || { fail "$h" one-shim-per-pod "stopp/rmp failed"; rm_pod "$pod"; return; }
+    { crictl stopp "$pod" >/dev/null && crictl rmp "$pod" >/dev/null; } || { fail "$h" one-shim-per-pod "stopp/rmp failed"; rm_pod "$pod"; return; }
     find /sys/fs/cgroup -maxdepth 3 -type d -name "tether-pods-shim-$h" -exec rmdir {} + 2>/dev/null
     if wait_for 15 gone "${shims[0]}"; then
         pass "$h" one-shim-per-pod

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154 # repo, peers, cd_bin, tool: set by systemd-suite.sh before it sources this
 # The ctr checks of scripts/guest/systemd-suite.sh (sourced through lib.sh):
 # one shim with one runc, SystemdCgroup on, every container in a transient
 # scope `systemd-suite-ID.scope` of system.slice (ctr --cgroup
@@ -148,6 +149,7 @@ oom_check() { # SHIM LABEL ID ROOTFS
     c events >"$events" 2>&1 &
     ev=$!
     sleep 1
+    # shellcheck disable=SC2016 # expanded by the container's sh
     c run --rm "${run_opts[@]}" --memory-limit 33554432 --cgroup "system.slice:systemd-suite:$3" --rootfs "$root" "$3" \
         sh -c 'x=0123456789; while :; do x=$x$x; done' >/dev/null 2>&1
     status=$?

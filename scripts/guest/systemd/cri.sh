@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154 # repo, peers, cd_bin, tool: set by systemd-suite.sh before it sources this
 # The CRI checks of scripts/guest/systemd-suite.sh (sourced through lib.sh):
 # a pod placed as the kubelet's systemd driver places it (cgroup_parent
 # kubepods-besteffort-pod<uid>.slice, which containerd's CRI turns into

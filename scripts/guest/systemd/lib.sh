@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2154 # repo, peers, cd_bin, tool: set by systemd-suite.sh before it sources this
 # Helpers of scripts/guest/systemd-suite.sh (sourced): reporting, ctr and
 # crictl against the node's containerd.service, the containerd config, and
 # the check groups (checks.sh, cri.sh, restart.sh, sourced from here).
@@ -15,6 +16,7 @@ fail() { # SHIM RUNC NAME [DETAIL]
     echo "FAIL $1 $2 $3${4:+ ($4)}"
     failed=$((failed + 1))
     # What ran then, for the post-mortem (stderr: the console).
+    # shellcheck disable=SC2009 # a forest of every process, not a search for one
     ps -eo pid,ppid,stat,etime,args --forest 2>/dev/null | grep -v -e '\[.*\]$' | tail -n 40 | sed 's/^/systemd-suite:   /' >&2
 }
 check() { # SHIM RUNC NAME EXPECTED ACTUAL
@@ -106,7 +108,8 @@ rt() {
     if [[ $1 == go ]]; then
         echo "--runtime io.containerd.runc.v2 --runc-binary $2 --runc-systemd-cgroup"
     else
-        local cfg="$SUITE_WORK/tether-$(basename "$(dirname "$(dirname "$2")")").toml"
+        local cfg
+        cfg="$SUITE_WORK/tether-$(basename "$(dirname "$(dirname "$2")")").toml"
         printf 'BinaryName = "%s"\nSystemdCgroup = true\n' "$2" >"$cfg"
         echo "--runtime io.containerd.tether.v2 --runtime-config-path $cfg"
     fi
