@@ -6,7 +6,8 @@
 #   (shellcheck) every shell script of the repository: the *.sh files and
 #                any other file whose first line is a sh/bash shebang
 #                (settings in .shellcheckrc); EXCLUDED below, for now
-#   (doc)        `cargo doc --no-deps` with every rustdoc warning an error
+#   (doc)        `cargo doc --no-deps` with every rustdoc warning an error,
+#                public items, then private ones too
 #   (machete)    dependencies of Cargo.toml that no source uses (cargo-machete)
 #   (deny)       licences, banned or duplicate crates and sources of every
 #                dependency, against deny.toml (cargo-deny, offline)
@@ -52,7 +53,11 @@ gate_shellcheck() {
 }
 
 gate_doc() {
+    # Twice: the public items alone (a public doc linking to a private item
+    # is an error there), then every item, as most of the doc comments are
+    # on private ones. The second run reuses the first's build.
     RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --quiet
+    RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --quiet --document-private-items
 }
 
 gate_machete() {
