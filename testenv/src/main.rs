@@ -1,0 +1,3 @@
+//! `testenv`: see the library's documentation.
+
+fn main() {}
