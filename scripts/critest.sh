@@ -125,6 +125,11 @@ if [[ -n "$containerd_cgroup" && ! "$containerd_cgroup" =~ ^[A-Za-z0-9._-]+$ ]];
 fi
 
 # ------------------------------------------------------------- tooling -----
+# One run at a time: nothing is shared any more, but two critest runs on a
+# small machine make each other's timing-sensitive specs fail.
+mkdir -p /run/lock
+exec 8>/run/lock/tether-critest.lock
+flock -n 8 || { log "another critest.sh run holds /run/lock/tether-critest.lock; waiting"; flock 8; }
 started=$SECONDS
 cri_bin="$(bash "$here/scripts/cri/build-cri-tools.sh" "$cri_tools_version")"
 if [[ "$containerd_version" == system ]]; then
