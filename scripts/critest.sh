@@ -243,8 +243,17 @@ if [[ $mode == exec ]]; then
     exec "$testenv" exec "${args[@]}" -- "${inside[@]}" --exec "${exec_cmd[@]}"
 fi
 rm -f "$results/summary"
+# In the background, so that TERM, INT or HUP sent to this script reach
+# testenv, which then stops the environment.
+"$testenv" exec "${args[@]}" -- "${inside[@]}" --critest &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null' TERM INT HUP
 rc=0
-"$testenv" exec "${args[@]}" -- "${inside[@]}" --critest || rc=$?
+wait "$pid" || rc=$?
+while kill -0 "$pid" 2>/dev/null; do
+    rc=0
+    wait "$pid" || rc=$?
+done
 # inside.sh printed the summary line last; without one, nothing ran.
 if [[ ! -f "$results/summary" ]]; then
     log "the run could not be set up (exit $rc)"
