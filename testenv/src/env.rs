@@ -119,8 +119,9 @@ fn unique_name() -> String {
     )
 }
 
-/// containerd's binary dir and its version.
-fn containerd_bins(o: &Options) -> io::Result<(PathBuf, Version, String)> {
+/// containerd's binary (`system`, a version under `peers_dir` or a path),
+/// its config version and its full version (`v2.3.7`).
+pub fn containerd_bins(o: &Options) -> io::Result<(PathBuf, Version, String)> {
     let bin = match o.containerd.as_str() {
         "system" => PathBuf::from("/usr/bin/containerd"),
         v if v.contains('/') => PathBuf::from(v),

@@ -22,4 +22,4 @@ mod env;
 pub mod init;
 pub mod plan;
 
-pub use env::{Env, Options};
+pub use env::{containerd_bins, Env, Options};

@@ -3,14 +3,14 @@
 //! COMMAND's status (2 when the environment could not be set up, 128+N when
 //! a signal N stopped it). `testenv __init PLAN` is the environment's init.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
-use testenv::config::Handler;
+use testenv::config::{Handler, Settings};
 use testenv::{Env, Options};
 
 #[derive(Parser)]
@@ -27,6 +27,25 @@ struct Cli {
 enum Cmd {
     /// Set up, run COMMAND inside (CONTAINERD_ADDRESS, CRI_ENDPOINT, ... set), tear down.
     Exec(Box<ExecArgs>),
+    /// Write a containerd config (and its side files) into DIR for that
+    /// containerd's version, without the CRI; print its path.
+    Config {
+        /// `system`, a version under --peers-dir or a containerd binary.
+        #[arg(long, default_value = "system")]
+        containerd: String,
+        /// scripts/peers.sh's cache.
+        #[arg(
+            long,
+            env = "TETHER_PEERS_DIR",
+            default_value = "/var/cache/tether-peers"
+        )]
+        peers_dir: PathBuf,
+        /// containerd's log level.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+        /// The dir: root, state, opt and containerd.sock go there too.
+        dir: PathBuf,
+    },
     /// The environment's init (internal).
     #[command(name = "__init", hide = true)]
     Init { plan: PathBuf },
@@ -139,10 +158,36 @@ fn exec(a: ExecArgs) -> Result<i32, String> {
     Ok(status)
 }
 
+fn config(
+    containerd: String,
+    peers_dir: PathBuf,
+    log_level: String,
+    dir: &Path,
+) -> Result<i32, String> {
+    let o = Options {
+        containerd,
+        peers_dir,
+        ..Options::default()
+    };
+    let (_, version, _) = testenv::containerd_bins(&o).map_err(|e| e.to_string())?;
+    let mut s = Settings::in_dir(dir);
+    s.log_level = log_level;
+    s.disable_cri(version);
+    let path = testenv::config::write(&s, version, dir).map_err(|e| e.to_string())?;
+    println!("{}", path.display());
+    Ok(0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Exec(a) => exec(*a),
+        Cmd::Config {
+            containerd,
+            peers_dir,
+            log_level,
+            dir,
+        } => config(containerd, peers_dir, log_level, &dir),
         Cmd::Init { plan } => std::fs::read_to_string(&plan)
             .map_err(|e| format!("{}: {e}", plan.display()))
             .and_then(|t| toml::from_str(&t).map_err(|e| e.to_string()))
