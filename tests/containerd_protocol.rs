@@ -277,10 +277,7 @@ fn socket_in_containerd_socket_dir() {
     let (major, minor) = common::current_bins().line();
     let configured = (major, minor) >= (2, 3);
     let cd = if configured {
-        Containerd::start_with(&format!(
-            "\n[plugins.\"io.containerd.shim.v1.manager\"]\n  socket_dir = \"{}\"\n",
-            dir.display()
-        ))
+        Containerd::start_configured(|c| c.shim_socket_dir = Some(dir.clone()))
     } else {
         Containerd::start()
     };

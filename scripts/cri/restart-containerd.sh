@@ -2,9 +2,9 @@
 # Restarts the private containerd of a `scripts/critest.sh --exec` run:
 # SIGKILLs the current one (the PID in $CRI_TMP/containerd.pid), starts a new
 # one with the same binary, config and PATH, appending to the same log, waits
-# until its CRI answers and prints the new PID. The new PID goes to
-# $CRI_TMP/containerd.pid, which critest.sh's cleanup reads, so the restarted
-# containerd is stopped at the end of the run too.
+# until its CRI answers and prints the new PID (also into
+# $CRI_TMP/containerd.pid). It runs inside critest.sh's testenv environment,
+# so the new containerd is in its cgroup and stopped with it.
 #
 #   scripts/cri/restart-containerd.sh [--no-kill]
 #

@@ -59,11 +59,13 @@ impl Containerd {
     /// Writes a config and starts containerd; returns once it answers
     /// `ctr version`.
     pub fn start() -> Containerd {
-        Containerd::start_with("")
+        Containerd::start_configured(|_| {})
     }
 
-    /// Like `start`, with `extra` appended to the config (TOML tables).
-    pub fn start_with(extra: &str) -> Containerd {
+    /// Like `start`, with `configure` changing the config's settings first
+    /// (the config itself is written by `testenv::config`, for the version
+    /// under test).
+    pub fn start_configured(configure: impl FnOnce(&mut testenv::config::Settings)) -> Containerd {
         require_environment();
         let bins = current_bins();
         let tmp = tempfile::Builder::new()
@@ -72,43 +74,19 @@ impl Containerd {
             .expect("creating a temporary directory for containerd");
         let dir = fs::canonicalize(tmp.path()).expect("canonicalizing the temp dir");
         let namespace = unique_name("tether-test");
-        let address = dir.join("containerd.sock");
-        let config = dir.join("config.toml");
-        let root = dir.join("root");
-        let state = dir.join("state");
-        let log = dir.join("containerd.log");
         let fifo_dir = dir.join("fifo");
-        for d in [&root, &state, &fifo_dir] {
+        let (major, minor) = bins.line();
+        let version = testenv::config::Version { major, minor };
+        let mut settings = testenv::config::Settings::in_dir(&dir);
+        settings.log_level = "debug".into();
+        settings.disable_cri(version);
+        configure(&mut settings);
+        for d in [&settings.root, &settings.state, &fifo_dir] {
             fs::create_dir_all(d).expect("creating containerd directories");
         }
-        // 2.x reads version 2 configs too (and migrates them); its CRI is
-        // three plugins.
-        let disabled = if bins.is_v2() {
-            r#"["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"]"#
-        } else {
-            r#"["io.containerd.grpc.v1.cri"]"#
-        };
-        let toml = format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = {disabled}
-
-[grpc]
-  address = "{address}"
-
-[debug]
-  level = "debug"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-"#,
-            root = root.display(),
-            state = state.display(),
-            address = address.display(),
-            opt = dir.join("opt").display(),
-        ) + extra;
-        fs::write(&config, toml).expect("writing containerd config");
+        let config = testenv::config::write(&settings, version, &dir)
+            .unwrap_or_else(|e| panic!("writing the config of containerd {major}.{minor}: {e}"));
+        let (address, state, log) = (settings.address, settings.state, dir.join("containerd.log"));
         eprintln!(
             "[harness] containerd {} with runc {} in {} (namespace {namespace}); runtime under test: {} ({})",
             bins.version,

@@ -1,0 +1,211 @@
+//! Config version 3: containerd 2.x. The CRI is three plugins: the runtime
+//! (`io.containerd.cri.v1.runtime`), the images (`io.containerd.cri.v1.images`)
+//! and the gRPC service with the streaming server (`io.containerd.grpc.v1.cri`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{ConfigError, Debug, Grpc, Handler, Opt, Rendered, RuncOptions, Settings, Version};
+
+#[derive(Serialize)]
+struct Config<'a> {
+    version: u32,
+    root: &'a Path,
+    state: &'a Path,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    disabled_plugins: &'a [String],
+    grpc: Grpc<'a>,
+    debug: Debug<'a>,
+    plugins: Plugins<'a>,
+}
+
+#[derive(Serialize)]
+struct Plugins<'a> {
+    #[serde(rename = "io.containerd.internal.v1.opt")]
+    opt: Opt<'a>,
+    #[serde(
+        rename = "io.containerd.nri.v1.nri",
+        skip_serializing_if = "Option::is_none"
+    )]
+    nri: Option<Nri>,
+    #[serde(
+        rename = "io.containerd.cri.v1.images",
+        skip_serializing_if = "Option::is_none"
+    )]
+    images: Option<Images<'a>>,
+    #[serde(
+        rename = "io.containerd.cri.v1.runtime",
+        skip_serializing_if = "Option::is_none"
+    )]
+    runtime: Option<CriRuntime<'a>>,
+    #[serde(
+        rename = "io.containerd.grpc.v1.cri",
+        skip_serializing_if = "Option::is_none"
+    )]
+    grpc: Option<CriGrpc<'a>>,
+    #[serde(
+        rename = "io.containerd.shim.v1.manager",
+        skip_serializing_if = "Option::is_none"
+    )]
+    shim_manager: Option<ShimManager<'a>>,
+}
+
+#[derive(Serialize)]
+struct Nri {
+    disable: bool,
+}
+
+#[derive(Serialize)]
+struct Images<'a> {
+    snapshotter: &'a str,
+    pinned_images: Pinned<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry: Option<Registry<'a>>,
+}
+
+#[derive(Serialize)]
+struct Pinned<'a> {
+    sandbox: &'a str,
+}
+
+#[derive(Serialize)]
+struct Registry<'a> {
+    config_path: &'a Path,
+}
+
+#[derive(Serialize)]
+struct CriRuntime<'a> {
+    restrict_oom_score_adj: bool,
+    netns_mounts_under_state_dir: bool,
+    enable_selinux: bool,
+    enable_cdi: bool,
+    containerd: Runtimes<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cni: Option<Cni<'a>>,
+}
+
+#[derive(Serialize)]
+struct Runtimes<'a> {
+    default_runtime_name: &'a str,
+    runtimes: BTreeMap<&'a str, Runtime<'a>>,
+}
+
+/// No options table for a handler of another type without a `BinaryName`:
+/// containerd 2.x hands such a type its options as
+/// `runtimeoptions.v1.Options`, which its client then fails to read as
+/// runc's for a user-namespaced pod ("can't unmarshal type
+/// runtimeoptions.v1.Options").
+#[derive(Serialize)]
+struct Runtime<'a> {
+    runtime_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime_path: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<RuncOptions<'a>>,
+}
+
+#[derive(Serialize)]
+struct Cni<'a> {
+    bin_dirs: [&'a Path; 1],
+    conf_dir: &'a Path,
+    max_conf_num: u32,
+}
+
+#[derive(Serialize)]
+struct CriGrpc<'a> {
+    stream_server_address: &'a str,
+    stream_server_port: &'a str,
+}
+
+#[derive(Serialize)]
+struct ShimManager<'a> {
+    socket_dir: &'a Path,
+}
+
+pub(super) fn render(s: &Settings, version: Version) -> Result<Rendered, ConfigError> {
+    if s.shim_socket_dir.is_some() && version.minor < 3 {
+        return Err(ConfigError::NotInVersion {
+            major: version.major,
+            minor: version.minor,
+            what: "shim socket_dir",
+        });
+    }
+    let mut plugins = Plugins {
+        opt: Opt { path: &s.opt },
+        nri: None,
+        images: None,
+        runtime: None,
+        grpc: None,
+        shim_manager: s
+            .shim_socket_dir
+            .as_deref()
+            .map(|socket_dir| ShimManager { socket_dir }),
+    };
+    if let Some(cri) = &s.cri {
+        plugins.nri = Some(Nri { disable: true });
+        plugins.images = Some(Images {
+            snapshotter: "overlayfs",
+            pinned_images: Pinned {
+                sandbox: &cri.sandbox_image,
+            },
+            registry: cri
+                .registry_hosts
+                .as_deref()
+                .map(|config_path| Registry { config_path }),
+        });
+        plugins.runtime = Some(CriRuntime {
+            restrict_oom_score_adj: true,
+            netns_mounts_under_state_dir: true,
+            enable_selinux: false,
+            enable_cdi: false,
+            containerd: Runtimes {
+                default_runtime_name: &cri.default_runtime,
+                runtimes: cri
+                    .handlers
+                    .iter()
+                    .map(|h| (h.name.as_str(), runtime(h)))
+                    .collect(),
+            },
+            cni: cri.cni.as_ref().map(|c| Cni {
+                bin_dirs: [&c.bin_dir],
+                conf_dir: &c.conf_dir,
+                max_conf_num: 1,
+            }),
+        });
+        plugins.grpc = Some(CriGrpc {
+            stream_server_address: "127.0.0.1",
+            stream_server_port: "0",
+        });
+    }
+    let config = Config {
+        version: 3,
+        root: &s.root,
+        state: &s.state,
+        disabled_plugins: &s.disabled_plugins,
+        grpc: Grpc {
+            address: &s.address,
+        },
+        debug: Debug {
+            level: &s.log_level,
+        },
+        plugins,
+    };
+    Ok(Rendered {
+        config: toml::to_string(&config)?,
+        files: Vec::new(),
+    })
+}
+
+fn runtime(h: &Handler) -> Runtime<'_> {
+    let options = (h.is_runc_type() || h.binary_name.is_some()).then_some(RuncOptions {
+        binary_name: h.binary_name.as_deref(),
+        systemd_cgroup: false,
+    });
+    Runtime {
+        runtime_type: &h.runtime_type,
+        runtime_path: h.shim.as_deref(),
+        options,
+    }
+}

@@ -1,0 +1,203 @@
+//! `testenv exec [OPTIONS] -- COMMAND...`: runs COMMAND inside a private
+//! containerd's environment (see the library) and tears it down; exits with
+//! COMMAND's status (2 when the environment could not be set up, 128+N when
+//! a signal N stopped it). `testenv __init PLAN` is the environment's init.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::thread;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use nix::sys::signal::{SigSet, Signal};
+use testenv::config::{Handler, Settings};
+use testenv::{Env, Options};
+
+#[derive(Parser)]
+#[command(
+    name = "testenv",
+    about = "A private containerd in namespaces and a cgroup of its own"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Set up, run COMMAND inside (CONTAINERD_ADDRESS, CRI_ENDPOINT, ... set), tear down.
+    Exec(Box<ExecArgs>),
+    /// Write a containerd config (and its side files) into DIR for that
+    /// containerd's version, without the CRI; print its path.
+    Config {
+        /// `system`, a version under --peers-dir or a containerd binary.
+        #[arg(long, default_value = "system")]
+        containerd: String,
+        /// scripts/peers.sh's cache.
+        #[arg(
+            long,
+            env = "TETHER_PEERS_DIR",
+            default_value = "/var/cache/tether-peers"
+        )]
+        peers_dir: PathBuf,
+        /// containerd's log level.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+        /// The dir: root, state, opt and containerd.sock go there too.
+        dir: PathBuf,
+    },
+    /// The environment's init (internal).
+    #[command(name = "__init", hide = true)]
+    Init { plan: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// `system`, a version under --peers-dir (e.g. 2.3.7) or a containerd binary.
+    #[arg(long, default_value = "system")]
+    containerd: String,
+    /// scripts/peers.sh's cache.
+    #[arg(
+        long,
+        env = "TETHER_PEERS_DIR",
+        default_value = "/var/cache/tether-peers"
+    )]
+    peers_dir: PathBuf,
+    /// Turn on the CRI plugin.
+    #[arg(long)]
+    cri: bool,
+    /// A local registry standing in for --mirror hosts (default registry.k8s.io, gcr.io).
+    #[arg(long)]
+    registry: bool,
+    /// A registry the local one stands in for (repeatable).
+    #[arg(long = "mirror")]
+    mirrors: Vec<String>,
+    /// An OCI layout with an images.txt to push to the registry (repeatable).
+    #[arg(long = "images")]
+    images: Vec<PathBuf>,
+    /// A CNI bridge network for the CRI.
+    #[arg(long)]
+    cni: bool,
+    /// NAME=TYPE[:SHIM[:BINARY]], e.g. tether=io.containerd.tether.v2:/path/shim (repeatable).
+    #[arg(long = "handler", value_parser = Handler::parse)]
+    handlers: Vec<Handler>,
+    /// The CRI's default handler (default: the first).
+    #[arg(long)]
+    default_handler: Option<String>,
+    /// The runc every shim runs (first in containerd's PATH).
+    #[arg(long)]
+    runc: Option<PathBuf>,
+    /// The sandbox image.
+    #[arg(long, default_value = "registry.k8s.io/pause:3.10")]
+    sandbox_image: String,
+    /// containerd's log level.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// containerd's log file (default: in the private dir).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Start containerd in the cgroup /NAME (as seen inside).
+    #[arg(long)]
+    containerd_cgroup: Option<String>,
+    /// Keep the private dir.
+    #[arg(long)]
+    keep: bool,
+    /// The command.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+fn exec(a: ExecArgs) -> Result<i32, String> {
+    let mut mirrors = a.mirrors;
+    if mirrors.is_empty() {
+        mirrors = Options::default().mirrors;
+    }
+    let o = Options {
+        containerd: a.containerd,
+        peers_dir: a.peers_dir,
+        cri: a.cri,
+        cni: a.cni,
+        registry: a.registry,
+        mirrors,
+        images: a.images,
+        sandbox_image: a.sandbox_image,
+        handlers: a.handlers,
+        default_handler: a.default_handler,
+        runc: a.runc,
+        log_level: a.log_level,
+        log: a.log,
+        containerd_cgroup: a.containerd_cgroup,
+        keep: a.keep,
+    };
+    // INT, TERM and HUP end the environment: a thread waits for them and
+    // kills the cgroup, so init ends and the normal teardown runs.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals.thread_block().map_err(|e| e.to_string())?;
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut env = Env::start(&o, &me, &a.command).map_err(|e| e.to_string())?;
+    eprintln!(
+        "[testenv] containerd {}.{} on {} in {}",
+        env.version.major,
+        env.version.minor,
+        env.address.display(),
+        env.dir().display()
+    );
+    if let Some(cg) = env.cgroup().cloned() {
+        thread::spawn(move || {
+            if let Ok(sig) = signals.wait() {
+                eprintln!("[testenv] {sig}: stopping the environment");
+                let _ = cg.kill_all(Duration::from_secs(30));
+            }
+        });
+    }
+    let status = env.wait().map_err(|e| e.to_string())?;
+    env.teardown().map_err(|e| e.to_string())?;
+    Ok(status)
+}
+
+fn config(
+    containerd: String,
+    peers_dir: PathBuf,
+    log_level: String,
+    dir: &Path,
+) -> Result<i32, String> {
+    let o = Options {
+        containerd,
+        peers_dir,
+        ..Options::default()
+    };
+    let (_, version, _) = testenv::containerd_bins(&o).map_err(|e| e.to_string())?;
+    let mut s = Settings::in_dir(dir);
+    s.log_level = log_level;
+    s.disable_cri(version);
+    let path = testenv::config::write(&s, version, dir).map_err(|e| e.to_string())?;
+    println!("{}", path.display());
+    Ok(0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Exec(a) => exec(*a),
+        Cmd::Config {
+            containerd,
+            peers_dir,
+            log_level,
+            dir,
+        } => config(containerd, peers_dir, log_level, &dir),
+        Cmd::Init { plan } => std::fs::read_to_string(&plan)
+            .map_err(|e| format!("{}: {e}", plan.display()))
+            .and_then(|t| toml::from_str(&t).map_err(|e| e.to_string()))
+            .and_then(|p| testenv::init::run(&p).map_err(|e| e.to_string())),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("testenv: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
