@@ -48,8 +48,8 @@ pub struct RunArgs {
     /// Working directory in the container.
     #[arg(long)]
     cwd: Option<String>,
-    /// UID[:GID] to run as.
-    #[arg(short, long)]
+    /// User to run as: UID, or UID:GID.
+    #[arg(short, long, value_name = "UID[:GID]")]
     user: Option<String>,
     /// Memory limit: bytes, or with a unit (k, m, g: 1024-based, as
     /// docker takes them; e.g. 32M).
