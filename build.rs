@@ -1,65 +1,27 @@
-//! Generates the protobuf messages and ttrpc services tether speaks from proto/.
-//!
-//! ttrpc-codegen runs the pure-Rust protobuf parser, so no protoc is needed.
-//! The generated files carry inner attributes (`#![allow(..)]`), which are not
-//! allowed inside `include!`; they are stripped here and the allowances are set
-//! once on the module that includes them (src/protos.rs).
+//! Records the commit `-info` reports as the revision, when built from a git
+//! tree. The wire types are generated in the tether-proto crate.
 
-use std::fs;
-use std::path::PathBuf;
+use std::process::Command;
 
-const PROTOS: &[&str] = &[
-    "proto/mount.proto",
-    "proto/status.proto",
-    "proto/shim.proto",
-    "proto/events.proto",
-    "proto/forward.proto",
-    "proto/runc_options.proto",
-    "proto/runtimeoptions.proto",
-    "proto/runctypes.proto",
-    "proto/bootstrap.proto",
-    "proto/introspection.proto",
-    "proto/cgroup1_metrics.proto",
-    "proto/cgroup2_metrics.proto",
-];
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
 
 fn main() {
-    // The commit -info reports as the revision, when built from a git tree.
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    if let Ok(o) = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-    {
-        let rev = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        if o.status.success() && !rev.is_empty() {
-            println!("cargo:rustc-env=TETHER_REVISION={rev}");
+    // HEAD's file and its branch's, wherever git keeps them (in a worktree
+    // `.git` is a file, and naming a path that does not exist would rerun
+    // this on every build); a commit changes only the branch's.
+    if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
+        println!("cargo:rerun-if-changed={head}");
+    }
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(path) = git(&["rev-parse", "--git-path", &branch]) {
+            println!("cargo:rerun-if-changed={path}");
         }
     }
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
-    for p in PROTOS {
-        println!("cargo:rerun-if-changed={p}");
-    }
-    ttrpc_codegen::Codegen::new()
-        .out_dir(&out)
-        .inputs(PROTOS)
-        .include("proto")
-        .rust_protobuf()
-        .customize(ttrpc_codegen::Customize {
-            async_all: true,
-            ..Default::default()
-        })
-        .run()
-        .expect("generating protobuf and ttrpc code from proto/");
-
-    for entry in fs::read_dir(&out).expect("reading OUT_DIR") {
-        let path = entry.expect("OUT_DIR entry").path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            let text = fs::read_to_string(&path).expect("reading generated file");
-            let kept: Vec<&str> = text
-                .lines()
-                .filter(|l| !l.starts_with("#![") && !l.starts_with("//!"))
-                .collect();
-            fs::write(&path, kept.join("\n")).expect("writing generated file");
-        }
+    if let Some(rev) = git(&["rev-parse", "--short=12", "HEAD"]) {
+        println!("cargo:rustc-env=TETHER_REVISION={rev}");
     }
 }

@@ -13,8 +13,8 @@ if ((${#missing[@]})); then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
-echo "== building tether (cargo build --release: about 2 minutes the first time)"
-cargo build --release --quiet
+echo "== building tether: the shim and tetherctl, two crates of the workspace (about 2 minutes the first time)"
+cargo build --release --quiet -p tether -p tetherctl
 bin=$PWD/target/release
 
 work=$(mktemp -d /tmp/tether-demo.XXXXXX)
@@ -32,7 +32,7 @@ cp /bin/busybox "$work/rootfs/bin/"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$work/rootfs/bin/$a"; done
 
 echo "== a container through a tether shim, in the foreground"
-# shellcheck disable=SC2016 # the container's sh expands these, not this script
+# shellcheck disable=SC2016 # expanded by the container's shell, not this one
 ctl run --rm --rootfs "$work/rootfs" hello sh -c 'echo "hello from $(hostname), pid $$"; exit 3' || echo "exit status: $?"
 
 echo "== a foreground tetherctl, killed after 1 s: the container goes on"

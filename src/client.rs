@@ -1,5 +1,7 @@
-//! Driving a shim the way containerd does: `start` to get its address, a
-//! ttrpc Task client, and `delete` for clean-up. Used by tests and tools.
+//! The shim's client surface: driving a shim the way containerd does
+//! (`start` to get its address, a ttrpc Task client, and `delete` for
+//! clean-up) and the id rule it enforces. Used by tetherctl and the tests;
+//! the wire types they exchange are [`crate::protos`].
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -99,4 +101,44 @@ impl ShimSpawn<'_> {
 pub async fn connect(address: &str) -> ttrpc::Result<TaskClient> {
     let client = ttrpc::r#async::Client::connect(address).await?;
     Ok(TaskClient::new(client))
+}
+
+/// An id the shim would refuse: not a containerd identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {value:?}: {reason}")]
+pub struct InvalidId {
+    /// Which id ("container id", "exec id", ...).
+    pub what: &'static str,
+    /// The offending value.
+    pub value: String,
+    /// Why it is refused.
+    pub reason: &'static str,
+}
+
+/// Checks `value` against the identifier rule the shim applies to every
+/// container id, exec id and namespace (containerd's: 1 to 76 characters,
+/// groups of ASCII letters and digits separated by single `.`, `_` or `-`),
+/// so that a client can refuse an id before it reaches a shim.
+pub fn validate_id(what: &'static str, value: &str) -> Result<(), InvalidId> {
+    match crate::ids::rejection(value) {
+        Some(reason) => Err(InvalidId {
+            what,
+            value: value.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_id_says_what_the_shim_says() {
+        assert!(validate_id("container id", "web-1").is_ok());
+        let err = validate_id("exec id", "a/b").unwrap_err();
+        let shim = crate::ids::validate("exec id", "a/b").unwrap_err();
+        assert_eq!(err.to_string(), shim.to_string());
+    }
 }

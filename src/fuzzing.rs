@@ -257,6 +257,22 @@ fn descriptor_numbers(v: &serde_json::Value, out: &mut Vec<i64>) {
 mod tests {
     use super::*;
 
+    /// fuzz/Cargo.toml has one fuzz target per entry point, by the same name
+    /// (tests/fuzz_smoke.rs counts the targets there).
+    #[test]
+    fn every_entry_point_has_its_fuzz_target() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let bins: Vec<&str> = text
+            .split("[[bin]]")
+            .skip(1)
+            .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("name = ")))
+            .map(|n| n.trim_matches('"'))
+            .collect();
+        let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(bins, names);
+    }
+
     /// The committed seed corpus, through every target, on stable Rust.
     #[test]
     fn seed_corpus_passes_every_target() {

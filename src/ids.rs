@@ -12,7 +12,19 @@ pub const MAX_LEN: usize = 76;
 
 /// Checks `value` against containerd's identifier rule.
 pub fn validate(what: &'static str, value: &str) -> Result<()> {
-    let reason = if value.is_empty() {
+    match rejection(value) {
+        Some(reason) => Err(Error::InvalidId {
+            what,
+            value: value.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Why `value` is not a containerd identifier, or `None` when it is one.
+pub fn rejection(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
         Some("must not be empty")
     } else if value.len() > MAX_LEN {
         Some("longer than 76 characters")
@@ -33,14 +45,6 @@ pub fn validate(what: &'static str, value: &str) -> Result<()> {
         Some("separators must stand alone")
     } else {
         None
-    };
-    match reason {
-        Some(reason) => Err(Error::InvalidId {
-            what,
-            value: value.to_string(),
-            reason,
-        }),
-        None => Ok(()),
     }
 }
 

@@ -3,15 +3,21 @@
 //! One daemon per container (or per group of containers) supervises the OCI
 //! runtime's containers as their subreaper, serves containerd's Task API over
 //! ttrpc, and publishes task events. See README.md for the big picture.
+//!
+//! The library is the shim binary's body. Its public surface for other
+//! programs is small on purpose: [`client`] (driving a shim as containerd
+//! does) and [`protos`] (the wire types, from the tether-proto crate).
+//! [`cli`] is the binary's entry points, and `fuzzing` (behind the
+//! `fuzzing` feature) the fuzz targets' bodies.
 
 pub(crate) mod cgroup;
 pub mod cli;
 pub mod client;
 pub(crate) mod container;
-pub mod ctl;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod fdsocket;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod ids;
@@ -20,7 +26,8 @@ pub(crate) mod logging;
 pub(crate) mod mount;
 pub(crate) mod options;
 pub(crate) mod process;
-pub mod protos;
+/// The wire types: containerd's shim API as tether speaks it.
+pub use tether_proto as protos;
 pub(crate) mod reaper;
 pub(crate) mod records;
 pub(crate) mod router;

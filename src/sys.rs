@@ -46,23 +46,6 @@ pub fn daemon_child(cmd: &mut Command, listener: RawFd) {
     }
 }
 
-/// Makes `cmd`'s child start a new session, so that no terminal, process
-/// group or session of the caller's reaches it (a helper that must outlive
-/// the command that started it).
-pub fn new_session(cmd: &mut Command) {
-    // SAFETY: the closure runs between fork and exec in the child; setsid is
-    // async-signal-safe, and the closure allocates nothing and touches no
-    // state shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 /// Takes ownership of the listening socket `start` handed over on fd 3.
 ///
 /// Refuses anything that is not a listening socket, so a daemon started by
@@ -183,22 +166,6 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // open, and refers to the same file, until the AsyncFd is dropped; an
     // OwnedFd always reports the same raw descriptor.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
-}
-
-nix::ioctl_read_bad!(tiocgwinsz, libc::TIOCGWINSZ, libc::winsize);
-
-/// A terminal's window size (width, height), if `fd` is a terminal.
-pub fn get_winsize(fd: RawFd) -> Option<(u16, u16)> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which
-    // points at a live local of that type for the duration of the call.
-    unsafe { tiocgwinsz(fd, &mut ws) }.ok()?;
-    Some((ws.ws_col, ws.ws_row))
 }
 
 nix::ioctl_read_bad!(fionread, libc::FIONREAD, libc::c_int);

@@ -11,9 +11,24 @@ use common::{all_processes, make_rootfs, mounts_under, require_root_and_runc, si
 /// The binary under test: this tree's, or `$TETHERCTL_UNDER_TEST` (to run
 /// these tests against another build, e.g. an older one; its shim must sit
 /// next to it).
+///
+/// tetherctl is another crate of the workspace, so cargo gives these tests
+/// no `CARGO_BIN_EXE_tetherctl`: its binary is the one built next to this
+/// package's shim (the shim it runs). `cargo test` at the root builds both;
+/// `cargo test --test tetherctl` alone needs `cargo build -p tetherctl`.
 fn tetherctl() -> String {
-    std::env::var("TETHERCTL_UNDER_TEST")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tetherctl").to_string())
+    if let Ok(under_test) = std::env::var("TETHERCTL_UNDER_TEST") {
+        return under_test;
+    }
+    let shim = Path::new(env!("CARGO_BIN_EXE_containerd-shim-tether-v2"));
+    let ctl = shim.with_file_name("tetherctl");
+    assert!(
+        ctl.is_file(),
+        "{} is not built: run `cargo test` at the workspace root, or \
+         `cargo build -p tetherctl` first",
+        ctl.display()
+    );
+    ctl.display().to_string()
 }
 
 #[path = "tetherctl/attach.rs"]

@@ -11,9 +11,13 @@ pub use crate::mount::idmap::{run_holder as run_userns_holder, HOLDER_ARG as USE
 pub mod serve;
 pub mod start;
 
-/// Flags in the form containerd passes them: `-name value`, `-name=value`,
-/// `--name value`; boolean flags stand alone or as `-name=true|false`.
-/// The first argument that is not a flag is the action.
+/// Flags in the syntax of Go's `flag` package, which containerd's shims
+/// use: `-name value`, `-name=value`, `--name value`, `--name=value`;
+/// boolean flags stand alone or as `-name=VALUE` with one of Go's boolean
+/// spellings (`true`, `1`, `t`, `false`, `0`, `f`, ...). The first argument
+/// that is not a flag is the action; flags after it are still read (in any
+/// order, as the protocol notes ask), and `--` ends the flags. No clap: the
+/// shim's grammar is Go's, and the shim crate keeps its dependencies few.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Flags {
     /// containerd namespace of the task.
@@ -81,16 +85,22 @@ impl Flags {
     pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Flags, String> {
         let mut flags = Flags::default();
         let mut args = args.into_iter();
+        let mut flags_ended = false;
         while let Some(arg) = args.next() {
-            let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            if arg == "--" && !flags_ended {
+                flags_ended = true;
+                continue;
+            }
+            let body = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'));
+            let Some(body) = body.filter(|_| !flags_ended && arg != "-") else {
                 if flags.action.is_some() {
                     return Err(format!("unexpected argument {arg:?}"));
                 }
                 flags.action = Some(arg);
                 continue;
             };
-            if body.is_empty() {
-                return Err(format!("bad flag syntax: {arg:?}"));
+            if body.is_empty() || body.starts_with(['-', '=']) {
+                return Err(format!("bad flag syntax: {arg}"));
             }
             let (name, inline) = match body.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_string())),
@@ -98,9 +108,9 @@ impl Flags {
             };
             if BOOL_FLAGS.contains(&name) {
                 let on = match inline.as_deref() {
-                    None | Some("true") | Some("1") => true,
-                    Some("false") | Some("0") => false,
-                    Some(v) => return Err(format!("invalid boolean value {v:?} for -{name}")),
+                    None => true,
+                    Some(v) => parse_bool(v)
+                        .ok_or_else(|| format!("invalid boolean value {v:?} for -{name}"))?,
                 };
                 match name {
                     "debug" => flags.debug = on,
@@ -132,6 +142,15 @@ impl Flags {
             }
         }
         Ok(flags)
+    }
+}
+
+/// A boolean flag's value, spelled as Go's `strconv.ParseBool` accepts it.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -185,5 +204,63 @@ mod tests {
         assert!(parse("-bogus 1 start").unwrap_err().contains("-bogus"));
         assert!(parse("-id").unwrap_err().contains("-id"));
         assert!(parse("start delete").is_err());
+    }
+
+    #[test]
+    fn parses_what_containerd_2_passes_to_delete_and_info() {
+        let f = parse(
+            "-namespace k8s.io -address /run/containerd/containerd.sock \
+             -publish-binary /usr/bin/containerd -id c1 -bundle /run/b/c1 -debug delete",
+        )
+        .unwrap();
+        assert_eq!(f.bundle.as_deref(), Some("/run/b/c1"));
+        assert_eq!((f.debug, f.action.as_deref()), (true, Some("delete")));
+        let info = parse("-info").unwrap();
+        assert!(info.info && info.action.is_none());
+        assert!(parse("-v").unwrap().version && parse("--version").unwrap().version);
+    }
+
+    #[test]
+    fn every_form_go_accepts_for_a_value() {
+        for form in ["-id c1", "-id=c1", "--id c1", "--id=c1"] {
+            assert_eq!(parse(form).unwrap().id, "c1", "{form}");
+        }
+        // The value is the next argument whatever it looks like, and may be
+        // empty with `=`.
+        assert_eq!(parse("-id -x").unwrap().id, "-x");
+        assert_eq!(parse("-address= start").unwrap().address, "");
+        assert_eq!(parse("-id=a=b").unwrap().id, "a=b");
+    }
+
+    #[test]
+    fn booleans_in_go_spellings() {
+        for on in ["1", "t", "T", "true", "TRUE", "True"] {
+            assert!(parse(&format!("-debug={on}")).unwrap().debug, "{on}");
+        }
+        for off in ["0", "f", "F", "false", "FALSE", "False"] {
+            assert!(!parse(&format!("--debug={off}")).unwrap().debug, "{off}");
+        }
+        for bad in ["", "yes", "on", "2"] {
+            let err = parse(&format!("-debug={bad}")).unwrap_err();
+            assert!(err.contains("invalid boolean value"), "{bad}: {err}");
+        }
+        // A boolean never takes the next argument as its value.
+        let f = parse("-debug false").unwrap();
+        assert!(f.debug);
+        assert_eq!(f.action.as_deref(), Some("false"));
+    }
+
+    #[test]
+    fn bad_syntax_and_the_end_of_flags() {
+        for bad in ["---id=x", "-=x", "--=x"] {
+            assert!(parse(bad).unwrap_err().contains("bad flag syntax"), "{bad}");
+        }
+        // After `--` nothing is a flag; `-` alone is an argument.
+        let f = parse("-id c1 -- -debug").unwrap();
+        assert_eq!((f.debug, f.action.as_deref()), (false, Some("-debug")));
+        assert_eq!(parse("-").unwrap().action.as_deref(), Some("-"));
+        // Flags after the action are read too (any order).
+        let f = parse("start -id c1").unwrap();
+        assert_eq!((f.id.as_str(), f.action.as_deref()), ("c1", Some("start")));
     }
 }

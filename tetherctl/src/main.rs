@@ -2,19 +2,25 @@
 //!
 //! It is daemonless: each command spawns or asks shims and reads the state
 //! directory, so killing tetherctl never touches a container.
+//!
+//! It is a client of the shim like containerd: it reaches shims only through
+//! `tether::client` (spawn, connect, the id rule) and the wire types of
+//! `tether_proto`, never the shim's internals. What it needs of the system
+//! beyond that is its own (`sys` holds its `unsafe`).
 
 mod attach;
 mod commands;
 mod detached;
 mod driver;
-pub mod logfile;
+mod logfile;
 mod logs;
 mod parse;
 mod reattach;
 mod run;
-pub mod spec;
-pub mod store;
-pub mod timefmt;
+mod spec;
+mod store;
+mod sys;
+mod timefmt;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -135,8 +141,7 @@ enum Command {
     },
 }
 
-/// Entry point of the `tetherctl` binary.
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,7 +1,7 @@
 //! Connecting the local terminal or stdio to a process through the FIFOs in
 //! its bundle, for `tetherctl run` and `tetherctl exec`.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use nix::sys::stat::Mode;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
+use tether_proto::shim::{CloseIORequest, ResizePtyRequest, WaitRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
 
 use super::store::{ctx, rpc_err, ShimHandle};
-use crate::protos::shim::{CloseIORequest, ResizePtyRequest, WaitRequest};
 
 /// The client ends of a process's stdio FIFOs.
 pub(super) struct Fifos {
@@ -205,12 +205,8 @@ pub(super) async fn attach(
 }
 
 /// Sends the local terminal's size to the process.
-pub(super) async fn resize(
-    client: &crate::protos::shim_ttrpc::TaskClient,
-    id: &str,
-    exec_id: &str,
-) {
-    if let Some((width, height)) = crate::sys::get_winsize(std::io::stdin().as_raw_fd()) {
+pub(super) async fn resize(client: &tether_proto::shim_ttrpc::TaskClient, id: &str, exec_id: &str) {
+    if let Some((width, height)) = crate::sys::get_winsize(std::io::stdin().as_fd()) {
         let req = ResizePtyRequest {
             id: id.to_string(),
             exec_id: exec_id.to_string(),

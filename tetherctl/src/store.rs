@@ -19,10 +19,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::client::{connect, ShimSpawn};
-use crate::ids::validate;
-use crate::protos::shim::{ConnectRequest, ShutdownRequest};
-use crate::protos::shim_ttrpc::TaskClient;
+use tether::client::{connect, validate_id, ShimSpawn};
+use tether_proto::shim::{ConnectRequest, ShutdownRequest};
+use tether_proto::shim_ttrpc::TaskClient;
 
 /// The namespace tetherctl's containers live in (runc root, events).
 pub const NAMESPACE: &str = "tether";
@@ -103,7 +102,7 @@ impl Store {
 
     /// Creates the bundle directory of a new container.
     pub fn create_bundle(&self, id: &str) -> Result<PathBuf> {
-        validate("container id", id)?;
+        validate_id("container id", id)?;
         let bundle = self.bundle(id);
         match fs::DirBuilder::new().mode(0o700).create(&bundle) {
             Ok(()) => Ok(bundle),
@@ -139,11 +138,11 @@ impl Store {
     pub fn bootstrap(&self, id: &str, runtime: &str) -> Result<Vec<u8>> {
         use protobuf::Message;
         let any = self.runtime_options(runtime)?;
-        let params = crate::protos::bootstrap::BootstrapParams {
+        let params = tether_proto::bootstrap::BootstrapParams {
             instance_id: id.to_string(),
             namespace: NAMESPACE.to_string(),
             containerd_ttrpc_address: self.events.clone(),
-            extensions: vec![crate::protos::bootstrap::Extension {
+            extensions: vec![tether_proto::bootstrap::Extension {
                 value: protobuf::MessageField::some(any),
                 ..Default::default()
             }],
@@ -158,7 +157,7 @@ impl Store {
     /// in PATH or a path; "" for runc), whose root is in the store.
     pub fn runtime_options(&self, runtime: &str) -> Result<protobuf::well_known_types::any::Any> {
         use protobuf::Message;
-        let options = crate::protos::runc_options::Options {
+        let options = tether_proto::runc_options::Options {
             binary_name: runtime.to_string(),
             root: self.root.join("runc").display().to_string(),
             ..Default::default()
@@ -181,7 +180,7 @@ impl Store {
 
     /// A client for container `id`'s shim.
     pub async fn client(&self, id: &str) -> Result<ShimHandle> {
-        validate("container id", id)?;
+        validate_id("container id", id)?;
         let bundle = self.bundle(id);
         if !bundle.is_dir() {
             bail!("no such container: {id}");
@@ -242,7 +241,41 @@ impl ShimHandle {
     }
 }
 
-pub use crate::reaper::is_alive as alive;
+/// Whether `pid` is a running process (not gone, not a zombie), from
+/// `/proc/PID/stat`'s state field.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            !state.is_empty() && !state.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Writes a bundle file so that a reader (the shim, runc) sees the old
+/// content or the new, never a part: a temporary file next to it, fsync,
+/// rename.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
 
 /// Turns a ttrpc error into a message a person reads: what failed, and the
 /// shim's own words.

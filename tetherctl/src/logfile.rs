@@ -15,7 +15,17 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::timefmt::{format_rfc3339, parse_rfc3339};
-use crate::io::open_append;
+
+/// A log file opened for appending (created 0640, close-on-exec).
+fn open_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
 
 /// The longest content of one record, as containerd's CRI plugin cuts
 /// lines (`max_container_log_line_size`, 16 KiB).

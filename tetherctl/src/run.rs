@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use protobuf::well_known_types::any::Any;
 use protobuf::MessageField;
+use tether_proto::shim::{CreateTaskRequest, DeleteRequest, ExecProcessRequest, StartRequest};
 
 use super::attach::{attach, resize, ClientEnds, Fifos, RawMode};
 use super::commands::remove;
@@ -13,9 +14,7 @@ use super::detached::{self, DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE};
 use super::exit_code;
 use super::parse::{parse_size, parse_user};
 use super::spec::{self, ProcessOptions};
-use super::store::{ctx, rpc_err, ShimHandle, Store};
-use crate::protos::shim::{CreateTaskRequest, DeleteRequest, ExecProcessRequest, StartRequest};
-use crate::records::write_atomic;
+use super::store::{ctx, rpc_err, write_atomic, ShimHandle, Store};
 
 /// `run`'s options.
 #[derive(Debug, clap::Args)]
@@ -49,7 +48,7 @@ pub struct RunArgs {
     /// Working directory in the container.
     #[arg(long)]
     cwd: Option<String>,
-    /// User to run as.
+    /// User to run as: UID, or UID:GID.
     #[arg(short, long, value_name = "UID[:GID]")]
     user: Option<String>,
     /// Memory limit: bytes, or with a unit (k, m, g: 1024-based, as
@@ -148,15 +147,15 @@ fn write_spec(args: &RunArgs, bundle: &Path) -> Result<()> {
         spec
     };
     let data = serde_json::to_vec_pretty(&spec)?;
-    write_atomic(&bundle.join("config.json"), &data, 0o600)?;
+    write_atomic(&bundle.join("config.json"), &data, 0o600).context("writing config.json")?;
     // The shim logs to <bundle>/log; a plain file keeps them for reading.
-    write_atomic(&bundle.join("log"), b"", 0o600)?;
+    write_atomic(&bundle.join("log"), b"", 0o600).context("creating the shim's log")?;
     Ok(())
 }
 
 /// `run`.
 pub async fn run(store: &Store, args: RunArgs) -> Result<u8> {
-    crate::ids::validate("container id", &args.id)?;
+    tether::client::validate_id("container id", &args.id)?;
     let bundle = store.create_bundle(&args.id)?;
     match run_in(store, &args, &bundle).await {
         Ok(code) => Ok(code),
@@ -266,7 +265,7 @@ async fn run_in(store: &Store, args: &RunArgs, bundle: &Path) -> Result<u8> {
 /// process gets to process `exec_id` (the init when empty) of container
 /// `id`, until aborted.
 async fn forward_signals(
-    client: crate::protos::shim_ttrpc::TaskClient,
+    client: tether_proto::shim_ttrpc::TaskClient,
     id: String,
     exec_id: String,
 ) {
@@ -297,7 +296,7 @@ async fn forward_signals(
         );
         let (got, _, _) = next.await;
         let Some(kind) = got else { return };
-        let req = crate::protos::shim::KillRequest {
+        let req = tether_proto::shim::KillRequest {
             id: id.clone(),
             exec_id: exec_id.clone(),
             signal: kind.as_raw_value() as u32,
@@ -319,7 +318,7 @@ pub async fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
             .unwrap_or(0);
         format!("exec-{}-{nanos}", std::process::id())
     });
-    crate::ids::validate("exec id", &exec_id)?;
+    tether::client::validate_id("exec id", &exec_id)?;
     let bundle = store.bundle(&args.id);
     let config =
         std::fs::read(bundle.join("config.json")).context("reading the container's spec")?;

@@ -10,14 +10,14 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 use serde::Serialize;
+use tether_proto::events as ev;
+use tether_proto::forward::ForwardRequest;
+use tether_proto::forward_ttrpc::{create_events, Events};
+use tether_proto::shim::{DeleteRequest, KillRequest, StateRequest, WaitRequest};
+use tether_proto::status::Status;
 
 use super::exit_code;
 use super::store::{ctx, rpc_err, ShimHandle, Store, NAMESPACE};
-use crate::protos::events as ev;
-use crate::protos::forward::ForwardRequest;
-use crate::protos::forward_ttrpc::{create_events, Events};
-use crate::protos::shim::{DeleteRequest, KillRequest, StateRequest, WaitRequest};
-use crate::protos::status::Status;
 
 /// One row of `ps` / the body of `state`.
 #[derive(Debug, Serialize)]
@@ -180,7 +180,7 @@ pub async fn rm(store: &Store, ids: &[String], force: bool) -> Result<u8> {
 /// Deletes the task, stops the shim, cleans up as containerd would after a
 /// shim is gone (the shim's `delete`), and removes the bundle.
 pub async fn remove(store: &Store, id: &str, force: bool) -> Result<()> {
-    crate::ids::validate("container id", id)?;
+    tether::client::validate_id("container id", id)?;
     let bundle = store.bundle(id);
     if !bundle.is_dir() {
         bail!("no such container: {id}");
@@ -347,7 +347,7 @@ pub async fn upgrade(store: &Store, id: &str) -> Result<u8> {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     };
-    let req = crate::protos::shim::ConnectRequest {
+    let req = tether_proto::shim::ConnectRequest {
         id: id.to_string(),
         ..Default::default()
     };

@@ -8,11 +8,11 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 use nix::sys::stat::Mode;
+use tether_proto::shim::{CreateTaskRequest, WaitRequest};
 
 use super::commands::remove;
 use super::logs::LOG_NAME;
 use super::store::Store;
-use crate::protos::shim::{CreateTaskRequest, WaitRequest};
 
 /// The log cap of a detached container: the kubelet's defaults for CRI
 /// logs (containerLogMaxSize 10Mi, containerLogMaxFiles 5).

@@ -10,12 +10,12 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use tether_proto::shim::{StateRequest, WaitRequest};
+use tether_proto::status::Status;
 
 use super::logfile::{self, Record};
 use super::store::{ctx, Store};
 use super::timefmt::parse_since;
-use crate::protos::shim::{StateRequest, WaitRequest};
-use crate::protos::status::Status;
 
 /// How often `logs -f` looks for more output (the way `tail -f` without
 /// inotify does; a CLI's reading loop, not the daemon's).
@@ -116,7 +116,7 @@ fn read_all(file: &mut File, reader: &mut RecordReader, out: &mut Vec<Record>) -
 
 /// Prints container `id`'s output as `opts` asks.
 pub async fn logs(store: &Store, id: &str, opts: LogsOptions) -> Result<u8> {
-    crate::ids::validate("container id", id)?;
+    tether::client::validate_id("container id", id)?;
     let bundle = store.bundle(id);
     if !bundle.is_dir() {
         bail!("no such container: {id}");
@@ -254,7 +254,7 @@ fn rotated(open: &File, path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctl::logfile::Stream;
+    use crate::logfile::Stream;
 
     fn rec(nanos: i128, partial: bool, content: &str) -> Record {
         Record {

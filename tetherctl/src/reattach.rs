@@ -11,6 +11,8 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use tether_proto::shim::{StateRequest, WaitRequest};
+use tether_proto::status::Status;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::net::UnixStream;
@@ -20,8 +22,6 @@ use super::attach::{resize, RawMode};
 use super::driver::{FRAME_DROPPED, FRAME_STDERR};
 use super::exit_code;
 use super::store::{ctx, rpc_err, Store};
-use crate::protos::shim::{StateRequest, WaitRequest};
-use crate::protos::status::Status;
 
 /// `attach`'s options.
 #[derive(Debug, clap::Args)]

@@ -1,5 +1,11 @@
-//! Wire types generated from proto/ by build.rs. Nothing outside `service`,
-//! `events` and the command-line entry points should need these.
+//! tether's wire types: the protobuf messages and ttrpc services of
+//! containerd's runtime v2 shim API that tether speaks, generated from
+//! proto/ by build.rs.
+//!
+//! A crate of its own so that the shim (`tether`) and its clients
+//! (`tetherctl`, the tests) share the wire and nothing else. Inside the shim,
+//! nothing outside `service`, `events` and the command-line entry points
+//! should need these.
 
 #![allow(warnings, clippy::all, clippy::pedantic)]
 
