@@ -64,7 +64,7 @@ pub use self::{
     hanging_runc::{poll_until_async, remove, run_with, Frozen, HangingRunc, PROMPT},
     matrix::{
         bins, current_bins, current_runc_dir, current_runc_version, current_version, run_on,
-        run_on_with_runc, runc_binary, runc_dir, selected, ContainerdBins, MATRIX, NEWEST_RUNC,
+        run_on_with_runc, runc_binary, runc_dir, ContainerdBins, MATRIX, NEWEST_RUNC,
     },
     mounts::{mounted_under, mounts_under, unmount_all_under},
     payloads::{linux_resources, oci_process, process_spec, runc_options},
