@@ -22,8 +22,9 @@ use std::process::{Command, Stdio};
 use common::specs::{assert_tether_passes_where_runc_does, SpecResults};
 
 /// Fewer specs than this run (passed or failed) with either handler, and
-/// the run proves nothing: it fails.
-const MIN_RAN: usize = 60;
+/// the run proves nothing: it fails. A full run on 2.3.7 with runc 1.5.3
+/// runs 99 (14 skip themselves).
+const MIN_RAN: usize = 80;
 
 /// Runs critest with `handler` on containerd `version` and runc `runc`;
 /// returns the results and the summary line.

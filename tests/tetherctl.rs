@@ -391,8 +391,9 @@ fn terminal_size_input_and_restore() {
     );
 
     let line = format!("{t} run -t --rm --rootfs {rootfs} t2 sh");
-    // Typed once the container's shell shows its prompt.
-    let (out, status) = under_pty(&c, &line, "# ", "echo typed-$((6*7))\nexit 3\n");
+    // Typed once the container's shell has started (its banner shows; its
+    // prompt comes only with the first input).
+    let (out, status) = under_pty(&c, &line, "Enter 'help'", "echo typed-$((6*7))\nexit 3\n");
     assert!(
         out.contains("typed-42"),
         "typed input did not arrive: {out:?}"
