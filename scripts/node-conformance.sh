@@ -7,7 +7,7 @@
 #
 #   scripts/node-conformance.sh --handler runc|tether [--keep] [--focus R]
 #                               [--skip R] [--procs N] [--results DIR]
-#                               [--shim PATH] [--write-runc-failures]
+#                               [--shim PATH]
 #
 #   --handler NAME   runc (containerd's Go shim) or tether (this repository's)
 #   --focus R        ginkgo focus (default '\[NodeConformance\]')
@@ -17,9 +17,6 @@
 #   --results DIR    default /tmp/tether-node-conformance/HANDLER-TIME
 #   --shim PATH      the tether shim (default: critest.sh's cargo build)
 #   --keep           keep the private temp dir
-#   --write-runc-failures  (with --handler runc) write the specs that failed
-#                    to tests/node/runc-failures.txt, the list
-#                    tests/node_conformance.rs compares a tether run with
 #
 # How: scripts/kube/build.sh (kubelet) and scripts/node/build.sh
 # (e2e_node.test, ginkgo, agnhost, nnp) build from the Go module proxy into
@@ -43,7 +40,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${TETHER_PEERS_DIR:-/var/cache/tether-peers}"
 handler="" keep=() focus='\[NodeConformance\]' skip='\[Serial\]|\[Slow\]|\[Flaky\]|\[Disruptive\]|AppArmor'
-procs=8 results="" shim=() write_runc=0
+procs=8 results="" shim=()
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -54,13 +51,11 @@ while [[ $# -gt 0 ]]; do
         --results) results="${2:?}"; shift 2 ;;
         --shim) shim=(--shim "${2:?}"); shift 2 ;;
         --keep) keep=(--keep); shift ;;
-        --write-runc-failures) write_runc=1; shift ;;
         -h|--help) usage ;;
         *) echo "node-conformance.sh: unknown argument $1" >&2; usage ;;
     esac
 done
 case "$handler" in runc|tether) ;; *) echo "node-conformance.sh: --handler runc|tether" >&2; usage ;; esac
-[[ $write_runc == 0 || $handler == runc ]] || { echo "node-conformance.sh: --write-runc-failures needs --handler runc" >&2; exit 2; }
 log() { echo "[node-conformance.sh] $*" >&2; }
 setup_failed() {
     log "$*"
@@ -160,10 +155,6 @@ cat "$out" >&2
 # ---------------------------------------------------------------- report ---
 [[ -f "$results/report.json" ]] || setup_failed "the suite wrote no report (status $rc); see $results"
 read -r passed failed skipped < <(python3 "$here/scripts/node/report.py" "$results/report.json" "$results")
-if [[ $write_runc == 1 ]]; then
-    awk -F'\t' '$1 != "passed" && $1 != "skipped" {print $2}' "$results/results.tsv" | sort >"$here/tests/node/runc-failures.txt"
-    log "wrote tests/node/runc-failures.txt ($(wc -l <"$here/tests/node/runc-failures.txt") specs)"
-fi
 status=0
 [[ $failed -gt 0 ]] && status=1
 if [[ $rc != 0 && $failed == 0 ]]; then

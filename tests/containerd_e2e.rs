@@ -261,8 +261,15 @@ fn exit_while_containerd_is_down_is_reported_after_restart() {
         .is_some(),
         "the container did not exit after /tmp/exit-now appeared"
     );
-    // Let the shim go through its "containerd is unreachable" path.
-    thread::sleep(Duration::from_secs(2));
+    // The shim has seen the exit (and queued its event for a containerd
+    // that is not there) once it has reaped the container: no zombie left.
+    assert!(
+        poll_until(SETTLE_TIMEOUT, || (!ProcInfo::read(pid)
+            .is_some_and(|p| p.starttime == proc0.starttime))
+        .then_some(()))
+        .is_some(),
+        "the shim did not reap the container while containerd was down"
+    );
     cd.restart();
 
     // containerd 1.6 reloads the stopped task. From 1.7 on, containerd reaps,

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::direct::*;
+use common::{all_processes, SETTLE_TIMEOUT};
 use protobuf::Message;
 use tether::protos::events::TaskExit;
 use tether::protos::shim::*;
@@ -44,7 +45,7 @@ async fn every_exit_is_delivered_after_containerd_was_away() {
     // removed through runc should the test fail half-way.
     let _extra = ExtraContainers(f.namespace.clone(), f.id.clone(), n);
     let mut ids = vec![f.id.clone()];
-    f.create().await;
+    let mut pids = vec![f.create().await];
     f.start().await;
     for i in 1..n {
         let id = format!("{}-{i}", f.id);
@@ -55,7 +56,7 @@ async fn every_exit_is_delivered_after_containerd_was_away() {
             bundle: bundle.display().to_string(),
             ..Default::default()
         };
-        f.client.create(ctx(), &req).await.unwrap();
+        pids.push(f.client.create(ctx(), &req).await.unwrap().pid);
         let start = StartRequest {
             id: id.clone(),
             ..Default::default()
@@ -64,6 +65,22 @@ async fn every_exit_is_delivered_after_containerd_was_away() {
         ids.push(id);
     }
     f.wait_for_topic("/tasks/start", n).await;
+    // Each shell has set its trap once it has started its `sleep`.
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let parents: std::collections::BTreeSet<u32> =
+            all_processes().iter().map(|p| p.ppid as u32).collect();
+        let bare: Vec<&u32> = pids.iter().filter(|p| !parents.contains(p)).collect();
+        if bare.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} containers never started their sleep (pids {bare:?})",
+            bare.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     f.events_down().await;
     let t0 = Instant::now();
@@ -85,6 +102,8 @@ async fn every_exit_is_delivered_after_containerd_was_away() {
         assert_eq!(got as u64, status_of(i), "{id}");
     }
     assert_eq!(f.count("/tasks/exit"), 0, "delivered while away");
+    // Letting the time pass is the point: the shim's retries back off to
+    // their ceiling while nobody listens.
     tokio::time::sleep(away.saturating_sub(t0.elapsed())).await;
 
     let back = std::time::SystemTime::now()
@@ -93,11 +112,25 @@ async fn every_exit_is_delivered_after_containerd_was_away() {
         .as_secs() as i64;
     f.events_up().await;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while f.count("/tasks/exit") < n && Instant::now() < deadline {
+    while f.count("/tasks/exit") < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} exits delivered within 120 s of containerd's return",
+            f.count("/tasks/exit")
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Longer than a few retry back-offs: a duplicate would show by then.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The shim publishes from one ordered queue, resending only its head:
+    // a duplicate exit would come before the delete events that follow, so
+    // once those are in, every exit event that will ever come is here.
+    for id in &ids {
+        let del = DeleteRequest {
+            id: id.clone(),
+            ..Default::default()
+        };
+        f.client.delete(ctx(), &del).await.unwrap();
+    }
+    f.wait_for_topic("/tasks/delete", n).await;
     let got = f.sink.got.lock().unwrap().clone();
     let mut exits: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (topic, any) in &got {
@@ -125,13 +158,6 @@ async fn every_exit_is_delivered_after_containerd_was_away() {
             vec![status_of(i) as u32],
             "{id}: exit events after containerd came back"
         );
-    }
-    for id in &ids {
-        let del = DeleteRequest {
-            id: id.clone(),
-            ..Default::default()
-        };
-        f.client.delete(ctx(), &del).await.unwrap();
     }
     f.shutdown_and_wait_exit().await;
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::direct::*;
+use common::SETTLE_TIMEOUT;
 use protobuf::{Message, MessageField};
 use tether::protos::events::{TaskExecStarted, TaskExit};
 use tether::protos::shim::*;
@@ -150,7 +151,12 @@ async fn stdin_through_a_fifo_comes_back_exactly_and_closeio_ends_it() {
         })
     };
     cat.start().await.unwrap();
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
     while !writer.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the exec's stdin FIFO took no 1 MB within {SETTLE_TIMEOUT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     writer.join().unwrap();

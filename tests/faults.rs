@@ -84,6 +84,7 @@ async fn shim_killed_during_start_leaves_nothing_after_delete() {
         };
         let client = f.client.clone();
         let start = tokio::spawn(async move { client.start(ctx(), &req).await });
+        // The delay is the point: it picks where in Start the kill lands.
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         sigkill(f.shim_pid);
         let _ = start.await;
@@ -375,6 +376,8 @@ async fn shim_killed_during_a_live_upgrade_loses_no_exit_status() {
             let shim = nix::unistd::Pid::from_raw(f.shim_pid as i32);
             nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGUSR2).unwrap();
         }
+        // The delay is the point: it picks where in the upgrade the kill
+        // lands.
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         // How far the upgrade got, as the kill lands: the new binary runs
         // with the state in its environment; before that, the old one
@@ -427,8 +430,11 @@ async fn shim_killed_during_a_live_upgrade_loses_no_exit_status() {
 /// lands between the shim's "not paused" check and the exec.
 fn slow_exec_wrapper(dir: &Path) -> PathBuf {
     let path = dir.join("runc-slow-exec");
-    let script =
-        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = exec ] && sleep 1; done\nexec runc \"$@\"\n";
+    let mark = dir.join("exec-started");
+    let script = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = exec ] && {{ : > '{}'; sleep 1; }}; done\nexec runc \"$@\"\n",
+        mark.display()
+    );
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
@@ -448,7 +454,14 @@ async fn pause_waits_for_an_exec_that_is_starting() {
     f.start().await;
     let e = Exec::add(&f, "slow", &["/bin/sleep", "100"], ("", "")).await;
     let pause = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The Pause goes once `runc exec` is under way (the wrapper holds
+        // it for a second after leaving its mark).
+        let mark = tools.path().join("exec-started");
+        let deadline = std::time::Instant::now() + common::SETTLE_TIMEOUT;
+        while !mark.exists() {
+            assert!(std::time::Instant::now() < deadline, "runc exec never ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let req = PauseRequest {
             id: f.id.clone(),
             ..Default::default()

@@ -92,6 +92,21 @@ fn lines_in(path: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// How many threads of `pid` are in uninterruptible sleep (state D), as a
+/// write to a frozen filesystem leaves its writer.
+fn stuck_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .is_ok_and(|st| st.rsplit(") ").next().is_some_and(|r| r.starts_with('D')))
+        })
+        .count()
+}
+
 async fn prompt<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(PROMPT, f).await.unwrap_or_else(|_| {
         panic!("{what} took over {PROMPT:?} while another container's log was stalled")
@@ -125,7 +140,18 @@ async fn a_stalled_log_file_holds_up_nothing_else() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let frozen = scratch.freeze();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The rest comes after the container's pause; the log's copy loop is
+    // stalled once one of the shim's threads is stuck writing to the frozen
+    // filesystem (uninterruptible sleep).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stuck_threads(f.shim_pid) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no thread of the shim got stuck writing to the frozen filesystem ({} lines logged)",
+            lines_in(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let stuck_at = lines_in(&log);
     assert!(
         stuck_at < LINES as usize,
@@ -208,7 +234,12 @@ async fn a_stalled_log_file_holds_up_nothing_else() {
     // Thawed, the log gets everything, in order.
     frozen.thaw();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while lines_in(&log) < LINES as usize && Instant::now() < deadline {
+    while lines_in(&log) < LINES as usize {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {LINES} lines logged 60 s after the thaw",
+            lines_in(&log)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let text = std::fs::read_to_string(&log).unwrap();

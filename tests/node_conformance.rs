@@ -1,52 +1,43 @@
-//! Kubernetes' own node conformance suite: `scripts/node-conformance.sh
-//! --handler tether` runs the `[NodeConformance]` specs of k8s.io/kubernetes
-//! v1.34.4's test/e2e_node (without `[Serial]`, `[Slow]`, `[Flaky]`,
-//! `[Disruptive]` and AppArmor) offline, against a private containerd 2.3.7
-//! whose default runtime is tether running runc 1.5.3, with the suite's own
-//! API server and kubelet.
+//! Kubernetes' own node conformance suite: `scripts/node-conformance.sh`
+//! runs the `[NodeConformance]` specs of k8s.io/kubernetes v1.34.4's
+//! test/e2e_node (without `[Serial]`, `[Slow]`, `[Flaky]`, `[Disruptive]`
+//! and AppArmor) offline, against a private containerd 2.3.7 whose default
+//! runtime is the handler under test running runc 1.5.3, with the suite's
+//! own API server and kubelet: once with containerd's Go shim (`--handler
+//! runc`), once with tether.
 //!
-//! Some specs fail on this machine with containerd's Go shim too (kernel
-//! options, stand-in images, the host's cgroup layout): they are listed in
-//! tests/node/runc-failures.txt, written by
-//! `scripts/node-conformance.sh --handler runc --write-runc-failures`. The
-//! test fails when a spec outside that list fails with tether, or when fewer
-//! than 100 specs ran (a run that runs nothing must not pass).
+//! Spec by spec, a spec that passes with runc must pass with tether (failed,
+//! skipped at run time or not run alike fail the test). Some specs fail on
+//! this machine with runc too (kernel options, stand-in images, the host's
+//! cgroup layout): they are listed, not failed on. Each run must have run
+//! at least `MIN_RAN` specs (a run that runs nothing must not pass).
 //!
-//! Needs root; about 13 minutes once the binaries are cached (8 ginkgo
-//! processes). The builds come first (scripts/node/build.sh, which .ci/run
-//! runs before the tests: 87 s from an empty Go cache once the kubelet's
-//! packages are built).
+//! Needs root; about 13 minutes a handler once the binaries are cached (8
+//! ginkgo processes). The builds come first (scripts/node/build.sh, which
+//! .ci/run runs before the tests: 87 s from an empty Go cache once the
+//! kubelet's packages are built).
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::script_checks;
+use common::specs::{assert_tether_passes_where_runc_does, SpecResults};
 
-const MIN_SPECS: usize = 100;
+/// Specs that must run (pass or fail) with each handler; a full run here
+/// runs 234.
+const MIN_RAN: usize = 200;
 
-#[test]
-fn node_conformance_on_tether_fails_only_where_runc_fails() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the node conformance test needs root (it runs a kubelet, containerd, CNI and runc); \
-         run it as root instead of skipping it"
-    );
-    let results = format!(
-        "/tmp/tether-node-conformance/cargo-test-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("time")
-            .as_secs()
-    );
+/// Runs the suite with `handler`; returns the results dir and its results.
+fn node_conformance(handler: &str, run: &str) -> (String, SpecResults) {
+    let results = format!("/tmp/tether-node-conformance/{run}-{handler}");
     let script = script_checks::repo_path("scripts/node-conformance.sh");
     let out = script_checks::run(
         &[
             "bash",
             &script,
             "--handler",
-            "tether",
+            handler,
             "--shim",
             common::SHIM,
             "--results",
@@ -61,54 +52,44 @@ fn node_conformance_on_tether_fails_only_where_runc_fails() {
         .split(", ")
         .filter_map(|part| part.split(' ').next()?.parse().ok())
         .collect();
-    assert_eq!(
-        counts.len(),
-        3,
-        "no `N passed, M failed, K skipped` line last ({last:?}; status {})",
+    // 0: none failed, 1: some failed (compared by the caller), 2: no run.
+    assert!(
+        counts.len() == 3 && matches!(out.status.code(), Some(0 | 1)),
+        "{handler}: the suite did not run: no `N passed, M failed, K skipped` line last \
+         ({last:?}; status {}); see {results}",
         out.status
     );
-    let (passed, failed) = (counts[0], counts[1]);
-    assert!(
-        passed + failed >= MIN_SPECS,
-        "only {} specs ran (at least {MIN_SPECS} expected); last line {last:?}, results in {results}",
-        passed + failed
-    );
-
-    let allowed: BTreeSet<String> =
-        std::fs::read_to_string(script_checks::repo_path("tests/node/runc-failures.txt"))
-            .expect("read tests/node/runc-failures.txt")
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(String::from)
-            .collect();
-    let tsv = std::fs::read_to_string(format!("{results}/results.tsv"))
-        .unwrap_or_else(|e| panic!("read {results}/results.tsv: {e}"));
-    let mut failed_specs = Vec::new();
-    for line in tsv.lines() {
-        let Some((state, spec)) = line.split_once('\t') else {
-            continue;
-        };
-        if state != "passed" && state != "skipped" {
-            failed_specs.push(spec.to_string());
-        }
-    }
+    let specs = SpecResults::read(std::path::Path::new(&results));
     assert_eq!(
-        failed_specs.len(),
-        failed,
-        "results.tsv and the summary line disagree"
+        (specs.passed(), specs.failed()),
+        (counts[0], counts[1]),
+        "{handler}: {results}/results.tsv and the summary line {last:?} disagree"
     );
-    let new: Vec<&String> = failed_specs
-        .iter()
-        .filter(|s| !allowed.contains(*s))
-        .collect();
+    (results, specs)
+}
+
+#[test]
+fn node_conformance_on_tether_passes_wherever_on_runc() {
     assert!(
-        new.is_empty(),
-        "{} spec(s) failed with tether that do not fail with runc (see {results}/failures.txt):\n{}",
-        new.len(),
-        new.iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
+        nix::unistd::geteuid().is_root(),
+        "the node conformance test needs root (it runs a kubelet, containerd, CNI and runc); \
+         run it as root instead of skipping it"
+    );
+    let run = format!(
+        "cargo-test-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs()
+    );
+    let (_, runc) = node_conformance("runc", &run);
+    let (results, tether) = node_conformance("tether", &run);
+    let failures = std::fs::read_to_string(format!("{results}/failures.txt")).unwrap_or_default();
+    assert_tether_passes_where_runc_does(
+        &format!("node conformance (results in {results} and its -runc sibling)"),
+        &runc,
+        &tether,
+        MIN_RAN,
+        &failures,
     );
 }

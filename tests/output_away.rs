@@ -160,8 +160,15 @@ fn detached_output_waits_in_the_spill_across_a_containerd_sigkill() {
         None => Some(None),
         Some(t) if t.status == "STOPPED" => Some(Some(t)),
         Some(_) => None,
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the task was neither STOPPED nor gone within {SETTLE_TIMEOUT:?} of its SIGKILL: {:?}\n{}",
+            cd.task(&id),
+            cd.log_tail()
+        )
     });
-    if let Some(Some(_)) = settled {
+    if settled.is_some() {
         assert_eq!(cd.task_delete(&id), 137, "exit status of the container");
     }
     cd.ctr_ok(&["container", "rm", &id]);

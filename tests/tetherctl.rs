@@ -285,14 +285,22 @@ fn a_killed_foreground_tetherctl_leaves_the_container_and_its_status() {
             "f1",
             "sh",
             "-c",
-            "sleep 3; exit 9",
+            "until [ -e /go ]; do sleep 0.1; done; exit 9",
         ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    let running = common::poll_until(Duration::from_secs(30), || {
+        c.ok(&["ps"])
+            .lines()
+            .any(|l| l.contains("f1") && l.contains("RUNNING"))
+            .then_some(())
+    });
+    assert!(running.is_some(), "f1 never ran: {}", c.ok(&["ps"]));
     fg.kill().unwrap();
     fg.wait().unwrap();
+    // The container exits 9 once told to, after its tetherctl is gone.
+    std::fs::write(Path::new(&rootfs).join("go"), b"").unwrap();
     let out = c.run(&["wait", "f1"]);
     assert_eq!(code(&out), 9, "{out:?}");
     c.ok(&["rm", "f1"]);
@@ -300,13 +308,17 @@ fn a_killed_foreground_tetherctl_leaves_the_container_and_its_status() {
 }
 
 /// Runs `script` (a pty) around a shell command line; returns its output
-/// and exit status.
-fn under_pty(c: &Ctl, line: &str, input: &str) -> (String, i32) {
-    under_pty_steps(c, line, &[input])
+/// and exit status. `input` is typed once `ready` shows in the output.
+fn under_pty(c: &Ctl, line: &str, ready: &str, input: &str) -> (String, i32) {
+    under_pty_steps(c, line, &[(ready, input)])
 }
 
-/// [`under_pty`] with input written in steps, 700 ms apart.
-fn under_pty_steps(c: &Ctl, line: &str, steps: &[&str]) -> (String, i32) {
+/// [`under_pty`] with input typed in steps: each `(ready, input)` types
+/// `input` once the output so far contains `ready` (at once when it is
+/// empty), and fails naming `ready` when it does not show within 30 s.
+fn under_pty_steps(c: &Ctl, line: &str, steps: &[(&str, &str)]) -> (String, i32) {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
     let line = format!(
         "export {TETHERCTL_ENV}={}; {line}",
         c.state().display(),
@@ -318,27 +330,56 @@ fn under_pty_steps(c: &Ctl, line: &str, steps: &[&str]) -> (String, i32) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let transcript = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let mut stdout = child.stdout.take().unwrap();
+        let transcript = Arc::clone(&transcript);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                transcript.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let text = |t: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&t.lock().unwrap()).into_owned();
     let mut stdin = child.stdin.take().unwrap();
-    let steps: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        std::thread::sleep(Duration::from_millis(1500));
-        for step in steps {
-            let _ = stdin.write_all(step.as_bytes());
-            std::thread::sleep(Duration::from_millis(700));
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let steps: Vec<(String, String)> = steps
+        .iter()
+        .map(|(r, i)| (r.to_string(), i.to_string()))
+        .collect();
+    // Hands stdin back: it stays open until the command has ended.
+    let writer = {
+        let transcript = Arc::clone(&transcript);
+        std::thread::spawn(move || {
+            for (ready, input) in steps {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !text(&transcript).contains(&ready) {
+                    if Instant::now() >= deadline {
+                        return Err(format!("{ready:?} never showed: {:?}", text(&transcript)));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = stdin.write_all(input.as_bytes());
+            }
+            Ok(stdin)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "script did not finish");
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("script did not finish: {:?}", text(&transcript));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    writer.join().unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        code(&out),
-    )
+    let status = child.wait().unwrap();
+    if let Err(e) = writer.join().unwrap() {
+        panic!("{e}");
+    }
+    reader.join().unwrap();
+    let out = text(&transcript);
+    (out, status.code().unwrap_or(-1))
 }
 
 #[test]
@@ -353,7 +394,7 @@ fn terminal_size_input_and_restore() {
         b = before.display(),
         a = after.display()
     );
-    let (out, _) = under_pty(&c, &line, "");
+    let (out, _) = under_pty(&c, &line, "", "");
     assert!(
         out.contains("41 101"),
         "terminal size not passed on: {out:?}"
@@ -365,7 +406,9 @@ fn terminal_size_input_and_restore() {
     );
 
     let line = format!("{t} run -t --rm --rootfs {rootfs} t2 sh");
-    let (out, status) = under_pty(&c, &line, "echo typed-$((6*7))\nexit 3\n");
+    // Typed once the container's shell has started (its banner shows; its
+    // prompt comes only with the first input).
+    let (out, status) = under_pty(&c, &line, "Enter 'help'", "echo typed-$((6*7))\nexit 3\n");
     assert!(
         out.contains("typed-42"),
         "typed input did not arrive: {out:?}"
@@ -439,7 +482,7 @@ fn bad_input_is_named_and_leaves_nothing_behind() {
 fn events_are_streamed_while_tetherctl_events_runs() {
     let c = Ctl::new();
     let rootfs = c.rootfs();
-    let events = c
+    let mut events = c
         .cmd(&["events"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -455,14 +498,37 @@ fn events_are_streamed_while_tetherctl_events_runs() {
         "run", "--rm", "--rootfs", &rootfs, "ev1", "sh", "-c", "exit 2",
     ]);
     assert_eq!(code(&out), 2);
-    std::thread::sleep(Duration::from_millis(500));
+    // Stopped once the last event of the run has been printed.
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let printed = std::sync::Arc::clone(&printed);
+        let stdout = events.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                let mut p = printed.lock().unwrap();
+                p.push_str(&line);
+                p.push('\n');
+            }
+        })
+    };
+    let deleted = common::poll_until(Duration::from_secs(30), || {
+        printed
+            .lock()
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(2) == Some("/tasks/delete"))
+            .then_some(())
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(events.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let out = events.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = events.wait();
+    reader.join().unwrap();
+    let text = printed.lock().unwrap().clone();
+    assert!(deleted.is_some(), "no /tasks/delete event printed: {text}");
     let topics: Vec<&str> = text.lines().filter_map(|l| l.split(' ').nth(2)).collect();
     assert_eq!(
         topics,

@@ -12,7 +12,9 @@ suite-level node (BeforeSuite, ...) counts as one failure.
 
     report.py --compare A/results.tsv B/results.tsv
 
-prints the specs that passed in A but not in B.
+prints the specs that passed in A but not in B (STATE-IN-B<TAB>spec), then
+the specs that failed in both ("failed in both"<TAB>spec). Either report's
+results.tsv will do (scripts/node/report.py's has no SECONDS).
 """
 import json
 import os
@@ -56,7 +58,7 @@ def summarise(path, outdir):
             name = spec_name(s)
             if kind != "It":
                 if state in FAILED:
-                    name = "[%s] %s" % (kind, name)
+                    name = ("[%s] %s" % (kind, name)).strip()
                 else:
                     continue
             secs = (s.get("RunTime") or 0) / 1e9
@@ -95,19 +97,41 @@ def summarise(path, outdir):
 
 
 def load(tsv):
+    """Reads a results.tsv of either report (STATE<TAB>[SECONDS<TAB>]spec):
+    spec -> sorted list of its states (a name may be reported twice)."""
     out = {}
     with open(tsv) as f:
         for line in f:
-            state, _, name = line.rstrip("\n").split("\t", 2)
-            out[name] = state
-    return out
+            if not line.strip():
+                continue
+            state, rest = line.rstrip("\n").split("\t", 1)
+            secs, sep, name = rest.partition("\t")
+            try:
+                float(secs)
+            except ValueError:
+                sep = ""
+            out.setdefault(name if sep else rest, []).append(state)
+    return {name: sorted(states) for name, states in out.items()}
+
+
+def is_failure(state):
+    return state not in ("passed", "skipped", "pending")
 
 
 def compare(a, b):
+    """As tests/common/specs.rs compares a runc run (A) with a tether run
+    (B): the specs that pass in A and not (as often) in B, then those that
+    fail in both."""
     ra, rb = load(a), load(b)
+    both = []
     for name in sorted(ra):
-        if ra[name] == "passed" and rb.get(name) != "passed":
-            print("%s\t%s" % (rb.get(name, "missing"), name))
+        sa, sb = ra[name], rb.get(name, [])
+        if sa.count("passed") > sb.count("passed"):
+            print("%s\t%s" % (", ".join(sb) or "missing", name))
+        if any(map(is_failure, sa)) and any(map(is_failure, sb)):
+            both.append(name)
+    for name in both:
+        print("failed in both\t%s" % name)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def main(path, outdir):
             if kind != "It":
                 if state not in cri.FAILED:
                     continue
-                name = "[%s] %s" % (kind, name)
+                name = ("[%s] %s" % (kind, name)).strip()
             if state in cri.SKIPPED and not (fl.get("Message") or "").strip():
                 continue  # filtered out by focus / skip
             secs = (s.get("RunTime") or 0) / 1e9

@@ -21,6 +21,8 @@ use tether::protos::shim::*;
 use tether::protos::shim_ttrpc::TaskClient;
 use ttrpc::r#async::TtrpcContext;
 
+use super::SETTLE_TIMEOUT;
+
 mod exec;
 
 // Each test crate uses a different part of the harness (see common/mod.rs).
@@ -258,17 +260,30 @@ impl Fixture {
         self.topics().iter().filter(|t| *t == topic).count()
     }
 
-    /// Waits (up to 10 s) until `n` events of `topic` arrived.
+    /// Waits until `n` events of `topic` arrived; panics, naming what came,
+    /// when they do not within `SETTLE_TIMEOUT`.
     pub async fn wait_for_topic(&self, topic: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.count(topic) < n && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_for_events_where(&format!("{n} {topic} event(s)"), || self.count(topic) >= n)
+            .await;
     }
 
+    /// Waits until `n` events (of any topic) arrived; panics, naming what
+    /// came, when they do not within `SETTLE_TIMEOUT`.
     pub async fn wait_for_events(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.sink.got.lock().unwrap().len() < n && Instant::now() < deadline {
+        self.wait_for_events_where(&format!("{n} event(s)"), || {
+            self.sink.got.lock().unwrap().len() >= n
+        })
+        .await;
+    }
+
+    async fn wait_for_events_where(&self, what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not arrive within {SETTLE_TIMEOUT:?}; events so far: {:?}",
+                self.topics()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -6,8 +6,10 @@
 //! A scenario is a plain `fn()`; `containerd_matrix!` turns it into one
 //! `#[test]` per version (`<scenario>::v2_3`, `<scenario>::v1_6`, …), each of
 //! which runs it with that version current, so `Containerd::start()` starts
-//! the right daemon. `TETHER_CONTAINERD=2.3.7,system` narrows a run; the
-//! versions left out are reported as not selected.
+//! the right daemon. A run is narrowed by test name, as any other:
+//! `cargo test --test containerd_e2e v2_3` runs the 2.3.7 tests (and their
+//! `v2_3_runc_newest` variants; `-- --skip runc_newest` leaves those out).
+//! A version left out is not run at all, so it is never counted as passed.
 //!
 //! The runc dimension: every scenario runs with Debian's runc 1.1.5
 //! ("system", the runc in $PATH) on every containerd, and once more on the
@@ -43,9 +45,22 @@ thread_local! {
     static CURRENT_RUNC: RefCell<Option<&'static str>> = const { RefCell::new(None) };
 }
 
-/// One `#[test]` per containerd version for each scenario named.
+/// One `#[test]` per containerd version for each scenario named. An
+/// attribute written first (e.g. `#[ignore = "why"]`) goes on every one.
 #[macro_export]
 macro_rules! containerd_matrix {
+    (#[$attr:meta] $($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[$attr] #[test] fn v2_3() { $crate::common::run_on("v2_3", super::$scenario) }
+            #[$attr] #[test] fn v1_6() { $crate::common::run_on("v1_6", super::$scenario) }
+            #[$attr] #[test] fn v2_0() { $crate::common::run_on("v2_0", super::$scenario) }
+            #[$attr] #[test] fn v2_4() { $crate::common::run_on("v2_4", super::$scenario) }
+            #[$attr] #[test] fn v1_7() { $crate::common::run_on("v1_7", super::$scenario) }
+            #[$attr] #[test] fn v2_3_runc_newest() {
+                $crate::common::run_on_with_runc("v2_3", $crate::common::NEWEST_RUNC, super::$scenario)
+            }
+        }
+    )*};
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
             #[test] fn v2_3() { $crate::common::run_on("v2_3", super::$scenario) }
@@ -58,21 +73,6 @@ macro_rules! containerd_matrix {
             }
         }
     )*};
-}
-
-/// The versions `TETHER_CONTAINERD` selects (all when unset).
-pub fn selected() -> Vec<&'static str> {
-    let wanted = std::env::var("TETHER_CONTAINERD").unwrap_or_default();
-    let wanted: Vec<&str> = wanted
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    MATRIX
-        .iter()
-        .map(|(_, v)| *v)
-        .filter(|v| wanted.is_empty() || wanted.contains(v))
-        .collect()
 }
 
 /// Runs `scenario` with the containerd of matrix entry `key` and runc
@@ -107,10 +107,6 @@ pub fn run_on(key: &str, scenario: fn()) {
         .find(|(k, _)| *k == key)
         .map(|(_, v)| *v)
         .unwrap_or_else(|| panic!("no containerd {key} in the matrix"));
-    if !selected().contains(&version) {
-        eprintln!("[harness] containerd {version} not selected by TETHER_CONTAINERD");
-        return;
-    }
     CURRENT.with(|c| *c.borrow_mut() = Some(version));
     struct Reset;
     impl Drop for Reset {

@@ -19,14 +19,16 @@
 //! hangs on command), `procs` (/proc scanning, waiting for
 //! and killing by PID), `mounts`, `payloads` (the `Any`s containerd sends),
 //! `runc` (runc's state), `scenarios` (scenarios several test binaries run),
-//! `script_checks` (PASS/FAIL check scripts), `sockets` (unix sockets,
+//! `script_checks` (PASS/FAIL check scripts), `specs` (a Kubernetes suite's
+//! per-spec results with runc and with tether, compared), `sockets` (unix sockets,
 //! /run/containerd/s, connecting as another user) and `util` (polling,
 //! running commands, data helpers).
 //!
 //! A test declares `mod common;` and uses `common::Name` for everything
 //! public but the direct harness, which is `common::direct` (`use
 //! common::direct::*;` brings it and the helpers the direct tests use), and
-//! the script runner, `common::script_checks`.
+//! the script runner, `common::script_checks`, and the suite comparison,
+//! `common::specs`.
 
 #![allow(dead_code)]
 
@@ -48,6 +50,7 @@ mod runc;
 mod scenarios;
 pub mod script_checks;
 mod sockets;
+pub mod specs;
 mod util;
 
 // One item, so one `allow`: each test crate uses a different part of the
@@ -64,7 +67,7 @@ pub use self::{
     hanging_runc::{poll_until_async, remove, run_with, Frozen, HangingRunc, PROMPT},
     matrix::{
         bins, current_bins, current_runc_dir, current_runc_version, current_version, run_on,
-        run_on_with_runc, runc_binary, runc_dir, selected, ContainerdBins, MATRIX, NEWEST_RUNC,
+        run_on_with_runc, runc_binary, runc_dir, ContainerdBins, MATRIX, NEWEST_RUNC,
     },
     mounts::{mounted_under, mounts_under, unmount_all_under},
     payloads::{linux_resources, oci_process, process_spec, runc_options},

@@ -45,6 +45,8 @@ fn attach_relays_output_and_input_and_detaches() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "got-two\n");
+    // Letting time pass is the point: an attach that ended with its stdin
+    // would be gone by now.
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         second.try_wait().unwrap().is_none(),
@@ -90,8 +92,18 @@ fn attach_to_a_terminal() {
     c.ok(&["run", "-d", "-i", "-t", "--rootfs", &rootfs, "t1", "sh"]);
     let t = tetherctl();
     let line = format!("stty cols 99 rows 33; {t} attach t1");
-    let (out, status) =
-        under_pty_steps(&c, &line, &["stty size; echo typed-$((6*7))\n", "\x10\x11"]);
+    // The first line is typed ahead (the terminal keeps it until the attach
+    // reads it); the detach keys only once it has relayed that line's
+    // output, so the terminal is raw by then (a cooked one would take
+    // ctrl-q as flow control).
+    let (out, status) = under_pty_steps(
+        &c,
+        &line,
+        &[
+            ("", "stty size; echo typed-$((6*7))\n"),
+            ("typed-42", "\x10\x11"),
+        ],
+    );
     assert!(out.contains("33 99"), "size not passed on: {out:?}");
     assert!(out.contains("typed-42"), "input did not arrive: {out:?}");
     assert_eq!(status, 0, "{out:?}");

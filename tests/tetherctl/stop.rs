@@ -12,16 +12,25 @@ use super::{code, common, stderr, Ctl};
 fn stop_terms_then_kills_after_time() {
     let c = Ctl::new();
     let rootfs = c.rootfs();
-    let polite = "trap 'exit 7' TERM; while :; do sleep 0.1; done";
-    let stubborn = "trap '' TERM; while :; do sleep 0.1; done";
+    let polite = "trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done";
+    let stubborn = "trap '' TERM; echo ready; while :; do sleep 0.1; done";
     c.ok(&[
         "run", "-d", "--rootfs", &rootfs, "polite", "sh", "-c", polite,
     ]);
     c.ok(&[
         "run", "-d", "--rootfs", &rootfs, "stubborn", "sh", "-c", stubborn,
     ]);
-    // Let the shells install their traps.
-    std::thread::sleep(Duration::from_millis(500));
+    // The shells have installed their traps once they say so.
+    for id in ["polite", "stubborn"] {
+        let ready = common::poll_until(Duration::from_secs(30), || {
+            (c.ok(&["logs", id]) == "ready\n").then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "{id} never got ready: {:?}",
+            c.ok(&["logs", id])
+        );
+    }
     let t = Instant::now();
     assert_eq!(c.ok(&["stop", "polite"]), "polite\n");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
