@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::container::{Container, Parts, Services};
 use crate::error::{Error, Result};
@@ -17,6 +18,7 @@ use crate::reaper::Reaper;
 use crate::records::INIT_PID_FILE;
 use crate::router::{Notice, Notices};
 use crate::runc::RuntimeOptions;
+use crate::tasks::Tasks;
 
 /// A Create request in domain terms.
 #[derive(Debug, Clone, Default)]
@@ -52,19 +54,22 @@ pub struct Shim {
     pub namespace: String,
     services: Services,
     table: Mutex<Table>,
-    shutdown: Arc<Notify>,
+    /// Cancelled once Shutdown is accepted: the daemon then winds down.
+    shutdown: CancellationToken,
     upgrades: std::sync::atomic::AtomicU32,
 }
 
 impl Shim {
     /// A shim with no containers. Notices sent to `notices` (the reaper's
-    /// unclaimed exits, OOM watchers) arrive on `inbox`.
+    /// unclaimed exits, OOM watchers) arrive on `inbox`. Its monitor is one
+    /// of the daemon's `tasks`, and each container's are a child of them;
+    /// `shutdown` is cancelled when Shutdown is accepted.
     pub fn new(
         namespace: String,
-        reaper: Reaper,
-        publisher: Publisher,
+        (reaper, publisher): (Reaper, Publisher),
         (notices, inbox): (Notices, mpsc::UnboundedReceiver<Notice>),
-        shutdown: Arc<Notify>,
+        tasks: Tasks,
+        shutdown: CancellationToken,
     ) -> Arc<Shim> {
         let shim = Arc::new(Shim {
             namespace,
@@ -73,13 +78,25 @@ impl Shim {
                 reaper,
                 router: Arc::default(),
                 notices,
+                tasks: tasks.clone(),
             },
             table: Mutex::default(),
             shutdown,
             upgrades: Default::default(),
         });
-        tokio::spawn(shim.clone().monitor(inbox));
+        tasks.spawn_until_cancelled(shim.clone().monitor(inbox));
         shim
+    }
+
+    /// Walks the task tree down at the end: every container's tasks, then
+    /// the daemon's (the reaper, the monitor, the event sender), each
+    /// cancelled and waited for within `limit`. Says whether all ended.
+    pub async fn shut(&self, limit: std::time::Duration) -> bool {
+        let mut ended = true;
+        for c in self.containers() {
+            ended &= c.tasks.shut(limit).await;
+        }
+        ended & self.services.tasks.shut(limit).await
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -173,8 +190,9 @@ impl Shim {
             rootfs_mounted: mounted,
             kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
         };
-        let init = Process::new(String::new(), req.stdio.clone(), Vec::new());
-        let container = Container::assemble(parts, init, self.services.clone());
+        let init = Process::new(&req.id, String::new(), req.stdio.clone(), Vec::new());
+        let tasks = self.services.tasks.child();
+        let container = Container::assemble(parts, init, self.services.clone(), tasks);
         // With this daemon's pid, so `delete` can tell when it is gone.
         let record = crate::records::RuntimeRecord {
             shim_pid: std::process::id(),
@@ -217,6 +235,7 @@ impl Shim {
                 // Whatever runc left behind goes; a missing container is fine.
                 let _ = container.runc.delete(&req.id, true).await;
                 container.init.close_io();
+                container.tasks.close();
                 if mounted {
                     unmount_all(&rootfs);
                 }
@@ -277,7 +296,7 @@ impl Shim {
                 }
             }
             drop(t);
-            self.shutdown.notify_one();
+            self.shutdown.cancel();
         }
         idle
     }

@@ -44,7 +44,7 @@ impl Container {
                     self.id
                 )));
             }
-            let p = Process::new(exec_id.to_string(), stdio, spec);
+            let p = Process::new(&self.id, exec_id.to_string(), stdio, spec);
             execs.insert(exec_id.to_string(), Arc::new(p));
         }
         self.publisher.publish(Event::ExecAdded {

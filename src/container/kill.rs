@@ -146,6 +146,8 @@ impl Container {
             p.close_io();
         }
         init.close_io();
+        // Its OOM watch, and any exit handler still at work, end with it.
+        self.tasks.close();
         self.router.forget(init.pid());
         if self.rootfs_mounted {
             crate::mount::unmount_all(&self.bundle.join("rootfs"));

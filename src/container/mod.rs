@@ -23,6 +23,8 @@ use crate::process::{ExitInfo, Phase, Process};
 use crate::reaper::{Exit, Reaper};
 use crate::router::{Notices, Router};
 use crate::runc::Runc;
+use crate::tasks::Tasks;
+use tracing::Instrument;
 
 /// How long init's exit waits for the exits of its execs to be reported (an
 /// exec that escaped the container must not hold the init's exit forever).
@@ -55,8 +57,6 @@ pub struct Container {
     pub cgroup: std::sync::OnceLock<crate::cgroup::Cgroup>,
     /// OOM kills already reported.
     pub(crate) oom: std::sync::OnceLock<Arc<crate::cgroup::oom::OomSeen>>,
-    /// The OOM watch, which ends with the container.
-    oom_watch: std::sync::OnceLock<crate::cgroup::oom::Watch>,
     /// Frozen by Pause.
     pub(crate) paused: std::sync::atomic::AtomicBool,
     /// Serialises the operations that check the container's state and then
@@ -67,9 +67,10 @@ pub struct Container {
     /// runs, for at most that runc call's deadline. State, Wait, Stats,
     /// Pids, Kill and Delete never take it.
     pub(crate) op_lock: tokio::sync::RwLock<()>,
-    /// The handlers of reaped exits still at work (draining output, waiting
-    /// for execs): owned here, so none outlives its container.
-    exit_handlers: Mutex<tokio::task::JoinSet<()>>,
+    /// The container's tasks: its exit handlers, its OOM watch and its
+    /// processes' copy loops. Cancelled when the container is deleted or
+    /// handed over; a child of the daemon's.
+    pub(crate) tasks: Tasks,
     pub(crate) publisher: Publisher,
     pub(crate) reaper: Reaper,
     pub(crate) router: Arc<Router>,
@@ -95,6 +96,8 @@ pub struct Services {
     pub router: Arc<Router>,
     /// The monitor's channel (for OOM watchers).
     pub notices: Notices,
+    /// The daemon's tasks: each container's are a child of them.
+    pub tasks: Tasks,
 }
 
 /// What a container is made of, apart from its processes.
@@ -117,12 +120,20 @@ pub struct Parts {
 
 impl Container {
     /// Builds a container around its init process.
-    pub fn assemble(parts: Parts, init: Process, services: Services) -> Arc<Container> {
+    /// `tasks` is the container's own (a child of `services.tasks`, made
+    /// first so its processes can be made with it).
+    pub fn assemble(
+        parts: Parts,
+        init: Process,
+        services: Services,
+        tasks: Tasks,
+    ) -> Arc<Container> {
         let Services {
             publisher,
             reaper,
             router,
             notices,
+            tasks: _,
         } = services;
         Arc::new(Container {
             runc: Runc::new(
@@ -142,10 +153,9 @@ impl Container {
             kill_all_on_exit: parts.kill_all_on_exit,
             cgroup: Default::default(),
             oom: Default::default(),
-            oom_watch: Default::default(),
             paused: Default::default(),
             op_lock: Default::default(),
-            exit_handlers: Default::default(),
+            tasks,
             publisher,
             reaper,
             router,
@@ -153,14 +163,16 @@ impl Container {
         })
     }
 
-    /// Who the container's processes belong to, for loggers.
-    pub fn owner(&self) -> Owner<'_> {
+    /// Who `process` belongs to, for loggers and its copy loops.
+    pub fn owner<'a>(&'a self, process: &'a Process) -> Owner<'a> {
         Owner {
             id: &self.id,
             namespace: &self.namespace,
             io_owner: (self.options.io_uid, self.options.io_gid),
             bundle: &self.bundle,
             spill_max: self.options.output_spill_max.0,
+            tasks: &self.tasks,
+            span: process.span(),
         }
     }
 
@@ -223,15 +235,18 @@ impl Container {
                 seen.observe(cgroup);
             }
         }
-        let mut handlers = self.exit_handlers.lock().unwrap_or_else(|p| p.into_inner());
-        while handlers.try_join_next().is_some() {}
-        handlers.spawn(self.clone().exited(process, exit));
+        let span = process.span().clone();
+        self.tasks
+            .spawn(self.clone().exited(process, exit).instrument(span));
     }
 
     /// Handles the reaped exit of one of the container's processes: drain its
     /// output, then report it. For init, first kill what is left if needed and
-    /// let the execs' exits go first. Runs once per process.
+    /// let the execs' exits go first. Runs once per process. Once the
+    /// container's tasks are cancelled (it was deleted), the waiting is cut
+    /// short: the exit is still reported, so no Wait is left hanging.
     async fn exited(self: Arc<Self>, process: Arc<Process>, exit: Exit) {
+        let token = self.tasks.token().clone();
         process.wait_until(|p| *p != Phase::Starting).await;
         let claimed = process.transition(|p| match p {
             Phase::Created | Phase::Running => Ok(Phase::Exited),
@@ -243,19 +258,24 @@ impl Container {
             return;
         }
         if process.is_init() {
-            if self.kill_all_on_exit {
-                self.kill_the_rest().await;
-            }
-            // The container's processes are gone with its init (killed
-            // above, or with its pid namespace): no time limit needed.
-            process.drain(None).await;
-            self.wait_for_execs().await;
+            let settle = async {
+                if self.kill_all_on_exit {
+                    self.kill_the_rest().await;
+                }
+                // The container's processes are gone with its init (killed
+                // above, or with its pid namespace): no time limit needed.
+                process.drain(None).await;
+                self.wait_for_execs().await;
+            };
+            token.run_until_cancelled(settle).await;
             // An OOM kill that ended the container is reported before its exit.
             self.check_oom();
         } else {
             // A child the exec left behind may hold its output open (or
             // keep writing) for ever: the exec still returns.
-            process.drain(Some(EXEC_DRAIN_LIMIT)).await;
+            token
+                .run_until_cancelled(process.drain(Some(EXEC_DRAIN_LIMIT)))
+                .await;
         }
         let info = ExitInfo {
             status: exit.status,
@@ -328,8 +348,8 @@ impl Container {
             seen,
             notices: self.notices.clone(),
         };
-        match crate::cgroup::oom::watch(target, &cgroup) {
-            Ok(w) => drop(self.oom_watch.set(w)),
+        match crate::cgroup::oom::watch(target, &cgroup, &self.tasks) {
+            Ok(()) => {}
             Err(e) => tracing::warn!(id = %self.id, error = %e, "OOM kills will not be reported"),
         }
         let _ = self.cgroup.set(cgroup);
@@ -383,7 +403,7 @@ impl Container {
             None
         };
         let (mut io, stdio, console) =
-            ProcessIo::open(&process.stdio, self.owner(), &self.reaper).await?;
+            ProcessIo::open(&process.stdio, self.owner(process), &self.reaper).await?;
         let sockets = crate::runc::Sockets {
             console: console.as_ref().map(|c| c.path().to_path_buf()),
             pidfd: pidfd_socket.as_ref().map(|s| s.path().to_path_buf()),
