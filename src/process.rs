@@ -59,6 +59,8 @@ pub enum Status {
     Running,
     /// Exited.
     Stopped,
+    /// The init of a paused container (the container says so, not a phase).
+    Paused,
 }
 
 impl Phase {
@@ -105,8 +107,7 @@ pub struct Process {
     io: Mutex<Option<ProcessIo>>,
     /// Requests that came before the process had stdio.
     pending: Mutex<Pending>,
-    /// The span its tasks (copy loops, exit handling) run in: container id,
-    /// exec id, and the pid once it has one.
+    /// The span of its tasks (copy loops, exit handling): ids, pid once known.
     span: tracing::Span,
 }
 
