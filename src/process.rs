@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::io::{IoRec, ProcessIo, StdioPaths};
 use crate::reaper::ExitRec;
 use crate::sys::{FdList, FdTable};
+use crate::tasks::Tasks;
 
 /// A finished process's exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub enum Status {
     Running,
     /// Exited.
     Stopped,
+    /// The init of a paused container (the container says so, not a phase).
+    Paused,
 }
 
 impl Phase {
@@ -104,6 +107,8 @@ pub struct Process {
     io: Mutex<Option<ProcessIo>>,
     /// Requests that came before the process had stdio.
     pending: Mutex<Pending>,
+    /// The span of its tasks (copy loops, exit handling): ids, pid once known.
+    span: tracing::Span,
 }
 
 /// What a client asked of a process's stdio before it had any (between Exec
@@ -116,8 +121,15 @@ struct Pending {
 
 impl Process {
     /// A process in phase `Created`, with no pid until it has one.
-    pub fn new(exec_id: String, stdio: StdioPaths, spec: Vec<u8>) -> Process {
+    pub fn new(container: &str, exec_id: String, stdio: StdioPaths, spec: Vec<u8>) -> Process {
+        let span = tracing::info_span!(
+            "process",
+            id = container,
+            exec_id = exec_id.as_str(),
+            pid = tracing::field::Empty
+        );
         Process {
+            span,
             exec_id,
             stdio,
             spec,
@@ -127,6 +139,11 @@ impl Process {
             io: Mutex::new(None),
             pending: Mutex::default(),
         }
+    }
+
+    /// The span its tasks run in.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// Whether this is the container's init process.
@@ -166,6 +183,7 @@ impl Process {
     /// once the runtime has started it.
     pub fn set_running_io(&self, pid: u32, pidfd: Option<OwnedFd>, mut io: ProcessIo) {
         self.pid.store(pid, Ordering::Release);
+        self.span.record("pid", pid);
         *self.lock_pidfd() = pidfd;
         // The pending lock is held while the stdio is installed, so a request
         // lands either here or on the installed stdio, never in between.
@@ -364,9 +382,17 @@ impl Process {
     }
 
     /// The process a snapshot recorded, its descriptors taken from `fds`.
-    pub fn restore(rec: ProcessRec, fds: &mut FdTable) -> std::io::Result<Process> {
-        let p = Process::new(rec.exec_id, rec.stdio, rec.spec);
+    pub fn restore(
+        rec: ProcessRec,
+        fds: &mut FdTable,
+        container: &str,
+        tasks: &Tasks,
+    ) -> std::io::Result<Process> {
+        let p = Process::new(container, rec.exec_id, rec.stdio, rec.spec);
         p.pid.store(rec.pid, Ordering::Release);
+        if rec.pid != 0 {
+            p.span.record("pid", rec.pid);
+        }
         if let Some(fd) = rec.pidfd {
             *p.lock_pidfd() = Some(fds.take(fd)?);
         }
@@ -383,7 +409,8 @@ impl Process {
             })),
         }
         if let Some(io) = rec.io {
-            let io = ProcessIo::restore(io, fds).map_err(std::io::Error::other)?;
+            let io = ProcessIo::restore(io, fds, tasks, p.span.clone())
+                .map_err(std::io::Error::other)?;
             *p.lock_io() = Some(io);
         }
         Ok(p)
@@ -429,7 +456,7 @@ mod tests {
         );
         let mut first = Command::new("sleep").arg("100").spawn().unwrap();
         let pid = first.id();
-        let p = Process::new("e".into(), StdioPaths::default(), Vec::new());
+        let p = Process::new("c", "e".into(), StdioPaths::default(), Vec::new());
         let pidfd = crate::sys::pidfd_open(pid).unwrap();
         p.set_pid_and_pidfd(pid, pidfd);
         p.signal(0).unwrap();
@@ -463,7 +490,7 @@ mod tests {
 
     #[test]
     fn refused_transitions_change_nothing() {
-        let p = Process::new(String::new(), StdioPaths::default(), Vec::new());
+        let p = Process::new("c", String::new(), StdioPaths::default(), Vec::new());
         p.transition(|_| Ok(Phase::Starting)).unwrap();
         let e = p
             .transition(|_| Err(Error::FailedPrecondition("no".into())))

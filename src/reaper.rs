@@ -84,7 +84,8 @@ impl ExitFuture {
     /// Waits for the process to exit.
     pub async fn wait(self) -> Exit {
         // The sender lives in the claim table until the exit is delivered, and
-        // the reaper task lives as long as the runtime.
+        // the reaper task lives until the daemon's tasks are shut, its last
+        // act.
         self.0
             .await
             .expect("the reaper outlives every process it claimed")
@@ -92,9 +93,10 @@ impl ExitFuture {
 }
 
 impl Reaper {
-    /// Starts reaping on SIGCHLD; exits nobody claimed go to `unclaimed`.
-    /// Must be called inside the tokio runtime.
-    pub fn start(unclaimed: Unclaimed) -> io::Result<Reaper> {
+    /// Starts reaping on SIGCHLD, in a task of `tasks` (the daemon's); exits
+    /// nobody claimed go to `unclaimed`. Must be called inside the tokio
+    /// runtime.
+    pub fn start(unclaimed: Unclaimed, tasks: &crate::tasks::Tasks) -> io::Result<Reaper> {
         let reaper = Reaper {
             claims: Arc::default(),
             unclaimed,
@@ -102,7 +104,7 @@ impl Reaper {
         };
         let mut sigchld = signal(SignalKind::child())?;
         let r = reaper.clone();
-        tokio::spawn(async move {
+        tasks.spawn_until_cancelled(async move {
             // Children that exited before the handler was installed.
             r.reap();
             while sigchld.recv().await.is_some() {
@@ -202,10 +204,11 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn claimed_exits_go_to_the_spawner_and_others_to_the_monitor() {
         let (tx, mut unclaimed) = tokio::sync::mpsc::unbounded_channel();
-        let reaper = Reaper::start(Arc::new(move |e| {
+        let tasks = crate::tasks::Tasks::root();
+        let unclaimed_to = Arc::new(move |e| {
             let _ = tx.send(e);
-        }))
-        .unwrap();
+        });
+        let reaper = Reaper::start(unclaimed_to, &tasks).unwrap();
         let (_child, exit) = reaper
             .spawn(Command::new("sh").args(["-c", "exit 7"]))
             .unwrap();

@@ -1,39 +1,21 @@
-//! The shim's table of containers, container creation, and the monitor that
-//! routes reaped exits to the process they belong to.
+//! The shim's table of containers (Create reserves an id in it; the
+//! container creates itself), and the monitor that routes reaped exits to
+//! the process they belong to.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::container::{Container, Parts, Services};
+use crate::container::{Container, CreateRequest, Services};
 use crate::error::{Error, Result};
-use crate::events::{Event, Publisher};
-use crate::io::StdioPaths;
-use crate::mount::{mount_all, unmount_all, Mount};
-use crate::process::{ExitInfo, Process};
+use crate::events::Publisher;
+use crate::process::ExitInfo;
 use crate::reaper::Reaper;
-use crate::records::INIT_PID_FILE;
 use crate::router::{Notice, Notices};
-use crate::runc::RuntimeOptions;
-
-/// A Create request in domain terms.
-#[derive(Debug, Clone, Default)]
-pub struct CreateRequest {
-    /// Container id.
-    pub id: String,
-    /// Bundle directory.
-    pub bundle: PathBuf,
-    /// Mounts making up the rootfs (empty: the spec's root is used as is).
-    pub rootfs: Vec<Mount>,
-    /// Stdio paths.
-    pub stdio: StdioPaths,
-    /// Checkpoint to restore from.
-    pub checkpoint: String,
-    /// Runtime options.
-    pub options: RuntimeOptions,
-}
+use crate::tasks::Tasks;
 
 #[derive(Default)]
 struct Table {
@@ -52,19 +34,22 @@ pub struct Shim {
     pub namespace: String,
     services: Services,
     table: Mutex<Table>,
-    shutdown: Arc<Notify>,
+    /// Cancelled once Shutdown is accepted: the daemon then winds down.
+    shutdown: CancellationToken,
     upgrades: std::sync::atomic::AtomicU32,
 }
 
 impl Shim {
     /// A shim with no containers. Notices sent to `notices` (the reaper's
-    /// unclaimed exits, OOM watchers) arrive on `inbox`.
+    /// unclaimed exits, OOM watchers) arrive on `inbox`. Its monitor is one
+    /// of the daemon's `tasks`, and each container's are a child of them;
+    /// `shutdown` is cancelled when Shutdown is accepted.
     pub fn new(
         namespace: String,
-        reaper: Reaper,
-        publisher: Publisher,
+        (reaper, publisher): (Reaper, Publisher),
         (notices, inbox): (Notices, mpsc::UnboundedReceiver<Notice>),
-        shutdown: Arc<Notify>,
+        tasks: Tasks,
+        shutdown: CancellationToken,
     ) -> Arc<Shim> {
         let shim = Arc::new(Shim {
             namespace,
@@ -73,13 +58,25 @@ impl Shim {
                 reaper,
                 router: Arc::default(),
                 notices,
+                tasks: tasks.clone(),
             },
             table: Mutex::default(),
             shutdown,
             upgrades: Default::default(),
         });
-        tokio::spawn(shim.clone().monitor(inbox));
+        tasks.spawn_until_cancelled(shim.clone().monitor(inbox));
         shim
+    }
+
+    /// Walks the task tree down at the end: every container's tasks, then
+    /// the daemon's (the reaper, the monitor, the event sender), each
+    /// cancelled and waited for within `limit`. Says whether all ended.
+    pub async fn shut(&self, limit: std::time::Duration) -> bool {
+        let mut ended = true;
+        for c in self.containers() {
+            ended &= c.shut_tasks(limit).await;
+        }
+        ended & self.services.tasks.shut(limit).await
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -112,7 +109,7 @@ impl Shim {
 
     /// Takes a container an earlier shim served.
     pub fn adopt(&self, c: Arc<Container>) {
-        self.table().containers.insert(c.id.clone(), c);
+        self.table().containers.insert(c.id().to_string(), c);
     }
 
     /// The services containers are built with.
@@ -121,8 +118,8 @@ impl Shim {
     }
 
     /// Routes every notice to its container: an exit to the process it
-    /// belongs to, an OOM to the container's count. Runs until the daemon
-    /// ends (the shim holds a sender).
+    /// belongs to, an OOM to the container's count. Runs until the daemon's
+    /// tasks are cancelled, its last act.
     async fn monitor(self: Arc<Self>, mut inbox: mpsc::UnboundedReceiver<Notice>) {
         while let Some(notice) = inbox.recv().await {
             match notice {
@@ -130,14 +127,11 @@ impl Shim {
                     let Some(key) = self.services.router.route(exit) else {
                         continue;
                     };
-                    let found = self
+                    let handled = self
                         .get(&key.container)
-                        .and_then(|c| Ok((c.process(&key.exec)?, c)));
-                    match found {
-                        Ok((p, c)) => c.on_exit(p, exit),
-                        Err(e) => {
-                            tracing::debug!(pid = exit.pid, error = %e, "exit of a process no longer known")
-                        }
+                        .and_then(|c| c.reaped(&key.exec, exit));
+                    if let Err(e) = handled {
+                        tracing::debug!(pid = exit.pid, error = %e, "exit of a process no longer known");
                     }
                 }
                 Notice::Oom { container } => {
@@ -159,92 +153,16 @@ impl Shim {
         }
     }
 
-    /// Creates a container: mounts, stdio, `runc create`, and `/tasks/create`.
+    /// Creates a container (see [`Container::create`]) under an id no other
+    /// container has or is being created with.
     pub async fn create(&self, req: CreateRequest) -> Result<u32> {
         let _reservation = self.reserve(&req.id)?;
-        let rootfs = req.bundle.join("rootfs");
-        let mounted = !req.rootfs.is_empty();
-        let parts = Parts {
-            id: req.id.clone(),
-            namespace: self.namespace.clone(),
-            bundle: req.bundle.clone(),
-            options: req.options.clone(),
-            restore_from: (!req.checkpoint.is_empty()).then(|| PathBuf::from(&req.checkpoint)),
-            rootfs_mounted: mounted,
-            kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
+        let list = |c: &Arc<Container>| {
+            self.table()
+                .containers
+                .insert(c.id().to_string(), c.clone());
         };
-        let init = Process::new(String::new(), req.stdio.clone(), Vec::new());
-        let container = Container::assemble(parts, init, self.services.clone());
-        // With this daemon's pid, so `delete` can tell when it is gone.
-        let record = crate::records::RuntimeRecord {
-            shim_pid: std::process::id(),
-            ..container.runc.record().clone()
-        };
-        record.save(&req.bundle)?;
-        if mounted {
-            // An idmapped rootfs (a pod with its own user namespace) needs a
-            // user namespace with the pod's maps first.
-            let userns = match crate::mount::idmap::needed(&req.rootfs)? {
-                Some(maps) => {
-                    Some(crate::mount::idmap::user_namespace(&maps, &self.services.reaper).await?)
-                }
-                None => None,
-            };
-            mount_all(&req.rootfs, &rootfs, userns.as_ref(), &self.services.reaper)?;
-        }
-        let pid_file = req.bundle.join(INIT_PID_FILE);
-        let (c, opts, pid) = (&container, &req.options, &pid_file);
-        let created = if container.restore_from.is_some() {
-            // Restored at Start, as containerd's own shim does: no process yet.
-            Ok(0)
-        } else {
-            container
-                .spawn_with_io(
-                    &container.init,
-                    &pid_file,
-                    true,
-                    |sockets, stdio| async move {
-                        c.runc
-                            .create(&c.id, &c.bundle, pid, opts, &sockets, stdio)
-                            .await
-                    },
-                )
-                .await
-        };
-        let pid = match created {
-            Ok(pid) => pid,
-            Err(e) => {
-                // Whatever runc left behind goes; a missing container is fine.
-                let _ = container.runc.delete(&req.id, true).await;
-                container.init.close_io();
-                if mounted {
-                    unmount_all(&rootfs);
-                }
-                return Err(e);
-            }
-        };
-        self.table()
-            .containers
-            .insert(req.id.clone(), container.clone());
-        let early = if pid == 0 {
-            None
-        } else {
-            // Right after create, before anything runs: an OOM at start counts.
-            container.watch_cgroup();
-            container.register(&container.init)
-        };
-        self.services.publisher.publish(Event::Create {
-            id: req.id,
-            bundle: req.bundle.display().to_string(),
-            rootfs: req.rootfs,
-            stdio: req.stdio,
-            checkpoint: req.checkpoint,
-            pid,
-        });
-        if let Some(exit) = early {
-            container.on_exit(container.init.clone(), exit);
-        }
-        Ok(pid)
+        Container::create(req, &self.namespace, self.services.clone(), list).await
     }
 
     /// Deletes an exec, or a container and forgets it.
@@ -277,7 +195,7 @@ impl Shim {
                 }
             }
             drop(t);
-            self.shutdown.notify_one();
+            self.shutdown.cancel();
         }
         idle
     }
@@ -308,56 +226,5 @@ struct Reservation<'a> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         self.shim.table().reserved.remove(&self.id);
-    }
-}
-
-/// Whether the bundle's spec gives the container a pid namespace of its own
-/// (one without a path, i.e. a new one, or a path that is not the host's).
-fn has_own_pid_namespace(bundle: &Path) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Spec {
-        linux: Option<Linux>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Linux {
-        #[serde(default)]
-        namespaces: Vec<Namespace>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Namespace {
-        #[serde(rename = "type")]
-        kind: String,
-        #[serde(default)]
-        path: String,
-    }
-    let Ok(data) = std::fs::read(bundle.join("config.json")) else {
-        return false;
-    };
-    let Ok(spec) = serde_json::from_slice::<Spec>(&data) else {
-        return false;
-    };
-    spec.linux
-        .map(|l| {
-            l.namespaces
-                .iter()
-                .any(|n| n.kind == "pid" && n.path.is_empty())
-        })
-        .unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pid_namespace_detection() {
-        let dir = tempfile::tempdir().unwrap();
-        let write = |s: &str| std::fs::write(dir.path().join("config.json"), s).unwrap();
-        write(r#"{"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}"#);
-        assert!(has_own_pid_namespace(dir.path()));
-        write(r#"{"linux":{"namespaces":[{"type":"mount"}]}}"#);
-        assert!(!has_own_pid_namespace(dir.path()));
-        write(r#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#);
-        assert!(!has_own_pid_namespace(dir.path()));
     }
 }

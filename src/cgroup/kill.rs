@@ -113,22 +113,77 @@ impl Freezer {
         fs::write(&file, value).map_err(Error::io("write", &file))
     }
 
-    /// Freezes, and waits (bounded) until every process is frozen.
+    /// Freezes, and waits (bounded) until every process is frozen. On v2
+    /// the wait is on `cgroup.events`, which the kernel changes when the
+    /// cgroup is frozen; v1 has no such notice and may stay FREEZING until
+    /// asked again, so it asks again every few milliseconds.
     async fn freeze(&self) -> Result<()> {
-        self.set(true)?;
         let until = Instant::now() + FREEZE_LIMIT;
-        while !self.is_frozen() && Instant::now() < until {
-            // v1 may stay FREEZING: asking again retries the stragglers.
-            if let Freezer::V1(_) = self {
+        match self {
+            Freezer::V2(dir) => {
+                // Watched before freezing, so the change cannot slip past.
+                let changes = Changes::of(&dir.join("cgroup.events"));
                 self.set(true)?;
+                while !self.is_frozen() {
+                    let changed = match &changes {
+                        Some(changes) => changes.next(until).await,
+                        // Not watchable (out of inotify instances): look
+                        // again shortly, as v1 does.
+                        None => {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            Instant::now() < until
+                        }
+                    };
+                    if !changed {
+                        break;
+                    }
+                }
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            Freezer::V1(_) => {
+                self.set(true)?;
+                while !self.is_frozen() && Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    self.set(true)?;
+                }
+            }
         }
         Ok(())
     }
 
     fn thaw(&self) -> Result<()> {
         self.set(false)
+    }
+}
+
+/// Changes to a cgroup file, through inotify.
+struct Changes {
+    inotify: nix::sys::inotify::Inotify,
+    ready: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl Changes {
+    /// Watches `file` for changes; None if it cannot be watched.
+    fn of(file: &Path) -> Option<Changes> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+        inotify.add_watch(file, AddWatchFlags::IN_MODIFY).ok()?;
+        let dup = std::os::fd::AsFd::as_fd(&inotify)
+            .try_clone_to_owned()
+            .ok()?;
+        let ready = crate::sys::async_fd(dup).ok()?;
+        Some(Changes { inotify, ready })
+    }
+
+    /// Waits for the next change until `until`; says whether one came.
+    async fn next(&self, until: Instant) -> bool {
+        let ready = tokio::time::timeout_at(until.into(), self.ready.readable()).await;
+        match ready {
+            Ok(Ok(mut guard)) => {
+                let _ = guard.try_io(|_| Ok(self.inotify.read_events()?));
+                true
+            }
+            _ => false,
+        }
     }
 }
 

@@ -32,6 +32,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::router::{Notice, Notices};
+use crate::tasks::Tasks;
 
 /// A container's OOM kills: the most the counter was seen at, and how many
 /// of those were reported.
@@ -85,16 +86,6 @@ impl OomSeen {
     }
 }
 
-/// A running watch; it ends when the cgroup is removed, the container is
-/// gone, or the handle is dropped.
-pub struct Watch(tokio::task::JoinHandle<()>);
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// What a watch reports to, and for whom.
 pub struct Target {
     /// The container whose cgroup is watched.
@@ -113,23 +104,25 @@ impl Target {
     }
 }
 
-/// Starts watching a container's cgroup.
-pub fn watch(target: Target, cgroup: &Cgroup) -> Result<Watch> {
+/// Starts watching a container's cgroup, in a task of `tasks` (the
+/// container's): it ends when the cgroup is removed or the container's tasks
+/// are cancelled.
+pub fn watch(target: Target, cgroup: &Cgroup, tasks: &Tasks) -> Result<()> {
     match cgroup {
         Cgroup::V1(_) => {
             let dir = cgroup
                 .v1_dir("memory")
                 .ok_or_else(|| Error::NotFound("no memory cgroup to watch".into()))?
                 .to_path_buf();
-            watch_v1(target, cgroup.clone(), dir)
+            watch_v1(target, cgroup.clone(), dir, tasks)
         }
-        Cgroup::V2(dir) => watch_v2(target, cgroup.clone(), dir.clone()),
+        Cgroup::V2(dir) => watch_v2(target, cgroup.clone(), dir.clone(), tasks),
     }
 }
 
 /// v1: an eventfd registered for memory.oom_control through
 /// cgroup.event_control.
-fn watch_v1(target: Target, cgroup: Cgroup, dir: PathBuf) -> Result<Watch> {
+fn watch_v1(target: Target, cgroup: Cgroup, dir: PathBuf, tasks: &Tasks) -> Result<()> {
     let control_path = dir.join("memory.oom_control");
     let control = File::open(&control_path).map_err(Error::io("open", &control_path))?;
     #[allow(deprecated)]
@@ -139,7 +132,7 @@ fn watch_v1(target: Target, cgroup: Cgroup, dir: PathBuf) -> Result<Watch> {
     let event_control = dir.join("cgroup.event_control");
     fs::write(&event_control, register).map_err(Error::io("write", &event_control))?;
     let efd = crate::sys::async_fd(efd).map_err(Error::io("register eventfd", &event_control))?;
-    Ok(Watch(tokio::spawn(async move {
+    tasks.spawn_until_cancelled(async move {
         let _control = control;
         loop {
             let Ok(mut guard) = efd.readable().await else {
@@ -162,7 +155,8 @@ fn watch_v1(target: Target, cgroup: Cgroup, dir: PathBuf) -> Result<Watch> {
                 tokio::time::sleep(KILL_WAIT_STEP).await;
             }
         }
-    })))
+    });
+    Ok(())
 }
 
 /// How long (steps × step) an OOM notification waits for the kill it
@@ -173,7 +167,7 @@ const KILL_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(10)
 /// v2: inotify on memory.events (the kill) and cgroup.events (the cgroup
 /// emptied: the last moment to read the counter before a cgroup manager
 /// removes it).
-fn watch_v2(target: Target, cgroup: Cgroup, dir: PathBuf) -> Result<Watch> {
+fn watch_v2(target: Target, cgroup: Cgroup, dir: PathBuf, tasks: &Tasks) -> Result<()> {
     let events = dir.join("memory.events");
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
         .map_err(Error::sys("inotify_init"))?;
@@ -190,7 +184,7 @@ fn watch_v2(target: Target, cgroup: Cgroup, dir: PathBuf) -> Result<Watch> {
         .try_clone_to_owned()
         .map_err(Error::io("dup inotify", &events))?;
     let ready = crate::sys::async_fd(ready).map_err(Error::io("register inotify", &events))?;
-    Ok(Watch(tokio::spawn(async move {
+    tasks.spawn_until_cancelled(async move {
         loop {
             let Ok(mut guard) = ready.readable().await else {
                 return;
@@ -208,7 +202,8 @@ fn watch_v2(target: Target, cgroup: Cgroup, dir: PathBuf) -> Result<Watch> {
                 return;
             }
         }
-    })))
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use ttrpc::r#async::transport::Listener;
 use ttrpc::r#async::{Server, Service};
 
@@ -24,6 +24,7 @@ use crate::reaper::Reaper;
 use crate::router::Notice;
 use crate::service::TaskService;
 use crate::shim::Shim;
+use crate::tasks::Tasks;
 use crate::upgrade;
 use crate::upgrade::relay::Relays;
 
@@ -72,8 +73,8 @@ pub fn run(flags: &Flags) -> Result<()> {
         .context("building the runtime")?;
     let listener = StdUnixListener::from(listener);
     let result = runtime.block_on(serve(flags, listener, exe, taken_over));
-    // Tasks still running (the reaper, the monitor) end with the runtime; a
-    // copy loop stuck in a write to a stalled filesystem is not waited for.
+    // The task tree was shut in `serve`; a copy loop stuck in a write to a
+    // stalled filesystem is not waited for.
     runtime.shutdown_timeout(RUNTIME_END);
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "shim daemon failed");
@@ -82,13 +83,14 @@ pub fn run(flags: &Flags) -> Result<()> {
 }
 
 /// Accepts connections and hands them to the relays, while `paused` is
-/// false. Only processes running as the shim's own user and group
+/// false, until `stop` is cancelled. Only processes running as the shim's own user and group
 /// (containerd's) are accepted, as containerd's own shims do: the socket's
 /// mode already keeps others out, and this holds even if it were changed.
 pub async fn accept_loop(
     listener: Arc<tokio::net::UnixListener>,
     relays: Arc<Relays>,
     mut paused: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let (uid, gid) = (
         nix::unistd::geteuid().as_raw(),
@@ -96,18 +98,28 @@ pub async fn accept_loop(
     );
     loop {
         // While an upgrade is under way, connections wait in the backlog.
-        if paused.wait_for(|p| !*p).await.is_err() {
+        let resumed = tokio::select! {
+            r = paused.wait_for(|p| !*p) => r.is_ok(),
+            _ = stop.cancelled() => false,
+        };
+        if !resumed {
             return;
         }
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = paused.wait_for(|p| *p) => continue,
+            _ = stop.cancelled() => return,
         };
         let conn = match accepted {
             Ok((conn, _)) => conn,
             Err(e) => {
+                // Out of descriptors, say: nothing to wait on but time (a
+                // retry backoff on an external failure, not a poll).
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = stop.cancelled() => return,
+                }
                 continue;
             }
         };
@@ -149,25 +161,28 @@ async fn serve(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
 
+    // The root of the task tree: every task of the daemon is below it.
+    let tasks = Tasks::root();
     let (notices, inbox) = tokio::sync::mpsc::unbounded_channel();
     let to_monitor = notices.clone();
-    let reaper = Reaper::start(Arc::new(move |exit| {
-        drop(to_monitor.send(Notice::Exit(exit)))
-    }))
-    .context("installing the SIGCHLD handler")?;
+    let unclaimed = Arc::new(move |exit| drop(to_monitor.send(Notice::Exit(exit))));
+    let reaper = Reaper::start(unclaimed, &tasks).context("installing the SIGCHLD handler")?;
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
     let publisher = match &taken_over {
-        Some((state, _)) => {
-            Publisher::restored(ttrpc_address, flags.namespace.clone(), &state.events)
-        }
-        None => Publisher::start(ttrpc_address, flags.namespace.clone()),
+        Some((state, _)) => Publisher::restored(
+            ttrpc_address,
+            flags.namespace.clone(),
+            &state.events,
+            &tasks,
+        ),
+        None => Publisher::start(ttrpc_address, flags.namespace.clone(), &tasks),
     };
-    let shutdown = Arc::new(Notify::new());
+    let shutdown = CancellationToken::new();
     let shim = Shim::new(
         flags.namespace.clone(),
-        reaper,
-        publisher.clone(),
+        (reaper, publisher.clone()),
         (notices, inbox),
+        tasks.clone(),
         shutdown.clone(),
     );
     shim.set_socket(socket);
@@ -194,7 +209,13 @@ async fn serve(
     }
     let listener = Arc::new(listener);
     let (accept_paused, paused) = tokio::sync::watch::channel(false);
-    let accepting = tokio::spawn(accept_loop(listener.clone(), relays.clone(), paused));
+    let accepting = tasks.branch();
+    accepting.spawn(accept_loop(
+        listener.clone(),
+        relays.clone(),
+        paused,
+        accepting.token().clone(),
+    ));
     tracing::info!(id = flags.id, pid = std::process::id(), "shim serving");
 
     let mut args = vec!["-namespace", &flags.namespace, "-id", &flags.id];
@@ -214,7 +235,7 @@ async fn serve(
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
     loop {
         tokio::select! {
-            _ = shutdown.notified() => break,
+            _ = shutdown.cancelled() => break,
             _ = usr2.recv() => {
                 let why = daemon.upgrade().await;
                 tracing::warn!(reason = why, "live upgrade called off; still running the old binary");
@@ -224,7 +245,7 @@ async fn serve(
     // In order: no new connection; every reply, Shutdown's included, is
     // written to its client (a Wait left open has nothing to wait for any
     // more); then the server's connections close.
-    accepting.abort();
+    accepting.cancel();
     if let Err(e) = daemon.relays.quiesce().await {
         tracing::warn!(error = e, "shutting down with requests unanswered");
     }
@@ -242,6 +263,10 @@ async fn serve(
         Duration::ZERO
     };
     publisher.flush(limit).await;
+    // Then the task tree, top down: containers' tasks, then the daemon's.
+    if !daemon.shim.shut(RUNTIME_END).await {
+        tracing::warn!("tasks still running at exit (a copy to a stalled filesystem?)");
+    }
     tracing::info!(id = flags.id, "shim exiting");
     Ok(())
 }

@@ -4,18 +4,17 @@
 //! the error carries criu's own reason from its log in the work directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use crate::container::Container;
+use crate::container::{Container, Op};
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::process::Phase;
+use crate::reaper::Exit;
 use crate::records::INIT_PID_FILE;
 use crate::runc::CheckpointArgs;
 
 impl Container {
     /// Where criu works (and logs) when the request names no place.
-    pub fn default_work_path(&self) -> PathBuf {
+    fn default_work_path(&self) -> PathBuf {
         if self.options.criu_work_path.is_empty() {
             self.bundle.join("criu-work")
         } else {
@@ -24,20 +23,26 @@ impl Container {
     }
 
     /// Where a checkpoint goes when the request names no place.
-    pub fn default_image_path(&self) -> Option<PathBuf> {
+    fn default_image_path(&self) -> Option<PathBuf> {
         (!self.options.criu_image_path.is_empty())
             .then(|| PathBuf::from(&self.options.criu_image_path))
     }
 
     /// Checkpoints the running container; publishes `/tasks/checkpointed`.
-    pub async fn checkpoint(&self, args: CheckpointArgs) -> Result<()> {
-        let _op = self.op_lock.write().await;
-        if self.init.phase() != Phase::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot checkpoint container {:?}: it is not running",
-                self.id
-            )));
+    /// An empty image or work path in `args` stands for the container's
+    /// default (its runtime options'); with no image path at all it is
+    /// InvalidArgument.
+    pub async fn checkpoint(&self, mut args: CheckpointArgs) -> Result<()> {
+        if args.image_path.as_os_str().is_empty() {
+            args.image_path = self
+                .default_image_path()
+                .ok_or_else(|| Error::InvalidArgument("no checkpoint path".into()))?;
         }
+        if args.work_path.as_os_str().is_empty() {
+            args.work_path = self.default_work_path();
+        }
+        let _op = self.op_lock.write().await;
+        self.allow(Op::Checkpoint, &self.init)?;
         self.runc
             .checkpoint(&self.id, &args)
             .await
@@ -49,17 +54,12 @@ impl Container {
         Ok(())
     }
 
-    /// Start of a container created from a checkpoint: `runc restore`.
-    pub(crate) async fn start_restore(self: &Arc<Self>) -> Result<u32> {
-        let image = self.restore_from.clone().expect("only called for restores");
+    /// Start of a container created from a checkpoint: `runc restore` of
+    /// `image`. Start has moved the init to Starting and finishes the
+    /// transition; this runs the runtime, finds the cgroup, and registers
+    /// the process. Returns its exit if it came already.
+    pub(super) async fn restore_init(&self, image: PathBuf) -> Result<Option<Exit>> {
         let init = self.init.clone();
-        init.transition(|p| match p {
-            Phase::Created => Ok(Phase::Starting),
-            _ => Err(Error::FailedPrecondition(format!(
-                "container {:?} is already started",
-                self.id
-            ))),
-        })?;
         let args = CheckpointArgs {
             image_path: image,
             work_path: self.default_work_path(),
@@ -69,7 +69,6 @@ impl Container {
         let pid_file = self.bundle.join(INIT_PID_FILE);
         let (c, a, pid) = (self, &args, &pid_file);
         let restored = self
-            // `runc restore` takes no --pidfd-socket: init is signalled by pid.
             .spawn_with_io(&init, &pid_file, false, |sockets, stdio| async move {
                 c.runc
                     .restore(
@@ -84,29 +83,15 @@ impl Container {
                     .await
             })
             .await;
-        let pid = match restored {
-            Ok(pid) => pid,
-            Err(e) => {
-                init.close_io();
-                init.set_phase(Phase::Created);
-                return Err(with_criu_reason(e, &args.work_path.join("restore.log")));
-            }
-        };
-        self.watch_cgroup();
-        let early = self.register(&init);
-        self.publisher.publish(Event::Start {
-            id: self.id.clone(),
-            pid,
-        });
-        init.set_phase(Phase::Running);
-        if let Some(exit) = early {
-            self.on_exit(init, exit);
+        if let Err(e) = restored {
+            init.close_io();
+            return Err(with_criu_reason(e, &args.work_path.join("restore.log")));
         }
-        Ok(pid)
+        self.watch_cgroup();
+        Ok(self.register(&init))
     }
 }
 
-/// Adds criu's own last errors (from its log) to a runtime failure.
 fn with_criu_reason(e: Error, log: &Path) -> Error {
     let Some(reason) = criu_reason(log) else {
         return e;

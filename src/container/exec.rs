@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 
-use crate::container::{deletable, never_ran_or, Container};
+use crate::container::{never_ran_or, Container, Op};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::io::StdioPaths;
@@ -14,18 +14,7 @@ use crate::process::{finished_error, ExitInfo, Phase, Process};
 impl Container {
     /// Registers an exec (Exec): it runs only when started.
     pub fn add_exec(&self, exec_id: &str, stdio: StdioPaths, spec_json: &[u8]) -> Result<()> {
-        if self.init.phase() != Phase::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot exec in container {:?}: its init process is not running",
-                self.id
-            )));
-        }
-        if self.is_paused() {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot exec in container {:?}: it is paused",
-                self.id
-            )));
-        }
+        self.allow(Op::Exec, &self.init)?;
         let mut spec: serde_json::Value = serde_json::from_slice(spec_json)
             .map_err(|e| Error::InvalidArgument(format!("exec process spec: {e}")))?;
         if !spec.is_object() {
@@ -44,7 +33,7 @@ impl Container {
                     self.id
                 )));
             }
-            let p = Process::new(exec_id.to_string(), stdio, spec);
+            let p = Process::new(&self.id, exec_id.to_string(), stdio, spec);
             execs.insert(exec_id.to_string(), Arc::new(p));
         }
         self.publisher.publish(Event::ExecAdded {
@@ -61,24 +50,7 @@ impl Container {
     pub(crate) async fn start_exec(self: &Arc<Self>, exec_id: &str) -> Result<u32> {
         let p = self.process(exec_id)?;
         let _op = self.op_lock.read().await;
-        if self.init.phase().finished() {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot start exec {exec_id:?}: the init process of container {:?} has exited",
-                self.id
-            )));
-        }
-        if self.is_paused() {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot start exec {exec_id:?}: container {:?} is paused",
-                self.id
-            )));
-        }
-        p.transition(|ph| match ph {
-            Phase::Created => Ok(Phase::Starting),
-            _ => Err(Error::FailedPrecondition(format!(
-                "exec {exec_id:?} is already started"
-            ))),
-        })?;
+        self.advance(Op::Start, &p)?;
         // The init's exit ends the Start: its handler waits for no exec that
         // is starting, and a runtime still at work is killed (dropping
         // `run_exec` kills its process group). A finished `runc exec` wins
@@ -157,13 +129,8 @@ impl Container {
         self.bundle.join(format!(".exec-{exec_id}.json"))
     }
 
+    /// Signals an exec (Kill has checked it runs).
     pub(crate) fn kill_exec(&self, p: &Process, signal: u32) -> Result<()> {
-        if p.phase() != Phase::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "exec {:?} is not running",
-                p.exec_id
-            )));
-        }
         // Any signal number up to SIGRTMAX, realtime ones included, as Kill
         // of the init (runc kill) takes them.
         if signal == 0 || signal as i32 > libc::SIGRTMAX() {
@@ -186,7 +153,7 @@ impl Container {
 
     pub(crate) fn delete_exec(&self, exec_id: &str) -> Result<(u32, ExitInfo)> {
         let p = self.process(exec_id)?;
-        let before = p.transition(|ph| deletable(&self.id, ph))?;
+        let before = self.advance(Op::Delete, &p)?;
         let info = never_ran_or(before);
         self.lock_execs().remove(exec_id);
         p.close_io();

@@ -22,7 +22,7 @@
 
 use nix::errno::Errno;
 
-use crate::container::{deletable, is_not_running, never_ran_or, Container};
+use crate::container::{is_not_running, never_ran_or, Container, Op};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::process::{finished_error, ExitInfo, Phase};
@@ -31,9 +31,7 @@ impl Container {
     /// Sends `signal` to init (or to every process with `all`) or to an exec.
     pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
         let p = self.process(exec_id)?;
-        if p.phase().finished() {
-            return Err(finished_error(&self.id, &p));
-        }
+        self.allow(Op::Kill, &p)?;
         if !p.is_init() {
             return self.kill_exec(&p, signal);
         }
@@ -135,7 +133,7 @@ impl Container {
             return self.delete_exec(exec_id);
         }
         let init = &self.init;
-        let before = init.transition(|p| deletable(&self.id, p))?;
+        let before = self.advance(Op::Delete, init)?;
         if let Err(e) = self.runc.delete(&self.id, true).await {
             if !is_not_running(&e) {
                 init.set_phase(before);
@@ -146,6 +144,8 @@ impl Container {
             p.close_io();
         }
         init.close_io();
+        // Its OOM watch, and any exit handler still at work, end with it.
+        self.tasks.close();
         self.router.forget(init.pid());
         if self.rootfs_mounted {
             crate::mount::unmount_all(&self.bundle.join("rootfs"));

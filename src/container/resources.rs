@@ -3,23 +3,11 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::container::Container;
+use crate::container::{Container, Op};
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::process::Phase;
 
 impl Container {
-    fn require_running(&self, what: &str) -> Result<()> {
-        if self.init.phase() == Phase::Running {
-            Ok(())
-        } else {
-            Err(Error::FailedPrecondition(format!(
-                "cannot {what} container {:?}: it is not running",
-                self.id
-            )))
-        }
-    }
-
     /// Whether Pause froze the container.
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Acquire)
@@ -28,13 +16,7 @@ impl Container {
     /// Freezes every process of the container.
     pub async fn pause(&self) -> Result<()> {
         let _op = self.op_lock.write().await;
-        self.require_running("pause")?;
-        if self.is_paused() {
-            return Err(Error::FailedPrecondition(format!(
-                "container {:?} is already paused",
-                self.id
-            )));
-        }
+        self.allow(Op::Pause, &self.init)?;
         self.runc.pause(&self.id).await?;
         self.paused.store(true, Ordering::Release);
         self.publisher.publish(Event::Paused {
@@ -46,12 +28,7 @@ impl Container {
     /// Thaws a paused container.
     pub async fn resume(&self) -> Result<()> {
         let _op = self.op_lock.write().await;
-        if !self.is_paused() {
-            return Err(Error::FailedPrecondition(format!(
-                "container {:?} is not paused",
-                self.id
-            )));
-        }
+        self.allow(Op::Resume, &self.init)?;
         self.runc.resume(&self.id).await?;
         self.paused.store(false, Ordering::Release);
         self.publisher.publish(Event::Resumed {
@@ -63,12 +40,7 @@ impl Container {
     /// Applies new resource limits (OCI LinuxResources JSON).
     pub async fn update(&self, resources_json: &[u8]) -> Result<()> {
         let _op = self.op_lock.write().await;
-        if self.init.phase().finished() {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot update container {:?}: it has exited",
-                self.id
-            )));
-        }
+        self.allow(Op::Update, &self.init)?;
         serde_json::from_slice::<serde_json::Value>(resources_json)
             .map_err(|e| Error::InvalidArgument(format!("resources: {e}")))?;
         // A name per call: nothing another call writes can be applied here.

@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// How long a container's tasks may take to end once cancelled.
+const TASKS_END: std::time::Duration = std::time::Duration::from_secs(1);
+
 use super::{Container, Parts, Services};
 use crate::process::{Phase, Process, ProcessRec};
 use crate::runc::RuntimeOptions;
@@ -73,6 +76,11 @@ impl Container {
             note(&p.exec_id, why);
             execs.push(rec);
         }
+        // Its copy loops are stopped and its processes settled: what is left
+        // (the OOM watch) ends here; the next binary starts its own.
+        if !self.tasks.shut(TASKS_END).await {
+            tracing::warn!(id = %self.id, "tasks of the container still running at the handover");
+        }
         ContainerRec {
             id: self.id.clone(),
             namespace: self.namespace.clone(),
@@ -96,7 +104,8 @@ impl Container {
         services: Services,
         fds: &mut FdTable,
     ) -> std::io::Result<Arc<Container>> {
-        let init = Process::restore(rec.init, fds)?;
+        let tasks = services.tasks.child();
+        let init = Process::restore(rec.init, fds, &rec.id, &tasks)?;
         let parts = Parts {
             id: rec.id,
             namespace: rec.namespace,
@@ -106,10 +115,10 @@ impl Container {
             rootfs_mounted: rec.rootfs_mounted,
             kill_all_on_exit: rec.kill_all_on_exit,
         };
-        let container = Container::assemble(parts, init, services);
+        let container = Container::assemble(parts, init, services, tasks);
         container.paused.store(rec.paused, Ordering::Release);
         for e in rec.execs {
-            let p = Arc::new(Process::restore(e, fds)?);
+            let p = Arc::new(Process::restore(e, fds, &container.id, &container.tasks)?);
             container.lock_execs().insert(p.exec_id.clone(), p);
         }
         if container.init.phase() == Phase::Running {

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use super::{timestamp, Event};
 use crate::protos::forward::{Envelope, ForwardRequest};
 use crate::protos::forward_ttrpc::EventsClient;
+use crate::tasks::Tasks;
 
 /// How many events wait for containerd at most.
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -31,26 +32,41 @@ pub struct Publisher {
     drained: Arc<Notify>,
     namespace: String,
     address: String,
-    /// Stops the sender between two events (for a live upgrade).
-    stop: Arc<tokio::sync::watch::Sender<bool>>,
-    sender: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// The daemon's tasks, which the sender is one of.
+    tasks: Tasks,
+    /// The running sender: cancelled to stop it between two events (for a
+    /// live upgrade), and its task, to wait for.
+    sender: Arc<Mutex<Option<Sender>>>,
 }
+
+/// The running sender: its owner (a branch of the daemon's tasks) and task.
+type Sender = (Tasks, tokio::task::JoinHandle<()>);
 
 impl Publisher {
     /// Starts the sender task for containerd's ttrpc socket at `address`
     /// (a path, as in TTRPC_ADDRESS). An empty address disables sending:
     /// events are queued (and dropped past the bound) but go nowhere.
-    pub fn start(address: String, namespace: String) -> Publisher {
-        Publisher::with_queue(address, namespace, Vec::new())
+    pub fn start(address: String, namespace: String, tasks: &Tasks) -> Publisher {
+        Publisher::with_queue(address, namespace, Vec::new(), tasks)
     }
 
     /// Like [`Publisher::start`], with the events an earlier binary's
     /// snapshot recorded queued first.
-    pub fn restored(address: String, namespace: String, events: &[Vec<u8>]) -> Publisher {
-        Publisher::with_queue(address, namespace, decode(events))
+    pub fn restored(
+        address: String,
+        namespace: String,
+        events: &[Vec<u8>],
+        tasks: &Tasks,
+    ) -> Publisher {
+        Publisher::with_queue(address, namespace, decode(events), tasks)
     }
 
-    fn with_queue(address: String, namespace: String, queued: Vec<ForwardRequest>) -> Publisher {
+    fn with_queue(
+        address: String,
+        namespace: String,
+        queued: Vec<ForwardRequest>,
+        tasks: &Tasks,
+    ) -> Publisher {
         let p = Publisher {
             queue: Arc::new(Mutex::new(Queue {
                 events: queued.into(),
@@ -60,7 +76,7 @@ impl Publisher {
             drained: Arc::default(),
             namespace,
             address,
-            stop: Arc::new(tokio::sync::watch::Sender::new(false)),
+            tasks: tasks.clone(),
             sender: Arc::default(),
         };
         if p.address.is_empty() {
@@ -83,19 +99,19 @@ impl Publisher {
                 q.events.push_front(e);
             }
         }
-        self.stop.send_replace(false);
         if !self.address.is_empty() {
-            let task = tokio::spawn(self.clone().run(self.address.clone()));
-            *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+            let sender = self.tasks.branch();
+            let task = sender.spawn(self.clone().run(self.address.clone(), sender.clone()));
+            *self.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some((sender, task));
         }
     }
 
     /// Stops sending (after the event in flight, if any) and records what is
     /// queued, oldest first, for a live upgrade.
     pub async fn snapshot(&self) -> Vec<Vec<u8>> {
-        self.stop.send_replace(true);
-        let task = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
+        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((sender, task)) = sender {
+            sender.cancel();
             let _ = task.await;
         }
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -157,20 +173,20 @@ impl Publisher {
         q.events.front().cloned()
     }
 
-    async fn run(self, address: String) {
+    async fn run(self, address: String, sender: Tasks) {
         let url = format!("unix://{}", address.trim_start_matches("unix://"));
         let mut client: Option<EventsClient> = None;
         let mut backoff = Duration::from_millis(50);
-        let mut stop = self.stop.subscribe();
+        let stop = sender.token();
         loop {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return;
             }
             let Some(req) = self.head() else {
                 self.drained.notify_waiters();
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.cancelled() => return,
                 }
                 continue;
             };
@@ -215,7 +231,7 @@ impl Publisher {
                 client = None;
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.cancelled() => return,
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::io::console::Console;
 use crate::io::progress::{self, Progress};
@@ -174,7 +174,7 @@ async fn splice_pipe(
     from: &pipe::Receiver,
     to: &Sink,
     progress: &Option<Arc<Progress>>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
     spill: bool,
 ) -> Spliced {
     use nix::errno::Errno;
@@ -184,7 +184,7 @@ async fn splice_pipe(
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return Spliced::Stopped,
+            _ = stop.cancelled() => return Spliced::Stopped,
             r = from.readable() => if r.is_err() { return Spliced::Failed },
         }
         let moved = match to {
@@ -226,7 +226,7 @@ async fn splice_pipe(
                 }
                 tokio::select! {
                     biased;
-                    _ = stop.wait_for(|s| *s) => return Spliced::Stopped,
+                    _ = stop.cancelled() => return Spliced::Stopped,
                     r = p.writable() => if r.is_err() { return Spliced::Failed },
                 }
             }
@@ -255,13 +255,13 @@ fn has_input(p: &pipe::Receiver) -> bool {
 
 /// Copies `from` to `to` (after writing `pending`) until EOF on `from` or an
 /// error, then finishes `to` (closes it, or ends a terminal's input). When
-/// `stop` turns true, returns both ends and the unwritten bytes instead.
+/// `stop` is cancelled, returns both ends and the unwritten bytes instead.
 pub async fn copy(
     mut from: Source,
     mut to: Sink,
     mut pending: Vec<u8>,
     progress: Option<Arc<Progress>>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Option<Stopped> {
     // Allocated when there is first something to read: idle loops (stdin
     // nobody writes, a quiet container's stderr) cost no buffer.
@@ -272,7 +272,7 @@ pub async fn copy(
             let Source::Pipe(p) = &from else {
                 unreachable!()
             };
-            match splice_pipe(p, &to, &progress, &mut stop, false).await {
+            match splice_pipe(p, &to, &progress, &stop, false).await {
                 Spliced::Eof => break,
                 Spliced::Stopped => {
                     return Some(Stopped {
@@ -289,7 +289,7 @@ pub async fn copy(
         while !pending.is_empty() {
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return Some(Stopped {
+                _ = stop.cancelled() => return Some(Stopped {
                 from,
                 to,
                 pending,
@@ -310,7 +310,7 @@ pub async fn copy(
         if buf.is_empty() {
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => return Some(Stopped {
+                _ = stop.cancelled() => return Some(Stopped {
                 from,
                 to,
                 pending,
@@ -322,7 +322,7 @@ pub async fn copy(
         }
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return Some(Stopped {
+            _ = stop.cancelled() => return Some(Stopped {
                 from,
                 to,
                 pending,
@@ -335,7 +335,12 @@ pub async fn copy(
         }
     }
     progress::ended(&progress);
-    to.finish().await;
+    // Stopped while finishing: the sink just closes (what the reader has
+    // not taken stays in the pipe for it).
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = to.finish() => {}
+    }
     None
 }
 
@@ -354,14 +359,14 @@ const READER_AWAY: Duration = Duration::from_secs(10);
 /// newest output for one that is away ([`READER_AWAY`]). A reader that fails for
 /// good (EPIPE from a dead logger) does not stop the copy either: the output
 /// is dropped, counted, and the container's pipe drained to its end. When
-/// `stop` turns true, returns both ends and everything held as unwritten
+/// `stop` is cancelled, returns both ends and everything held as unwritten
 /// bytes.
 pub async fn copy_output(
     mut from: Source,
     to: pipe::Sender,
     mut spill: Spill,
     progress: Option<Arc<Progress>>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Option<Stopped> {
     let count = |n: usize| progress::count(&progress, n);
     let stopped = |from, to, spill: Spill| {
@@ -420,7 +425,7 @@ pub async fn copy_output(
         }
         if let (true, Source::Pipe(src)) = (zero_copy && !eof && !broken && spill.is_empty(), &from)
         {
-            match splice_pipe(src, &to, &progress, &mut stop, true).await {
+            match splice_pipe(src, &to, &progress, &stop, true).await {
                 Spliced::Eof => eof = true,
                 Spliced::Stopped => return stopped(from, to, spill),
                 Spliced::Unsupported => zero_copy = false,
@@ -442,7 +447,7 @@ pub async fn copy_output(
             if !eof && spill.is_empty() {
                 tokio::select! {
                     biased;
-                    _ = stop.wait_for(|s| *s) => return stopped(from, to, spill),
+                    _ = stop.cancelled() => return stopped(from, to, spill),
                     ready = from.ready() => if ready.is_err() {
                         eof = true;
                         continue;
@@ -459,7 +464,7 @@ pub async fn copy_output(
         let want = if present { room } else { COPY_BUF };
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return stopped(from, to, spill),
+            _ = stop.cancelled() => return stopped(from, to, spill),
             r = p.writable(), if !broken && !spill.is_empty() => if r.is_err() {
                 broken = true;
                 spill.discard();
@@ -485,7 +490,10 @@ pub async fn copy_output(
         );
     }
     if !broken {
-        to.finish().await;
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = to.finish() => {}
+        }
     }
     None
 }

@@ -17,6 +17,7 @@ use super::spill::{SpillConf, SpillTail};
 use super::{sender, ProcessIo};
 use crate::error::{Error, Result};
 use crate::sys::{FdList, FdTable};
+use crate::tasks::Tasks;
 
 /// A process's stdio, stopped.
 #[derive(Debug, Serialize, Deserialize)]
@@ -141,16 +142,23 @@ impl ProcessIo {
     }
 
     /// Picks up where a snapshot left off, taking its descriptors from `fds`.
-    pub fn restore(rec: IoRec, fds: &mut FdTable) -> Result<ProcessIo> {
+    pub fn restore(
+        rec: IoRec,
+        fds: &mut FdTable,
+        tasks: &Tasks,
+        span: tracing::Span,
+    ) -> Result<ProcessIo> {
         let mut take = |n: Option<RawFd>| {
             n.map(|n| fds.take(n))
                 .transpose()
                 .map_err(Error::io("take over", "stdio descriptor"))
         };
-        let mut io = ProcessIo::empty();
+        let mut io = ProcessIo::empty(tasks.branch(), span);
         io.spill = rec.spill;
         io.stdin_holder = take(rec.stdin_holder)?.map(File::from);
-        io.logger = rec.logger_pid.map(Logger::restore);
+        io.logger = rec
+            .logger_pid
+            .map(|pid| Logger::restore(pid, io.tasks.clone()));
         if let Some(master) = take(rec.console)? {
             io.console = Some(Arc::new(Console::new(master)?));
         }
@@ -196,7 +204,7 @@ mod tests {
     async fn a_terminal_still_shared_is_handed_over_as_a_duplicate() {
         let pty = nix::pty::openpty(None, None).expect("openpty");
         let console = Arc::new(Console::new(pty.master).expect("console"));
-        let mut io = ProcessIo::empty();
+        let mut io = ProcessIo::empty(Tasks::root(), tracing::Span::none());
         io.console = Some(console.clone());
         let mut fds = FdList::new();
         let (rec, failed) = io.snapshot(&mut fds).await;

@@ -13,6 +13,7 @@ use tokio::net::unix::pipe;
 
 use crate::error::{Error, Result};
 use crate::reaper::{ExitFuture, Reaper};
+use crate::tasks::Tasks;
 
 /// How long a logger has to say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,6 +95,8 @@ fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
 pub struct Logger {
     pid: u32,
     exit: Option<ExitFuture>,
+    /// The owner of the task that stops it once it is dropped.
+    tasks: Tasks,
 }
 
 impl Logger {
@@ -101,6 +104,7 @@ impl Logger {
     /// waits until it reports ready (one byte or EOF on fd 5).
     pub async fn start(
         reaper: &Reaper,
+        tasks: &Tasks,
         binary: &str,
         args: &[String],
         ids: (&str, &str),
@@ -127,6 +131,7 @@ impl Logger {
         let logger = Logger {
             pid: child.id(),
             exit: Some(exit),
+            tasks: tasks.clone(),
         };
         let mut ready = pipe::Receiver::from_owned_fd(ready_r)
             .map_err(Error::io("logger readiness pipe", binary))?;
@@ -149,8 +154,12 @@ impl Logger {
     }
 
     /// Takes charge of a running logger a snapshot handed over.
-    pub fn restore(pid: u32) -> Logger {
-        Logger { pid, exit: None }
+    pub fn restore(pid: u32, tasks: Tasks) -> Logger {
+        Logger {
+            pid,
+            exit: None,
+            tasks,
+        }
     }
 }
 
@@ -162,18 +171,26 @@ impl Drop for Logger {
         let pid = Pid::from_raw(self.pid as i32);
         let _ = kill(pid, Signal::SIGTERM);
         let exit = self.exit.take();
-        tokio::spawn(async move {
-            let stopped = match exit {
-                Some(exit) => tokio::time::timeout(STOP_GRACE, exit.wait()).await.is_ok(),
-                // Adopted: its exit goes to the shim's reaper; watch /proc.
-                None => {
-                    let gone = async {
-                        while crate::reaper::is_alive(pid.as_raw() as u32) {
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        }
-                    };
-                    tokio::time::timeout(STOP_GRACE, gone).await.is_ok()
+        // Adopted (its exit goes to the shim's reaper as an unclaimed one):
+        // its pidfd tells when it is gone. No pidfd: it is gone already.
+        let adopted = match exit {
+            Some(_) => None,
+            None => crate::sys::pidfd_open(self.pid)
+                .and_then(crate::sys::async_fd)
+                .ok(),
+        };
+        // Not cancelled with its owner: stopping it is bounded, and a logger
+        // left running would hold the container's output for ever.
+        self.tasks.spawn(async move {
+            let stopped = match (exit, adopted) {
+                (Some(exit), _) => tokio::time::timeout(STOP_GRACE, exit.wait()).await.is_ok(),
+                (None, Some(pidfd)) => {
+                    // A pidfd is readable once its process has exited.
+                    tokio::time::timeout(STOP_GRACE, pidfd.readable())
+                        .await
+                        .is_ok()
                 }
+                (None, None) => true,
             };
             if !stopped {
                 let _ = kill(pid, Signal::SIGKILL);

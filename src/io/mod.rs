@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 use tokio::net::unix::pipe;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -39,6 +38,7 @@ use crate::io::progress::Progress;
 use crate::io::spill::{Spill, SpillConf, SpillTail};
 use crate::reaper::Reaper;
 use crate::runc::ProcessStdio;
+use crate::tasks::Tasks;
 
 /// The client's view of a process's stdio, as sent in Create or Exec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -53,8 +53,9 @@ pub struct StdioPaths {
     pub terminal: bool,
 }
 
-/// Who the process belongs to, for loggers' environment.
-#[derive(Debug, Clone, Copy)]
+/// Who the process belongs to: for loggers' environment, and the task tree
+/// its copy loops join.
+#[derive(Clone, Copy)]
 pub struct Owner<'a> {
     /// Container id.
     pub id: &'a str,
@@ -68,6 +69,10 @@ pub struct Owner<'a> {
     /// The most each output stream spills, in bytes (`OutputSpillMax`; 0:
     /// no spill).
     pub spill_max: u64,
+    /// The container's tasks: the copy loops are a branch of them.
+    pub tasks: &'a Tasks,
+    /// The process's span (`Process::span`).
+    pub span: &'a tracing::Span,
 }
 
 /// The shim's side of a process's stdio.
@@ -78,12 +83,18 @@ pub struct ProcessIo {
     input: Option<Loop>,
     outputs: Vec<Loop>,
     progress: Arc<Progress>,
-    stop: watch::Sender<bool>,
+    /// The copy loops' owner: a branch of the container's task tree,
+    /// cancelled to stop them (a live upgrade, or this stdio dropped).
+    tasks: Tasks,
+    /// The span the copy loops run in: the process's (container id, exec
+    /// id, and the pid once it has one).
+    span: tracing::Span,
     console: Option<Arc<Console>>,
     /// Terminal only: input and output waiting for the pty master.
     pending: Option<(Option<Source>, Option<Sink>)>,
     logger: Option<Logger>,
-    /// Stops the loops on the blocking pool (made with the first of them).
+    /// Wakes the loops on the blocking pool (made with the first of them);
+    /// set when `tasks` is cancelled.
     file_stop: Option<Arc<StopSignal>>,
     /// Where output to a pipe or FIFO spills while its reader is away
     /// (None: a process handed over by a binary that had no spill; its
@@ -109,7 +120,7 @@ impl ProcessIo {
         reaper: &Reaper,
     ) -> Result<(ProcessIo, ProcessStdio, Option<ConsoleSocket>)> {
         let target = Target::parse(&paths.stdout)?;
-        let mut io = ProcessIo::empty();
+        let mut io = ProcessIo::empty(owner.tasks.branch(), owner.span.clone());
         io.spill = (owner.spill_max > 0).then(|| SpillConf {
             dir: owner.bundle.to_path_buf(),
             max: owner.spill_max,
@@ -159,7 +170,8 @@ impl ProcessIo {
                 let (out_r, out_w) = pipe()?;
                 let (err_r, err_w) = pipe()?;
                 let ids = (owner.id, owner.namespace);
-                io.logger = Some(Logger::start(reaper, binary, args, ids, out_r, err_r).await?);
+                let logger = Logger::start(reaper, &io.tasks, binary, args, ids, out_r, err_r);
+                io.logger = Some(logger.await?);
                 (
                     Some(Sink::Pipe(sender(out_w)?)),
                     Some(Sink::Pipe(sender(err_w)?)),
@@ -189,13 +201,14 @@ impl ProcessIo {
         Ok((io, stdio, None))
     }
 
-    fn empty() -> ProcessIo {
+    fn empty(tasks: Tasks, span: tracing::Span) -> ProcessIo {
         ProcessIo {
             stdin_holder: None,
             input: None,
             outputs: Vec::new(),
             progress: Arc::default(),
-            stop: watch::Sender::new(false),
+            tasks,
+            span,
             console: None,
             pending: None,
             logger: None,
@@ -220,13 +233,16 @@ impl ProcessIo {
         tail: Option<SpillTail>,
         output: bool,
     ) -> Result<Loop> {
+        use tracing::Instrument;
         let progress = output.then(|| self.progress.clone());
+        let span = self.span.clone();
         if !matches!(from, Source::File(_)) && !matches!(to, Sink::File(_)) {
-            let stop = self.stop.subscribe();
+            let stop = self.tasks.token().clone();
             return Ok(match (to, &self.spill) {
                 (Sink::Pipe(p), Some(conf)) if output => {
                     let spill = Spill::resume(conf.clone(), pending, tail);
-                    tokio::spawn(copy_output(from, p, spill, progress, stop))
+                    let task = copy_output(from, p, spill, progress, stop);
+                    self.tasks.spawn(task.instrument(span))
                 }
                 (to, _) => {
                     if let Some(t) = tail {
@@ -235,7 +251,8 @@ impl ProcessIo {
                                 .map_err(Error::io("read the output spill", "handed over"))?,
                         );
                     }
-                    tokio::spawn(copy(from, to, pending, progress, stop))
+                    let task = copy(from, to, pending, progress, stop);
+                    self.tasks.spawn(task.instrument(span))
                 }
             });
         }
@@ -244,20 +261,25 @@ impl ProcessIo {
             None => {
                 let s = StopSignal::new().map_err(Error::io("eventfd", "stdio"))?;
                 self.file_stop = Some(s.clone());
+                // The token is the one way to stop: it sets the eventfd
+                // the blocking loops poll.
+                let (token, wake) = (self.tasks.token().clone(), s.clone());
+                self.tasks.spawn(async move {
+                    token.cancelled().await;
+                    wake.signal()
+                });
                 s
             }
         };
-        Ok(tokio::task::spawn_blocking(move || {
+        Ok(self.tasks.spawn_blocking(move || {
+            let _entered = span.enter();
             copy_blocking(from, to, pending, progress, stop)
         }))
     }
 
     /// Stops every copy loop, wherever it runs.
     fn stop_loops(&self) {
-        self.stop.send_replace(true);
-        if let Some(s) = &self.file_stop {
-            s.signal();
-        }
+        self.tasks.cancel();
     }
 
     /// Takes the pty master runc sent and starts copying through it.
@@ -337,13 +359,9 @@ impl ProcessIo {
 
 impl Drop for ProcessIo {
     fn drop(&mut self) {
-        // Loops on the blocking pool cannot be aborted: they are told to stop.
-        if let Some(s) = &self.file_stop {
-            s.signal();
-        }
-        for l in self.outputs.iter().chain(&self.input) {
-            l.abort();
-        }
+        // Every loop, on the runtime thread or the blocking pool, ends at
+        // its next wait and drops its ends.
+        self.stop_loops();
     }
 }
 

@@ -23,7 +23,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::container::Container;
-use crate::process::{Phase, Process};
 use crate::shim::Shim;
 use crate::sys::{FdList, FdTable};
 use crate::upgrade::relay::Relays;
@@ -181,18 +180,9 @@ impl Daemon {
 
 /// Waits (bounded) until no process is between phases.
 async fn settle(shim: &Shim) -> Result<(), ()> {
-    let busy = |p: &Process| {
-        matches!(
-            p.phase(),
-            Phase::Starting | Phase::Exited | Phase::Deleting(_)
-        )
-    };
     let wait = async {
         loop {
-            let any = shim
-                .containers()
-                .iter()
-                .any(|c| busy(&c.init) || c.lock_execs().values().any(|p| busy(p)));
+            let any = shim.containers().iter().any(|c| c.is_between_phases());
             if !any {
                 return;
             }
