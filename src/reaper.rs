@@ -183,7 +183,8 @@ impl Reaper {
 }
 
 /// Whether `pid` is a running process (not gone, not a zombie).
-pub fn is_alive(pid: u32) -> bool {
+#[cfg(test)]
+pub(crate) fn is_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             !s.rsplit(')')
