@@ -28,6 +28,7 @@ pub(crate) mod runc;
 pub(crate) mod service;
 pub(crate) mod shim;
 pub(crate) mod sys;
+pub(crate) mod transport;
 pub(crate) mod upgrade;
 
 /// `-upgrade-check FILE`: whether this binary can take over a live-upgrade
