@@ -66,45 +66,57 @@ pub(crate) fn method_of(frame: &[u8]) -> Option<String> {
     Some(req.method)
 }
 
-/// Reads whole frames from a non-blocking socket, a piece at a time. What
-/// it has read stays in it between calls, so the caller may stop waiting
-/// for readiness at any moment (in a `select!`) without losing bytes; it
-/// never reads past the end of the frame at hand, so the socket can be
-/// handed over between frames with nothing consumed.
+/// How much one read takes at most.
+const CHUNK: usize = 64 << 10;
+
+/// Reads whole frames from a non-blocking socket, as many bytes as it has
+/// at once (one read a request, as a rule). What it has read stays in it
+/// between calls, so the caller may stop waiting for readiness at any
+/// moment (in a `select!`) without losing bytes. It stops between frames:
+/// a caller that stops reading once it is [`idle`](Self::idle) leaves
+/// nothing half read.
 #[derive(Default)]
 pub(crate) struct FrameReader {
     buf: Vec<u8>,
-    filled: usize,
 }
 
 impl FrameReader {
-    /// True when no part of a frame has been read.
+    /// True when it holds no byte of a frame.
     pub(crate) fn idle(&self) -> bool {
-        self.filled == 0
+        self.buf.is_empty()
     }
 
-    /// Reads what the socket has, up to the end of the current frame: the
-    /// frame once whole, None when the socket has no more for now.
-    pub(crate) fn read_from(&mut self, s: &UnixStream) -> io::Result<Option<Vec<u8>>> {
-        if self.filled == 0 {
-            self.buf.resize(HEADER, 0);
+    /// The next whole frame it holds, if any.
+    pub(crate) fn next_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let Some(header) = self.buf.get(..HEADER) else {
+            return Ok(None);
+        };
+        let len = Header::parse(header.try_into().expect("a header"))?.len;
+        if self.buf.len() < HEADER + len {
+            return Ok(None);
         }
-        loop {
-            match s.try_read(&mut self.buf[self.filled..]) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => self.filled += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(e),
+        let rest = self.buf.split_off(HEADER + len);
+        Ok(Some(std::mem::replace(&mut self.buf, rest)))
+    }
+
+    /// Reads what the socket has (Ok(false) when it has nothing for now).
+    /// A short read means the socket is drained: its readiness is cleared
+    /// then, as tokio's own reads do, rather than found out by another read.
+    pub(crate) fn read_from(&mut self, s: &UnixStream) -> io::Result<bool> {
+        self.buf.reserve(CHUNK);
+        let room = self.buf.capacity() - self.buf.len();
+        match s.try_read_buf(&mut self.buf) {
+            Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                if n < room {
+                    let _ = s.try_io(tokio::io::Interest::READABLE, || {
+                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                    });
+                }
+                Ok(true)
             }
-            if self.filled == HEADER && self.buf.len() == HEADER {
-                let header: &[u8; HEADER] = self.buf[..HEADER].try_into().expect("a header");
-                let len = Header::parse(header)?.len;
-                self.buf.resize(HEADER + len, 0);
-            }
-            if self.filled == self.buf.len() && self.filled >= HEADER {
-                self.filled = 0;
-                return Ok(Some(std::mem::take(&mut self.buf)));
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }
@@ -186,26 +198,32 @@ mod tests {
         assert_eq!(method_of(&f[..HEADER]).as_deref(), Some(""));
     }
 
+    async fn next(r: &mut FrameReader, s: &UnixStream) -> Vec<u8> {
+        loop {
+            if let Some(f) = r.next_frame().unwrap() {
+                return f;
+            }
+            s.readable().await.unwrap();
+            r.read_from(s).unwrap();
+        }
+    }
+
     #[tokio::test]
-    async fn reader_returns_whole_frames_split_anyhow_and_stops_at_their_end() {
-        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        a.set_nonblocking(true).unwrap();
-        let mut a = tokio::net::UnixStream::from_std(a).unwrap();
-        b.set_nonblocking(true).unwrap();
-        let b = tokio::net::UnixStream::from_std(b).unwrap();
+    async fn reader_returns_whole_frames_however_they_arrive() {
+        let (mut a, b) = UnixStream::pair().unwrap();
         let (f1, f2) = (frame(1, REQUEST, b"hello"), frame(3, REQUEST, b""));
         let mut r = FrameReader::default();
         use tokio::io::AsyncWriteExt;
         a.write_all(&f1[..4]).await.unwrap();
         b.readable().await.unwrap();
-        assert_eq!(r.read_from(&b).unwrap(), None);
+        assert!(r.read_from(&b).unwrap());
+        assert_eq!(r.next_frame().unwrap(), None);
         assert!(!r.idle());
         a.write_all(&f1[4..]).await.unwrap();
         a.write_all(&f2).await.unwrap();
-        b.readable().await.unwrap();
-        assert_eq!(r.read_from(&b).unwrap(), Some(f1));
+        assert_eq!(next(&mut r, &b).await, f1);
+        assert_eq!(next(&mut r, &b).await, f2);
         assert!(r.idle());
-        assert_eq!(r.read_from(&b).unwrap(), Some(f2));
         drop(a);
         b.readable().await.unwrap();
         assert!(r.read_from(&b).is_err());
@@ -223,7 +241,6 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(sent, [1, 3]);
         let mut r = FrameReader::default();
-        b.readable().await.unwrap();
-        assert_eq!(r.read_from(&b).unwrap(), Some(frame(1, REQUEST, b"x")));
+        assert_eq!(next(&mut r, &b).await, frame(1, REQUEST, b"x"));
     }
 }

@@ -15,15 +15,19 @@
 //! ([`Transport::restore`]).
 //!
 //! Its cost, measured with 100,000 `Connect` calls in a row over one
-//! connection against release builds, as the shim's CPU time (utime + stime
-//! from /proc) per request: 5.3 µs with the ttrpc server on the client
-//! socket directly (no relay, so no live upgrade), 10.7-11.5 µs relayed as
-//! here, 9.6-11.3 µs relayed by the former relay (two tasks per connection,
-//! each request's protobuf decoded). So the relay costs about 5 µs per
-//! request, and reading headers only did not change that measurably: the
-//! cost is the second hop (four more socket calls and two more wake-ups per
-//! request), not the decoding. An exec takes about five requests against
-//! 1.8 ms of shim CPU (benchmark B4), so the relay is under 2 % of it.
+//! connection against release builds on a shared, loaded 2-core machine:
+//! the shim's CPU time (utime + stime from /proc) per request is 5.3-6.8
+//! µs with the ttrpc server on the client socket directly (no relay, so no
+//! live upgrade) and 9.6-14.7 µs relayed, by this relay or the former one
+//! (two tasks per connection, each request's protobuf decoded): about 5 µs
+//! per request, with no difference between the relays above the noise.
+//! What the relay adds is the second hop, and that shows in system calls
+//! (strace, shim and client together, per request): 13.4 without a relay,
+//! 23.3 with the former relay, 19.1 with this one, which reads what a
+//! socket has in one call and knows a short read drained it (no EAGAIN
+//! read). Decoding was never the cost. An exec takes about five requests
+//! against 1.8 ms of shim CPU (benchmark B4), so the relay is under 2 % of
+//! it.
 
 pub(crate) mod frame;
 pub(crate) mod relay;

@@ -2,10 +2,11 @@
 //! whole frames both ways between the client's socket and the server's end
 //! of a socketpair, reading only frame headers.
 //!
-//! Each direction reads a frame only once the previous one is written, so a
-//! peer that stops reading holds back only its own traffic. The task keeps
-//! the requests that have had no response yet (their frames, as sent), and
-//! stops only between frames, with nothing half read or half written: the
+//! Each direction reads what its socket has in one call, and reads again
+//! only once that is written, so a peer that stops reading holds back only
+//! its own traffic. The task keeps the requests that have had no response
+//! yet (their frames, as sent), and stops only between frames, with nothing
+//! half read or half written (a frame begun is read to its end first): the
 //! client's socket can then change hands.
 
 use std::collections::BTreeMap;
@@ -115,15 +116,19 @@ pub(crate) async fn run(
             }
             ready = server.readable(), if down_out.is_empty() => {
                 ready?;
-                if let Some(frame) = down_in.read_from(&server)? {
-                    down_out.push(frame);
+                if down_in.read_from(&server)? {
+                    while let Some(frame) = down_in.next_frame()? {
+                        down_out.push(frame);
+                    }
                     down_out.flush(&client, |f| answer(&mut unanswered, f))?;
                 }
             }
             ready = client.readable(), if taking_requests && up_out.is_empty() => {
                 ready?;
-                if let Some(frame) = up_in.read_from(&client)? {
-                    up_out.push(frame);
+                if up_in.read_from(&client)? {
+                    while let Some(frame) = up_in.next_frame()? {
+                        up_out.push(frame);
+                    }
                     up_out.flush(&server, |f| record(&mut unanswered, f))?;
                 }
             }

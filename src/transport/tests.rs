@@ -29,10 +29,11 @@ fn request(stream: u32, method: &str) -> Vec<u8> {
 
 async fn next(r: &mut FrameReader, s: &UnixStream) -> Vec<u8> {
     loop {
-        s.readable().await.unwrap();
-        if let Some(f) = r.read_from(s).unwrap() {
+        if let Some(f) = r.next_frame().unwrap() {
             return f;
         }
+        s.readable().await.unwrap();
+        r.read_from(s).unwrap();
     }
 }
 
