@@ -66,8 +66,9 @@ pub(crate) fn method_of(frame: &[u8]) -> Option<String> {
     Some(req.method)
 }
 
-/// How much one read takes at most.
-const CHUNK: usize = 64 << 10;
+/// How much one read takes at most (a request is well under this; a larger
+/// frame takes more reads).
+const CHUNK: usize = 16 << 10;
 
 /// Reads whole frames from a non-blocking socket, as many bytes as it has
 /// at once (one read a request, as a rule). What it has read stays in it
@@ -95,8 +96,11 @@ impl FrameReader {
         if self.buf.len() < HEADER + len {
             return Ok(None);
         }
-        let rest = self.buf.split_off(HEADER + len);
-        Ok(Some(std::mem::replace(&mut self.buf, rest)))
+        // A frame of its own size (an unanswered Wait is kept for as long as
+        // it runs); the buffer stays, for the next read.
+        let frame = self.buf[..HEADER + len].to_vec();
+        self.buf.drain(..HEADER + len);
+        Ok(Some(frame))
     }
 
     /// Reads what the socket has (Ok(false) when it has nothing for now).
