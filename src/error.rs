@@ -85,6 +85,31 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    /// A mount failed: the errno, as the kernel gave it.
+    #[error("mount {kind} {device:?} on {target:?}")]
+    Mount {
+        /// The mount type ("overlay", "bind", ...).
+        kind: String,
+        /// What was mounted (the mount's source).
+        device: String,
+        /// Where.
+        target: PathBuf,
+        /// The kernel's answer.
+        #[source]
+        errno: nix::Error,
+    },
+    /// A helper program the shim starts (a binary logger) failed to start
+    /// or to report ready.
+    #[error("{what} {binary:?}: {source}")]
+    Helper {
+        /// Which helper, and what step ("starting the logger", ...).
+        what: &'static str,
+        /// Its binary.
+        binary: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -110,7 +135,8 @@ impl Error {
             // containerd surfaces these as-is; Unknown is what its own shim sends.
             Error::RuntimeMissing { .. } | Error::Runtime { .. } => Code::UNKNOWN,
             Error::RuntimeTimeout { .. } => Code::DEADLINE_EXCEEDED,
-            Error::Io { .. } | Error::Sys { .. } => Code::INTERNAL,
+            Error::Io { .. } | Error::Sys { .. } | Error::Mount { .. } => Code::INTERNAL,
+            Error::Helper { .. } => Code::UNKNOWN,
         }
     }
 }
@@ -161,6 +187,27 @@ mod tests {
         };
         assert_eq!(e.to_string(), "runc kill timed out after 10s");
         assert_eq!(e.code(), ttrpc::Code::DEADLINE_EXCEEDED);
+    }
+
+    #[test]
+    fn a_mount_keeps_its_errno_and_a_logger_is_no_argument_error() {
+        let e = Error::Mount {
+            kind: "overlay".into(),
+            device: "overlay".into(),
+            target: "/r".into(),
+            errno: nix::errno::Errno::EINVAL,
+        };
+        let errno = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<nix::errno::Errno>())
+            .copied();
+        assert_eq!(errno, Some(nix::errno::Errno::EINVAL));
+        assert_eq!(e.code(), ttrpc::Code::INTERNAL);
+        let e = Error::Helper {
+            what: "starting the logger",
+            binary: "/bin/nope".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_ne!(e.code(), ttrpc::Code::INVALID_ARGUMENT);
     }
 
     #[test]

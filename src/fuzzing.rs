@@ -120,20 +120,20 @@ pub fn log_uri(data: &[u8]) {
     }
 }
 
-/// A byte stream read as ttrpc frames the way the upgrade relay reads them:
+/// A byte stream read as ttrpc frames the way the transport reads them:
 /// the announced length is bounded before anything is allocated for it.
 pub fn ttrpc_frames(mut data: &[u8]) {
-    use crate::upgrade::relay::{header_of, method_of, payload_len, HEADER};
+    use crate::transport::frame::{method_of, Header, HEADER};
     while let Some(header) = data.get(..HEADER) {
         let header: &[u8; HEADER] = header.try_into().expect("HEADER bytes");
-        let Ok(len) = payload_len(header) else {
+        let Ok(Header { len, .. }) = Header::parse(header) else {
             return;
         };
         assert!(len <= 4 << 20);
         let Some(frame) = data.get(..HEADER + len) else {
             return;
         };
-        let _ = header_of(frame);
+        let _ = Header::of(frame);
         let _ = method_of(frame);
         data = &data[HEADER + len..];
     }

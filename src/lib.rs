@@ -36,6 +36,7 @@ pub(crate) mod service;
 pub(crate) mod shim;
 pub(crate) mod sys;
 pub(crate) mod tasks;
+pub(crate) mod transport;
 pub(crate) mod upgrade;
 
 /// `-upgrade-check FILE`: whether this binary can take over a live-upgrade

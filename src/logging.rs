@@ -3,6 +3,10 @@
 //!
 //! The FIFO is opened non-blocking and write errors are dropped: while
 //! containerd is down nobody reads it, and logging must never stall the shim.
+//!
+//! Levels come from `TETHER_LOG` (tracing's `RUST_LOG` directives, such as
+//! `info,tether::transport=trace`) when containerd's environment sets it;
+//! otherwise containerd's `-debug` flag decides between debug and info.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -11,7 +15,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use tracing::Level;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+/// The variable holding log directives (`RUST_LOG` syntax).
+pub const LOG_ENV: &str = "TETHER_LOG";
 
 /// A writer that never blocks and never fails.
 struct LogWriter(Arc<File>);
@@ -42,11 +49,45 @@ pub fn init(path: &Path, debug: bool) {
     // stderr is /dev/null in the daemon; point it at the log for panics.
     let _ = nix::unistd::dup2(file.as_raw_fd(), libc::STDERR_FILENO);
     let file = Arc::new(file);
-    let level = if debug { Level::DEBUG } else { Level::INFO };
+    let directives = std::env::var(LOG_ENV).unwrap_or_default();
     let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_env_filter(filter(&directives, debug))
         .with_ansi(false)
         .with_target(false)
         .with_writer(move || LogWriter(file.clone()))
         .try_init();
+}
+
+/// The filter for `directives` (invalid ones are reported on stderr, which
+/// is the log by then, and skipped); without any, debug or info as `debug`
+/// says. Field values are matched as plain strings, never as regexes.
+fn filter(directives: &str, debug: bool) -> EnvFilter {
+    let default = if debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    };
+    EnvFilter::builder()
+        .with_regex(false)
+        .with_default_directive(default.into())
+        .parse_lossy(directives)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter;
+
+    #[test]
+    fn the_debug_flag_decides_without_directives() {
+        assert_eq!(filter("", false).to_string(), "info");
+        assert_eq!(filter("", true).to_string(), "debug");
+    }
+
+    #[test]
+    fn directives_win_over_the_flag() {
+        let f = filter("warn,tether::transport=trace", true).to_string();
+        assert!(f.contains("tether::transport=trace"), "{f}");
+        assert!(f.contains("warn"), "{f}");
+        assert!(!f.contains("debug"), "{f}");
+    }
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::reaper::Reaper;
 
 /// One mount from the Create request (domain copy of containerd.types.Mount).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Mount {
     /// File system type ("overlay", "bind", ...).
     pub kind: String,
@@ -21,6 +21,18 @@ pub struct Mount {
     pub source: String,
     /// Mount options, as `mount -o` takes them.
     pub options: Vec<String>,
+}
+
+/// Shows the options' count only: they can carry credentials and layer
+/// paths, and no log should hold them.
+impl std::fmt::Debug for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mount")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .field("options", &format_args!("<{} options>", self.options.len()))
+            .finish()
+    }
 }
 
 /// Splits `mount -o` style options into flags, propagation flags and data.
@@ -260,16 +272,12 @@ pub(crate) fn common_parent(paths: &[String]) -> Option<PathBuf> {
     (common.components().count() > 1).then_some(common)
 }
 
-fn mount_error(m: &Mount, target: &Path, e: Errno) -> Error {
-    Error::Io {
-        op: "mount",
-        path: target.to_path_buf(),
-        source: std::io::Error::other(format!(
-            "{} {:?}: {}",
-            m.kind,
-            m.source,
-            std::io::Error::from(e)
-        )),
+fn mount_error(m: &Mount, target: &Path, errno: Errno) -> Error {
+    Error::Mount {
+        kind: m.kind.clone(),
+        device: m.source.clone(),
+        target: target.to_path_buf(),
+        errno,
     }
 }
 
@@ -294,6 +302,18 @@ mod tests {
 
     fn opts(s: &[&str]) -> Vec<String> {
         s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn debug_output_holds_no_option() {
+        let m = Mount {
+            kind: "overlay".into(),
+            source: "overlay".into(),
+            options: opts(&["lowerdir=/secret/l", "upperdir=/u"]),
+        };
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("<2 options>"), "{shown}");
     }
 
     #[test]

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
-use ttrpc::r#async::transport::Listener;
 use ttrpc::r#async::{Server, Service};
 
 use super::Flags;
@@ -25,8 +24,8 @@ use crate::router::Notice;
 use crate::service::TaskService;
 use crate::shim::Shim;
 use crate::tasks::Tasks;
+use crate::transport::{self, Transport};
 use crate::upgrade;
-use crate::upgrade::relay::Relays;
 
 /// How long queued events may take to reach containerd at shutdown.
 const FLUSH_LIMIT: Duration = Duration::from_secs(3);
@@ -46,7 +45,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         Some(path) => {
             std::env::remove_var(upgrade::STATE_ENV);
             let path = PathBuf::from(path);
-            let state = upgrade::snapshot::read(&path).map_err(anyhow::Error::msg);
+            let state = upgrade::snapshot::read(&path);
             let _ = std::fs::remove_file(&path);
             Some(state?)
         }
@@ -80,72 +79,6 @@ pub fn run(flags: &Flags) -> Result<()> {
         tracing::error!(error = format!("{e:#}"), "shim daemon failed");
     }
     result
-}
-
-/// Accepts connections and hands them to the relays, while `paused` is
-/// false, until `stop` is cancelled. Only processes running as the shim's own user and group
-/// (containerd's) are accepted, as containerd's own shims do: the socket's
-/// mode already keeps others out, and this holds even if it were changed.
-pub async fn accept_loop(
-    listener: Arc<tokio::net::UnixListener>,
-    relays: Arc<Relays>,
-    mut paused: tokio::sync::watch::Receiver<bool>,
-    stop: CancellationToken,
-) {
-    let (uid, gid) = (
-        nix::unistd::geteuid().as_raw(),
-        nix::unistd::getegid().as_raw(),
-    );
-    loop {
-        // While an upgrade is under way, connections wait in the backlog.
-        let resumed = tokio::select! {
-            r = paused.wait_for(|p| !*p) => r.is_ok(),
-            _ = stop.cancelled() => false,
-        };
-        if !resumed {
-            return;
-        }
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = paused.wait_for(|p| *p) => continue,
-            _ = stop.cancelled() => return,
-        };
-        let conn = match accepted {
-            Ok((conn, _)) => conn,
-            Err(e) => {
-                // Out of descriptors, say: nothing to wait on but time (a
-                // retry backoff on an external failure, not a poll).
-                tracing::warn!(error = %e, "accept failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = stop.cancelled() => return,
-                }
-                continue;
-            }
-        };
-        match conn.peer_cred() {
-            Ok(c) if c.uid() == uid && c.gid() == gid => {
-                if let Err(e) = relays.add(conn, Vec::new()) {
-                    tracing::warn!(error = %e, "relaying a connection");
-                }
-            }
-            Ok(c) => tracing::warn!(
-                uid = c.uid(),
-                gid = c.gid(),
-                pid = c.pid(),
-                "refused a connection from another user"
-            ),
-            Err(e) => tracing::warn!(error = %e, "refused a connection: no peer credentials"),
-        }
-    }
-}
-
-/// The ttrpc server's listener: the server's ends of the relays' socketpairs.
-fn relayed(rx: tokio::sync::mpsc::UnboundedReceiver<tokio::net::UnixStream>) -> Listener {
-    Listener::new(futures_util::stream::unfold(rx, |mut rx| async move {
-        let conn = rx.recv().await?;
-        Some((Ok(conn), rx))
-    }))
 }
 
 async fn serve(
@@ -192,15 +125,14 @@ async fn serve(
     if let Some(v3) = create_task(service).remove(TASK_V2) {
         services.insert(TASK_V3.to_string(), v3);
     }
-    let (to_server, from_relays) = tokio::sync::mpsc::unbounded_channel();
-    let relays = Relays::new(to_server);
+    let (transport, relayed) = Transport::new();
     let mut server = Server::new()
-        .add_listener(relayed(from_relays))
+        .add_listener(relayed)
         .register_service(services);
     server.start().await.context("starting the ttrpc server")?;
     if let Some((state, mut fds)) = taken_over {
         let upgrades = state.upgrades;
-        upgrade::restore(&shim, &relays, state, &mut fds).context("taking over")?;
+        upgrade::restore(&shim, &transport, state, &mut fds).context("taking over")?;
         tracing::info!(
             upgrades,
             version = env!("CARGO_PKG_VERSION"),
@@ -208,12 +140,10 @@ async fn serve(
         );
     }
     let listener = Arc::new(listener);
-    let (accept_paused, paused) = tokio::sync::watch::channel(false);
     let accepting = tasks.branch();
-    accepting.spawn(accept_loop(
+    accepting.spawn(transport::accept_loop(
         listener.clone(),
-        relays.clone(),
-        paused,
+        transport.clone(),
         accepting.token().clone(),
     ));
     tracing::info!(id = flags.id, pid = std::process::id(), "shim serving");
@@ -228,9 +158,8 @@ async fn serve(
         exe,
         state_path: std::env::current_dir()?.join(".tether-upgrade.json"),
         shim,
-        relays,
+        transport,
         listener,
-        accept_paused,
     };
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
     loop {
@@ -238,7 +167,7 @@ async fn serve(
             _ = shutdown.cancelled() => break,
             _ = usr2.recv() => {
                 let why = daemon.upgrade().await;
-                tracing::warn!(reason = why, "live upgrade called off; still running the old binary");
+                tracing::warn!(reason = %why, "live upgrade called off; still running the old binary");
             }
         }
     }
@@ -246,8 +175,8 @@ async fn serve(
     // written to its client (a Wait left open has nothing to wait for any
     // more); then the server's connections close.
     accepting.cancel();
-    if let Err(e) = daemon.relays.quiesce().await {
-        tracing::warn!(error = e, "shutting down with requests unanswered");
+    if let Err(e) = daemon.transport.quiesce().await {
+        tracing::warn!(error = %e, "shutting down with requests unanswered");
     }
     let _ = server.shutdown().await;
     // The socket file went with Shutdown (another daemon may own that path

@@ -151,6 +151,12 @@ pub struct Parts {
     pub kill_all_on_exit: bool,
 }
 
+/// Whether `phase` is one a process passes through (starting, draining its
+/// exit, being deleted) rather than rests in.
+pub fn between_phases(phase: &Phase) -> bool {
+    matches!(phase, Phase::Starting | Phase::Exited | Phase::Deleting(_))
+}
+
 impl Container {
     /// Builds a container around its init process.
     /// `tasks` is the container's own (a child of `services.tasks`, made
@@ -225,15 +231,12 @@ impl Container {
         std::iter::once(self.init.clone()).chain(execs).collect()
     }
 
-    /// Whether a process is between phases (starting, draining its exit,
-    /// being deleted): a live upgrade waits for none to be.
-    pub fn is_between_phases(&self) -> bool {
-        self.processes().iter().any(|p| {
-            matches!(
-                p.phase(),
-                Phase::Starting | Phase::Exited | Phase::Deleting(_)
-            )
-        })
+    /// A process that is between phases (starting, draining its exit,
+    /// being deleted), if any: a live upgrade waits for none to be.
+    pub fn between_phases(&self) -> Option<Arc<Process>> {
+        self.processes()
+            .into_iter()
+            .find(|p| between_phases(&p.phase()))
     }
 
     /// Cancels the container's tasks and waits (up to `limit`) for them to

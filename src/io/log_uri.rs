@@ -124,9 +124,11 @@ impl Logger {
             &mut cmd,
             [stdout.as_raw_fd(), stderr.as_raw_fd(), ready_w.as_raw_fd()],
         );
-        let (child, exit) = reaper
-            .spawn(&mut cmd)
-            .map_err(|e| Error::InvalidArgument(format!("starting the logger {binary:?}: {e}")))?;
+        let (child, exit) = reaper.spawn(&mut cmd).map_err(|source| Error::Helper {
+            what: "starting the logger",
+            binary: binary.into(),
+            source,
+        })?;
         drop((cmd, stdout, stderr, ready_w));
         let logger = Logger {
             pid: child.id(),
@@ -139,9 +141,11 @@ impl Logger {
         match tokio::time::timeout(READY_TIMEOUT, ready.read(&mut byte)).await {
             Ok(Ok(_)) => Ok(logger),
             Ok(Err(e)) => Err(Error::io("waiting for the logger", binary)(e)),
-            Err(_) => Err(Error::InvalidArgument(format!(
-                "the logger {binary:?} did not report ready within {READY_TIMEOUT:?}"
-            ))),
+            Err(_) => Err(Error::Helper {
+                what: "the logger did not report ready",
+                binary: binary.into(),
+                source: std::io::ErrorKind::TimedOut.into(),
+            }),
         }
     }
 }

@@ -10,23 +10,21 @@
 //! subreaper of its containers. Whatever fails before exec, the old code
 //! takes everything back and carries on.
 
-pub mod relay;
 pub mod snapshot;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::watch;
 
 use crate::container::Container;
 use crate::shim::Shim;
 use crate::sys::{FdList, FdTable};
-use crate::upgrade::relay::Relays;
-use snapshot::State;
+use crate::transport::{Transport, Unsettled};
+use snapshot::{State, StateError};
 
 /// The environment variable naming the state file for the next binary.
 pub const STATE_ENV: &str = "TETHER_UPGRADE_STATE";
@@ -44,38 +42,79 @@ pub struct Daemon {
     /// The shim.
     pub shim: Arc<Shim>,
     /// Client connections.
-    pub relays: Arc<Relays>,
+    pub transport: Arc<Transport>,
     /// The listening socket.
     pub listener: Arc<tokio::net::UnixListener>,
-    /// Pauses accepting.
-    pub accept_paused: watch::Sender<bool>,
+}
+
+/// Why a live upgrade was called off.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// Requests other than Wait did not finish.
+    #[error(transparent)]
+    Requests(#[from] Unsettled),
+    /// Processes stayed between phases (starting, exited, deleting).
+    #[error("processes did not settle within {0:?}")]
+    Processes(Duration),
+    /// Some process's stdio could not be recorded.
+    #[error("stdio handover failed: {}", .0.join("; "))]
+    Stdio(Vec<String>),
+    /// The state file could not be written.
+    #[error("writing the upgrade state: {0}")]
+    WriteState(#[source] crate::error::Error),
+    /// The new binary could not be run to check the state.
+    #[error("running the new binary {}: {source}", exe.display())]
+    Check {
+        /// The new binary.
+        exe: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The new binary refused the state.
+    #[error("the new binary {} cannot take over ({status}): {stderr}", exe.display())]
+    Refused {
+        /// The new binary.
+        exe: PathBuf,
+        /// Its exit status.
+        status: ExitStatus,
+        /// What it said.
+        stderr: String,
+    },
+    /// The exec itself failed.
+    #[error("exec of {}: {source}", exe.display())]
+    Exec {
+        /// The new binary.
+        exe: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl Daemon {
     /// Upgrades in place; returns only if the upgrade was called off, with
     /// the reason, everything running as before.
-    pub async fn upgrade(&self) -> String {
-        self.accept_paused.send_replace(true);
+    pub async fn upgrade(&self) -> UpgradeError {
+        self.transport.set_accepting(false);
         let why = self.attempt().await;
-        self.accept_paused.send_replace(false);
+        self.transport.set_accepting(true);
         why
     }
 
-    async fn attempt(&self) -> String {
+    async fn attempt(&self) -> UpgradeError {
         let services = self.shim.services().clone();
-        if let Err(e) = self.relays.quiesce().await {
-            self.relays_back_in_place().await;
-            return e;
+        if let Err(e) = self.transport.quiesce().await {
+            self.conns_back_in_place().await;
+            return e.into();
         }
-        let settled = settle(&self.shim).await.is_ok();
+        let settled = settle(&self.shim).await;
         services.reaper.pause();
         // Exits reaped just before the pause reach their processes first.
         self.shim.monitor_caught_up().await;
-        let settled = settled && settle(&self.shim).await.is_ok();
-        if !settled {
-            self.relays_back_in_place().await;
+        let settled = settled.and(settle(&self.shim).await);
+        if let Err(e) = settled {
+            self.conns_back_in_place().await;
             services.reaper.resume();
-            return "processes did not settle".into();
+            return e;
         }
         let mut given = FdList::new();
         let mut failed = Vec::new();
@@ -85,14 +124,14 @@ impl Daemon {
         } else {
             // A process whose stdio could not be recorded would lose it in
             // the next binary: take everything back instead.
-            Err(format!("stdio handover failed: {}", failed.join("; ")))
+            Err(UpgradeError::Stdio(failed))
         };
         match outcome {
             Ok(never) => match never {},
             Err(why) => {
                 // Called off: take it all back.
                 let events = std::mem::take(&mut state.events);
-                if let Err(e) = restore(&self.shim, &self.relays, state, &mut FdTable::new()) {
+                if let Err(e) = restore(&self.shim, &self.transport, state, &mut FdTable::new()) {
                     tracing::error!(error = %e, "taking the state back after a failed upgrade");
                 }
                 services.publisher.restore(&events);
@@ -104,9 +143,9 @@ impl Daemon {
 
     /// Detaches every connection and takes it straight back (an upgrade
     /// called off before anything else was stopped).
-    async fn relays_back_in_place(&self) {
-        let conns = self.relays.snapshot(&mut FdList::new()).await;
-        if let Err(e) = self.relays.restore(conns, &mut FdTable::new()) {
+    async fn conns_back_in_place(&self) {
+        let conns = self.transport.snapshot(&mut FdList::new()).await;
+        if let Err(e) = self.transport.restore(conns, &mut FdTable::new()) {
             tracing::error!(error = %e, "taking connections back");
         }
     }
@@ -117,7 +156,7 @@ impl Daemon {
     async fn snapshot(&self, fds: &mut FdList, failed: &mut Vec<String>) -> State {
         let services = self.shim.services();
         let listener = fds.lend(self.listener.as_raw_fd());
-        let conns = self.relays.snapshot(fds).await;
+        let conns = self.transport.snapshot(fds).await;
         let events = services.publisher.snapshot().await;
         let mut containers = Vec::new();
         for c in self.shim.containers() {
@@ -136,8 +175,9 @@ impl Daemon {
     }
 
     /// Proves the new binary reads the state, then becomes it.
-    fn exec(&self, state: &State, fds: &[RawFd]) -> Result<std::convert::Infallible, String> {
-        snapshot::write(&self.state_path, state).map_err(|e| e.to_string())?;
+    fn exec(&self, state: &State, fds: &[RawFd]) -> Result<std::convert::Infallible, UpgradeError> {
+        snapshot::write(&self.state_path, state).map_err(UpgradeError::WriteState)?;
+        let exe = || self.exe.clone();
         // Reaping is paused: waiting for this one child directly is safe.
         let check = Command::new(&self.exe)
             .arg("-upgrade-check")
@@ -150,23 +190,22 @@ impl Daemon {
             Ok(out) if out.status.success() => {}
             Ok(out) => {
                 let _ = std::fs::remove_file(&self.state_path);
-                return Err(format!(
-                    "the new binary {} cannot take over ({}): {}",
-                    self.exe.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+                return Err(UpgradeError::Refused {
+                    exe: exe(),
+                    status: out.status,
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
             }
-            Err(e) => {
+            Err(source) => {
                 let _ = std::fs::remove_file(&self.state_path);
-                return Err(format!("the new binary {}: {e}", self.exe.display()));
+                return Err(UpgradeError::Check { exe: exe(), source });
             }
         }
         for fd in fds {
             let _ = crate::sys::keep_across_exec(*fd, true);
         }
         tracing::info!(exe = %self.exe.display(), "upgrading in place");
-        let err = Command::new(&self.exe)
+        let source = Command::new(&self.exe)
             .args(&self.args)
             .env(STATE_ENV, &self.state_path)
             .exec();
@@ -174,22 +213,23 @@ impl Daemon {
             let _ = crate::sys::keep_across_exec(*fd, false);
         }
         let _ = std::fs::remove_file(&self.state_path);
-        Err(format!("exec of {}: {err}", self.exe.display()))
+        Err(UpgradeError::Exec { exe: exe(), source })
     }
 }
 
-/// Waits (bounded) until no process is between phases.
-async fn settle(shim: &Shim) -> Result<(), ()> {
+/// Waits (bounded) until no process is between phases: waits for each busy
+/// process to leave its phase, then looks at all of them again.
+async fn settle(shim: &Shim) -> Result<(), UpgradeError> {
+    let first_busy = || shim.containers().iter().find_map(|c| c.between_phases());
     let wait = async {
-        loop {
-            let any = shim.containers().iter().any(|c| c.is_between_phases());
-            if !any {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        while let Some(p) = first_busy() {
+            p.wait_until(|phase| !crate::container::between_phases(phase))
+                .await;
         }
     };
-    tokio::time::timeout(SETTLE_LIMIT, wait).await.map_err(drop)
+    tokio::time::timeout(SETTLE_LIMIT, wait)
+        .await
+        .map_err(|_| UpgradeError::Processes(SETTLE_LIMIT))
 }
 
 /// Builds the shim's containers and connections from a state (after exec,
@@ -197,7 +237,7 @@ async fn settle(shim: &Shim) -> Result<(), ()> {
 /// Queued events are the caller's: see `Publisher::restored`/`restore`.
 pub fn restore(
     shim: &Arc<Shim>,
-    relays: &Relays,
+    transport: &Transport,
     state: State,
     fds: &mut FdTable,
 ) -> std::io::Result<()> {
@@ -206,12 +246,12 @@ pub fn restore(
     for c in state.containers {
         shim.adopt(Container::restore(c, services.clone(), fds)?);
     }
-    relays.restore(state.conns, fds)?;
+    transport.restore(state.conns, fds)?;
     shim.set_upgrades(state.upgrades);
     Ok(())
 }
 
 /// `-upgrade-check FILE`: succeeds if this binary can take over that state.
-pub fn check(path: &std::path::Path) -> Result<(), String> {
+pub fn check(path: &Path) -> Result<(), StateError> {
     snapshot::read(path).map(drop)
 }

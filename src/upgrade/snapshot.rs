@@ -1,7 +1,7 @@
 //! The state a shim hands to the next binary in a live upgrade: versioned
 //! JSON, with descriptors as numbers that survive the exec. Each component
 //! records itself next to its own code (`Container::snapshot`,
-//! `Relays::snapshot`, `Publisher::snapshot`, `Router::snapshot`); this is
+//! `Transport::snapshot`, `Publisher::snapshot`, `Router::snapshot`); this is
 //! the envelope, and the checks a reader makes before anything is taken.
 //!
 //! A newer binary reads every older version it knows; an older binary refuses
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::container::ContainerRec;
 use crate::reaper::ExitRec;
-use crate::upgrade::relay::ConnRec;
+use crate::transport::ConnRec;
 
 /// The version this binary writes, and the newest it reads. Version 2 adds
 /// the processes' pidfds (`ProcessRec::pidfd`): a descriptor a version-1
@@ -49,37 +49,71 @@ pub fn write(path: &Path, state: &State) -> crate::error::Result<()> {
     crate::records::write_atomic(path, &data, 0o600)
 }
 
+/// Why a state cannot be taken over.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The state file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not JSON, or without a version.
+    #[error("not a tether state: {0}")]
+    NotState(#[source] serde_json::Error),
+    /// Written by a newer binary.
+    #[error("state version {0} is newer than this binary reads ({VERSION})")]
+    Newer(u32),
+    /// A version this binary knows, but malformed.
+    #[error("state version {version}: {source}")]
+    Malformed {
+        /// Its version.
+        version: u32,
+        /// What is wrong.
+        source: serde_json::Error,
+    },
+    /// A stdio descriptor named for handover.
+    #[error("state names descriptor {0}, a stdio descriptor")]
+    Stdio(RawFd),
+    /// A descriptor named twice (two owners).
+    #[error("state names descriptor {0} twice")]
+    Twice(RawFd),
+}
+
 /// Reads a state file this binary understands.
-pub fn read(path: &Path) -> Result<State, String> {
-    let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+pub fn read(path: &Path) -> Result<State, StateError> {
+    let data = std::fs::read(path).map_err(|source| StateError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     parse(&data)
 }
 
 /// Decodes a state and checks its descriptor numbers: each names one
 /// descriptor the next binary takes ownership of, so a number below 3 (stdio)
 /// or one given twice (two owners, a double close) refuses the whole state.
-pub fn parse(data: &[u8]) -> Result<State, String> {
+pub fn parse(data: &[u8]) -> Result<State, StateError> {
     #[derive(Deserialize)]
     struct Version {
         version: u32,
     }
-    let v: Version =
-        serde_json::from_slice(data).map_err(|e| format!("not a tether state: {e}"))?;
+    let v: Version = serde_json::from_slice(data).map_err(StateError::NotState)?;
     if v.version > VERSION {
-        return Err(format!(
-            "state version {} is newer than this binary reads ({VERSION})",
-            v.version
-        ));
+        return Err(StateError::Newer(v.version));
     }
-    let state: State =
-        serde_json::from_slice(data).map_err(|e| format!("state version {}: {e}", v.version))?;
+    let state: State = serde_json::from_slice(data).map_err(|source| StateError::Malformed {
+        version: v.version,
+        source,
+    })?;
     let mut seen = std::collections::BTreeSet::new();
     for fd in state.descriptors() {
         if fd < 3 {
-            return Err(format!("state names descriptor {fd}, a stdio descriptor"));
+            return Err(StateError::Stdio(fd));
         }
         if !seen.insert(fd) {
-            return Err(format!("state names descriptor {fd} twice"));
+            return Err(StateError::Twice(fd));
         }
     }
     Ok(state)
@@ -123,10 +157,11 @@ mod tests {
         let p = dir.path().join("s.json");
         std::fs::write(&p, V1.replace("\"version\":1", "\"version\":3")).unwrap();
         let e = read(&p).unwrap_err();
-        assert!(e.contains("newer than this binary reads"), "{e}");
+        assert!(matches!(e, StateError::Newer(3)), "{e}");
         std::fs::write(&p, "not json").unwrap();
-        assert!(read(&p).unwrap_err().contains("not a tether state"));
-        assert!(read(&dir.path().join("missing")).is_err());
+        assert!(matches!(read(&p), Err(StateError::NotState(_))));
+        let missing = read(&dir.path().join("missing"));
+        assert!(matches!(missing, Err(StateError::Read { .. })));
     }
 
     fn process(exec_id: &str, pidfd: Option<RawFd>) -> crate::process::ProcessRec {
@@ -168,19 +203,17 @@ mod tests {
         let twice = String::from_utf8(data)
             .unwrap()
             .replace("\"pidfd\":9", "\"pidfd\":7");
-        assert!(parse(twice.as_bytes())
-            .unwrap_err()
-            .contains("descriptor 7 twice"));
+        assert!(matches!(parse(twice.as_bytes()), Err(StateError::Twice(7))));
     }
 
     #[test]
     fn refuses_a_descriptor_named_twice_or_stdio() {
         let twice = V1.replace("\"fd\":7", "\"fd\":3");
         let e = parse(twice.as_bytes()).unwrap_err();
-        assert!(e.contains("descriptor 3 twice"), "{e}");
+        assert!(matches!(e, StateError::Twice(3)), "{e}");
         let stdio = V1.replace("\"listener\":3", "\"listener\":2");
         let e = parse(stdio.as_bytes()).unwrap_err();
-        assert!(e.contains("descriptor 2, a stdio"), "{e}");
+        assert!(matches!(e, StateError::Stdio(2)), "{e}");
         assert_eq!(parse(V1.as_bytes()).unwrap().descriptors(), vec![3, 7]);
     }
 }
