@@ -122,6 +122,17 @@ fn path_in(h: &Hierarchy, proc_cgroup: &str) -> Option<String> {
     })
 }
 
+/// Gives a new v1 cpuset cgroup `dir` its parent's CPUs and memory nodes
+/// (it starts with none, and no process could join it); elsewhere a no-op.
+pub fn inherit_cpuset(dir: &Path, parent: &Path) -> io::Result<()> {
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        if fs::read_to_string(dir.join(f)).is_ok_and(|v| v.trim().is_empty()) {
+            fs::write(dir.join(f), fs::read_to_string(parent.join(f))?)?;
+        }
+    }
+    Ok(())
+}
+
 /// One environment's cgroup directory in each hierarchy (host paths).
 #[derive(Clone, Debug)]
 pub struct Cgroup {
@@ -149,11 +160,7 @@ impl Cgroup {
             fs::create_dir(&dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
             cg.dirs.push((h, dir.clone()));
-            for f in ["cpuset.cpus", "cpuset.mems"] {
-                if fs::read_to_string(dir.join(f)).is_ok_and(|v| v.trim().is_empty()) {
-                    fs::write(dir.join(f), fs::read_to_string(parent.join(f))?)?;
-                }
-            }
+            inherit_cpuset(&dir, &parent)?;
         }
         if cg.dirs.is_empty() {
             return Err(io::Error::other("no cgroup hierarchy is mounted"));

@@ -49,6 +49,7 @@ pub fn run(plan: &Plan) -> io::Result<i32> {
     )?;
     mounts(plan)?;
     run_quiet(Command::new("ip").args(["link", "set", "lo", "up"]))?;
+    uplink()?;
     if let Some(r) = &plan.registry {
         registry(r)?;
     }
@@ -67,6 +68,24 @@ pub fn run(plan: &Plan) -> io::Result<i32> {
         .envs(plan.env.iter().map(|(k, v)| (k, v)));
     let status = cmd.status().map_err(|e| ctx(e, &plan.command[0]))?;
     Ok(code(status))
+}
+
+/// The namespace's stand-in for a host uplink: one end of a veth pair (the
+/// kernel here has no dummy driver) with an address and the default route. Programs that look for "the node's address" (the
+/// API server of the node e2e suite, the kubelet) find one; nothing leaves.
+const UPLINK: &str = "testenv0";
+/// Its address (TEST-NET-2, never routed).
+const UPLINK_ADDR: &str = "198.51.100.1/24";
+
+fn uplink() -> io::Result<()> {
+    let peer = format!("{UPLINK}p");
+    run_quiet(
+        Command::new("ip").args(["link", "add", UPLINK, "type", "veth", "peer", "name", &peer]),
+    )?;
+    run_quiet(Command::new("ip").args(["addr", "add", UPLINK_ADDR, "dev", UPLINK]))?;
+    run_quiet(Command::new("ip").args(["link", "set", &peer, "up"]))?;
+    run_quiet(Command::new("ip").args(["link", "set", UPLINK, "up"]))?;
+    run_quiet(Command::new("ip").args(["route", "add", "default", "dev", UPLINK]))
 }
 
 fn ctx(e: io::Error, what: impl AsRef<Path>) -> io::Error {
@@ -216,6 +235,7 @@ fn containerd(d: &Daemon, plan: &Plan) -> io::Result<()> {
         for h in &plan.hierarchies {
             let dir = h.mountpoint.join(sub);
             fs::create_dir_all(&dir)?;
+            crate::cgroup::inherit_cpuset(&dir, &h.mountpoint)?;
             fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
                 .map_err(|e| ctx(e, &dir))?;
         }
