@@ -10,6 +10,8 @@
 //! [`cli`] is the binary's entry points, and `fuzzing` (behind the
 //! `fuzzing` feature) the fuzz targets' bodies.
 
+#![deny(missing_docs)]
+
 pub(crate) mod cgroup;
 pub mod cli;
 pub mod client;

@@ -16,6 +16,8 @@
 //! The `testenv` binary is the command form:
 //! `testenv exec --containerd 2.3.7 --cri -- critest ...`.
 
+#![deny(missing_docs)]
+
 pub mod cgroup;
 pub mod config;
 mod env;
