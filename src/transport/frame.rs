@@ -66,9 +66,10 @@ pub(crate) fn method_of(frame: &[u8]) -> Option<String> {
     Some(req.method)
 }
 
-/// How much one read takes at most (a request is well under this; a larger
-/// frame takes more reads).
-const CHUNK: usize = 16 << 10;
+/// The room a read gets when the frame's size is not known yet (a request
+/// is well under this, as a rule); a larger frame gets room for the rest of
+/// itself once its header is in.
+const CHUNK: usize = 4 << 10;
 
 /// Reads whole frames from a non-blocking socket, as many bytes as it has
 /// at once (one read a request, as a rule). What it has read stays in it
@@ -100,6 +101,11 @@ impl FrameReader {
         // it runs); the buffer stays, for the next read.
         let frame = self.buf[..HEADER + len].to_vec();
         self.buf.drain(..HEADER + len);
+        if self.buf.is_empty() && self.buf.capacity() > CHUNK {
+            // A large frame's room is not kept for the idle connection:
+            // every shim has one, most of the time waiting.
+            self.buf = Vec::new();
+        }
         Ok(Some(frame))
     }
 
@@ -107,7 +113,12 @@ impl FrameReader {
     /// A short read means the socket is drained: its readiness is cleared
     /// then, as tokio's own reads do, rather than found out by another read.
     pub(crate) fn read_from(&mut self, s: &UnixStream) -> io::Result<bool> {
-        self.buf.reserve(CHUNK);
+        let rest = match self.buf.get(..HEADER) {
+            Some(h) => (HEADER + Header::parse(h.try_into().expect("a header"))?.len)
+                .saturating_sub(self.buf.len()),
+            None => 0,
+        };
+        self.buf.reserve(rest.max(CHUNK));
         let room = self.buf.capacity() - self.buf.len();
         match s.try_read_buf(&mut self.buf) {
             Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),

@@ -73,7 +73,7 @@ pub fn run(plan: &Plan) -> io::Result<i32> {
 /// The namespace's stand-in for a host uplink: one end of a veth pair (the
 /// kernel here has no dummy driver) with an address and the default route. Programs that look for "the node's address" (the
 /// API server of the node e2e suite, the kubelet) find one; nothing leaves.
-const UPLINK: &str = "testenv0";
+const UPLINK: &str = "uplink0";
 /// Its address (TEST-NET-2, never routed).
 const UPLINK_ADDR: &str = "198.51.100.1/24";
 
