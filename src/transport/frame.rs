@@ -179,10 +179,11 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn frame(stream: u32, kind: u8, payload: &[u8]) -> Vec<u8> {
+    /// A frame of `kind` on `stream` carrying `payload`.
+    pub(in crate::transport) fn frame(stream: u32, kind: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = (payload.len() as u32).to_be_bytes().to_vec();
         f.extend(stream.to_be_bytes());
         f.extend([kind, 0]);
@@ -213,7 +214,8 @@ mod tests {
         assert_eq!(method_of(&f[..HEADER]).as_deref(), Some(""));
     }
 
-    async fn next(r: &mut FrameReader, s: &UnixStream) -> Vec<u8> {
+    /// The next whole frame `r` reads from `s`.
+    pub(in crate::transport) async fn next(r: &mut FrameReader, s: &UnixStream) -> Vec<u8> {
         loop {
             if let Some(f) = r.next_frame().unwrap() {
                 return f;

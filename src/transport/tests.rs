@@ -6,17 +6,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
+use super::frame::tests::{frame, next};
 use super::frame::{FrameReader, Header, HEADER, REQUEST, RESPONSE};
 use super::Transport;
 use crate::sys::{FdList, FdTable};
-
-fn frame(stream: u32, kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = (payload.len() as u32).to_be_bytes().to_vec();
-    f.extend(stream.to_be_bytes());
-    f.extend([kind, 0]);
-    f.extend(payload);
-    f
-}
 
 fn request(stream: u32, method: &str) -> Vec<u8> {
     let req = ttrpc::Request {
@@ -25,16 +18,6 @@ fn request(stream: u32, method: &str) -> Vec<u8> {
         ..Default::default()
     };
     frame(stream, REQUEST, &req.write_to_bytes().unwrap())
-}
-
-async fn next(r: &mut FrameReader, s: &UnixStream) -> Vec<u8> {
-    loop {
-        if let Some(f) = r.next_frame().unwrap() {
-            return f;
-        }
-        s.readable().await.unwrap();
-        r.read_from(s).unwrap();
-    }
 }
 
 /// Lets every other task run until none has anything left to do.
