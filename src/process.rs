@@ -450,10 +450,7 @@ mod tests {
     fn a_pidfd_never_signals_a_process_that_reused_the_pid() {
         use std::process::Command;
         // Fails rather than skips without root; `cargo quick` leaves it out.
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "writing ns_last_pid needs root"
-        );
+        assert!(nix::unistd::geteuid().is_root(), "ns_last_pid needs root");
         let mut first = Command::new("sleep").arg("100").spawn().unwrap();
         let pid = first.id();
         let p = Process::new("c", "e".into(), StdioPaths::default(), Vec::new());
