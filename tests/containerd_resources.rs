@@ -62,6 +62,102 @@ fn oom_of_a_child_is_reported_while_the_container_runs() {
     );
 }
 
+/// Under the systemd cgroup driver, systemd removes an emptied scope the
+/// moment the cgroup empties, the same moment the shim hears of it, and can
+/// win: the kill counter is gone before the shim reads it. Played here for
+/// certain: the shim is stopped (SIGSTOP) before the kill, and the
+/// container's cgroups are removed while it is stopped, after the init died.
+/// `/tasks/oom` must still come, once, before `/tasks/exit`.
+fn oom_is_reported_when_the_cgroup_went_before_the_shim_looked() {
+    let rootfs = Rootfs::new();
+    let cd = Containerd::start();
+    let events = cd.events();
+    let id = cd.unique_id("oomgone");
+    let script = "/bin/sleep 4; exec /bin/dd if=/dev/zero of=/dev/null bs=64M count=1";
+    let out = cd.run(
+        &["-d", "--memory-limit", "16777216"],
+        &rootfs,
+        &id,
+        &["/bin/sh", "-c", script],
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let init = cd.wait_task(&id, Duration::from_secs(10), |t| t.status == "RUNNING");
+    let shims = cd.shim_processes();
+    assert_eq!(shims.len(), 1, "one shim: {shims:?}");
+    let dirs = container_cgroup_dirs(init.pid);
+    assert!(!dirs.is_empty(), "no cgroup dirs for {}", init.pid);
+    let stopped = Stopped::new(shims[0].pid as u32);
+    assert!(
+        common::ProcInfo::read(init.pid as i32).is_some_and(|p| !p.is_zombie()),
+        "the init died before the shim was stopped: the case was not played"
+    );
+    // The kill; the init stays a zombie, as its reaper is stopped.
+    let dead = common::poll_until(Duration::from_secs(60), || {
+        common::ProcInfo::read(init.pid as i32)
+            .map_or(true, |p| p.is_zombie())
+            .then_some(())
+    });
+    assert!(dead.is_some(), "the init was not OOM-killed");
+    for d in &dirs {
+        std::fs::remove_dir(d).unwrap_or_else(|e| panic!("rmdir {}: {e}", d.display()));
+    }
+    drop(stopped);
+    let exit = events.wait_for("/tasks/exit", &id, Duration::from_secs(30));
+    assert_eq!(exit.exit_status(), 137);
+    let all = events.events();
+    let topics: Vec<_> = all
+        .iter()
+        .filter(|e| e.line.contains(&format!("\"{id}\"")))
+        .map(|e| e.topic.as_str())
+        .filter(|t| matches!(*t, "/tasks/oom" | "/tasks/exit"))
+        .collect();
+    assert_eq!(topics, ["/tasks/oom", "/tasks/exit"]);
+    cd.ctr_ok(&["task", "rm", &id]);
+    cd.ctr_ok(&["container", "rm", &id]);
+    cd.assert_no_leftovers(&id, &rootfs, None, None);
+}
+
+/// The directories of the cgroups `pid` is in, in every hierarchy.
+fn container_cgroup_dirs(pid: u32) -> Vec<std::path::PathBuf> {
+    let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mut dirs = Vec::new();
+    for line in membership.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        let mount = match controllers {
+            "" if root.join("cgroup.controllers").exists() => root.to_path_buf(),
+            "" => root.join("unified"),
+            c => root.join(c.trim_start_matches("name=")),
+        };
+        let dir = mount.join(path.trim_start_matches('/'));
+        if path != "/" && dir.is_dir() && !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
+/// A process stopped with SIGSTOP until dropped.
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        let pid_t = nix::unistd::Pid::from_raw(pid as i32);
+        nix::sys::signal::kill(pid_t, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0 as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
 fn pause_freezes_and_resume_thaws() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
@@ -100,3 +196,11 @@ crate::containerd_matrix!(
     oom_of_a_child_is_reported_while_the_container_runs,
     pause_freezes_and_resume_thaws,
 );
+
+#[test]
+fn oom_is_reported_when_the_cgroup_went_before_the_shim_looked_v2_3() {
+    common::run_on(
+        "v2_3",
+        oom_is_reported_when_the_cgroup_went_before_the_shim_looked,
+    );
+}

@@ -7,6 +7,7 @@
 //! every file involved is flat `key value` text.
 
 mod kill;
+pub mod kmsg;
 pub mod oom;
 pub mod stats;
 

@@ -19,11 +19,16 @@
 //! init's exit, so a `/tasks/oom` always comes before the `/tasks/exit` it
 //! caused. A watcher knows its container only by id: it sends a notice to
 //! the monitor, which asks the container to report.
+//!
+//! Reading early narrows the race with the cgroup manager but cannot close
+//! it: systemd hears that the scope emptied when the shim does, and on a busy
+//! CPU removes it first. For that case the exit path asks the kernel log
+//! (`kmsg`) whether the init's SIGKILL was the OOM killer's.
 
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use nix::sys::eventfd::EfdFlags;
@@ -35,11 +40,15 @@ use crate::router::{Notice, Notices};
 use crate::tasks::Tasks;
 
 /// A container's OOM kills: the most the counter was seen at, and how many
-/// of those were reported.
+/// of those were reported; and whether the cgroup was already gone the last
+/// time anyone looked.
 #[derive(Debug, Default)]
 pub struct OomSeen {
     observed: AtomicU64,
     reported: AtomicU64,
+    gone: AtomicBool,
+    /// When the watch started, on the kernel log's clock.
+    since_us: u64,
 }
 
 impl OomSeen {
@@ -53,6 +62,8 @@ impl OomSeen {
         OomSeen {
             observed: AtomicU64::new(count),
             reported: AtomicU64::new(count),
+            gone: AtomicBool::new(false),
+            since_us: crate::cgroup::kmsg::now_us(),
         }
     }
 
@@ -63,9 +74,29 @@ impl OomSeen {
 
     /// Reads the counter, if the cgroup is still there, and keeps it.
     pub fn observe(&self, cgroup: &Cgroup) {
-        if let Some(now) = cgroup.oom_kills() {
-            self.observed.fetch_max(now, Ordering::AcqRel);
+        match cgroup.oom_kills() {
+            Some(now) => {
+                self.observed.fetch_max(now, Ordering::AcqRel);
+            }
+            None => self.gone.store(true, Ordering::Release),
         }
+    }
+
+    /// Whether the cgroup's counter could no longer be read, the last time
+    /// it was tried: a kill may have gone unseen.
+    pub fn cgroup_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    /// Since when (the kernel log's clock, µs) kills are this container's.
+    pub fn since_us(&self) -> u64 {
+        self.since_us
+    }
+
+    /// Records one kill the counter never showed (the kernel log did).
+    pub fn add_unseen_kill(&self) {
+        let now = self.reported.fetch_add(1, Ordering::AcqRel) + 1;
+        self.observed.fetch_max(now, Ordering::AcqRel);
     }
 
     /// Whether kills were observed that are not reported yet (nothing

@@ -16,6 +16,9 @@ use crate::reaper::Exit;
 /// exec that escaped the container must not hold the init's exit forever).
 const EXECS_GRACE: Duration = Duration::from_secs(10);
 
+/// The exit status of a process killed by SIGKILL, as the OOM killer kills.
+const KILLED: u32 = 128 + libc::SIGKILL as u32;
+
 impl Container {
     /// Handles the reaped exit of the init process (empty exec id) or an
     /// exec: what the monitor calls with an exit the router matched.
@@ -62,7 +65,9 @@ impl Container {
             };
             token.run_until_cancelled(settle).await;
             // An OOM kill that ended the container is reported before its exit.
-            self.check_oom();
+            if !self.check_oom() && exit.status == KILLED {
+                self.oom_from_kernel_log(exit.pid).await;
+            }
         } else {
             // A child the exec left behind may hold its output open (or
             // keep writing) for ever: the exec still returns.
@@ -115,6 +120,27 @@ impl Container {
             });
         }
         grew
+    }
+
+    /// For an init that died of SIGKILL after its cgroup went, before the
+    /// kill counter could be read (systemd removes an emptied scope at
+    /// once): the kernel log says whether the OOM killer killed it.
+    async fn oom_from_kernel_log(&self, pid: u32) {
+        let Some(seen) = self.oom.get().cloned() else {
+            return;
+        };
+        if !seen.cgroup_gone() {
+            return;
+        }
+        let since = seen.since_us();
+        let lookup = move || crate::cgroup::kmsg::oom_killed(pid, since);
+        if tokio::task::spawn_blocking(lookup).await.unwrap_or(false) {
+            seen.add_unseen_kill();
+            tracing::info!(id = %self.id, pid, "OOM kill in the container (the kernel log's; its cgroup was gone)");
+            self.publisher.publish(Event::Oom {
+                id: self.id.clone(),
+            });
+        }
     }
 
     /// Finds the container's cgroup (its init has a pid now) and starts
