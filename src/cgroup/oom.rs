@@ -47,6 +47,8 @@ pub struct OomSeen {
     observed: AtomicU64,
     reported: AtomicU64,
     gone: AtomicBool,
+    /// The count the watch started from.
+    start: u64,
     /// When the watch started, on the kernel log's clock.
     since_us: u64,
 }
@@ -63,6 +65,7 @@ impl OomSeen {
             observed: AtomicU64::new(count),
             reported: AtomicU64::new(count),
             gone: AtomicBool::new(false),
+            start: count,
             since_us: crate::cgroup::kmsg::now_us(),
         }
     }
@@ -82,10 +85,13 @@ impl OomSeen {
         }
     }
 
-    /// Whether the cgroup's counter could no longer be read, the last time
-    /// it was tried: a kill may have gone unseen.
-    pub fn cgroup_gone(&self) -> bool {
-        self.gone.load(Ordering::Acquire)
+    /// Whether the kernel log should be asked about the init's SIGKILL: the
+    /// cgroup's counter could no longer be read the last time it was tried,
+    /// and it never showed a kill. (Had it shown one, that may have been the
+    /// init's, and asking again would count it twice; the container has its
+    /// `/tasks/oom` either way.)
+    pub fn unseen_kill_possible(&self) -> bool {
+        self.gone.load(Ordering::Acquire) && self.observed.load(Ordering::Acquire) == self.start
     }
 
     /// Since when (the kernel log's clock, µs) kills are this container's.
@@ -278,6 +284,32 @@ mod tests {
         assert!(seen.grew(&cg), "the observed kill is reported");
         assert!(!seen.grew(&cg), "once");
         assert_eq!(seen.count(), 1);
+    }
+
+    #[test]
+    fn the_kernel_log_is_asked_only_when_the_counter_showed_nothing_and_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("memory.events");
+        fs::write(&events, "oom 0\noom_kill 2\n").unwrap();
+        let cg = Cgroup::V2(dir.path().into());
+        let seen = OomSeen::baseline(&cg);
+        assert!(!seen.grew(&cg));
+        assert!(!seen.unseen_kill_possible(), "the cgroup is there");
+        fs::remove_file(&events).unwrap();
+        assert!(!seen.grew(&cg));
+        assert!(seen.unseen_kill_possible(), "gone, and no kill seen");
+        seen.add_unseen_kill();
+        assert_eq!(seen.count(), 3);
+        assert!(!seen.unseen_kill_possible(), "once");
+
+        // A kill the counter showed before the cgroup went: never again.
+        fs::write(&events, "oom 0\noom_kill 0\n").unwrap();
+        let seen = OomSeen::baseline(&cg);
+        fs::write(&events, "oom 1\noom_kill 1\n").unwrap();
+        assert!(seen.grew(&cg));
+        fs::remove_file(&events).unwrap();
+        assert!(!seen.grew(&cg));
+        assert!(!seen.unseen_kill_possible());
     }
 
     #[test]

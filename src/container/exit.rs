@@ -123,13 +123,13 @@ impl Container {
     }
 
     /// For an init that died of SIGKILL after its cgroup went, before the
-    /// kill counter could be read (systemd removes an emptied scope at
+    /// kill counter was seen to move (systemd removes an emptied scope at
     /// once): the kernel log says whether the OOM killer killed it.
     async fn oom_from_kernel_log(&self, pid: u32) {
         let Some(seen) = self.oom.get().cloned() else {
             return;
         };
-        if !seen.cgroup_gone() {
+        if !seen.unseen_kill_possible() {
             return;
         }
         let since = seen.since_us();
