@@ -98,6 +98,16 @@ pub enum Error {
         #[source]
         errno: nix::Error,
     },
+    /// A request field that does not decode as its type says (runtime
+    /// options, an exec's process spec, resources, checkpoint options).
+    #[error("{what}: {source}")]
+    Decode {
+        /// Which field, and of what type.
+        what: String,
+        /// The decoder's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A helper program the shim starts (a binary logger) failed to start
     /// or to report ready.
     #[error("{what} {binary:?}: {source}")]
@@ -119,6 +129,18 @@ impl Error {
         move |source| Error::Io { op, path, source }
     }
 
+    /// Builds an [`Error::Decode`].
+    pub fn decode<E>(what: impl Into<String>) -> impl FnOnce(E) -> Error
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let what = what.into();
+        move |e| Error::Decode {
+            what,
+            source: Box::new(e),
+        }
+    }
+
     /// Builds an [`Error::Sys`].
     pub fn sys(op: &'static str) -> impl FnOnce(nix::Error) -> Error {
         move |source| Error::Sys { op, source }
@@ -128,7 +150,9 @@ impl Error {
     pub fn code(&self) -> ttrpc::Code {
         use ttrpc::Code;
         match self {
-            Error::InvalidId { .. } | Error::InvalidArgument(_) => Code::INVALID_ARGUMENT,
+            Error::InvalidId { .. } | Error::InvalidArgument(_) | Error::Decode { .. } => {
+                Code::INVALID_ARGUMENT
+            }
             Error::ContainerNotFound(_) | Error::NotFound(_) => Code::NOT_FOUND,
             Error::AlreadyExists(_) => Code::ALREADY_EXISTS,
             Error::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
@@ -176,6 +200,16 @@ mod tests {
             Error::FailedPrecondition("x".into()).code(),
             ttrpc::Code::FAILED_PRECONDITION
         );
+    }
+
+    #[test]
+    fn a_decode_error_keeps_its_cause_and_is_an_argument_error() {
+        let cause = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let e = Error::decode("resources")(cause);
+        assert_eq!(e.code(), ttrpc::Code::INVALID_ARGUMENT);
+        assert!(e.to_string().starts_with("resources: "), "{e}");
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(source.is::<serde_json::Error>());
     }
 
     #[test]

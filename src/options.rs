@@ -37,12 +37,10 @@ pub fn runtime_options(any: Option<&Any>) -> Result<RuntimeOptions> {
     let Some(any) = any.filter(|a| !a.type_url.is_empty()) else {
         return Ok(RuntimeOptions::default());
     };
-    let bad = |e: &dyn std::fmt::Display| {
-        Error::InvalidArgument(format!("runtime options of type {}: {e}", any.type_url))
-    };
+    let what = format!("runtime options of type {}", any.type_url);
     match type_name(&any.type_url) {
         "containerd.runc.v1.Options" => {
-            let o = RuncOptions::parse_from_bytes(&any.value).map_err(|e| bad(&e))?;
+            let o = RuncOptions::parse_from_bytes(&any.value).map_err(Error::decode(&what))?;
             Ok(RuntimeOptions {
                 binary: o.binary_name,
                 root: o.root,
@@ -59,7 +57,7 @@ pub fn runtime_options(any: Option<&Any>) -> Result<RuntimeOptions> {
             })
         }
         "containerd.linux.runc.CreateOptions" => {
-            let o = CreateOptions::parse_from_bytes(&any.value).map_err(|e| bad(&e))?;
+            let o = CreateOptions::parse_from_bytes(&any.value).map_err(Error::decode(&what))?;
             Ok(RuntimeOptions {
                 no_pivot_root: o.no_pivot_root,
                 no_new_keyring: o.no_new_keyring,
@@ -72,7 +70,8 @@ pub fn runtime_options(any: Option<&Any>) -> Result<RuntimeOptions> {
             })
         }
         "containerd.linux.runc.RuncOptions" => {
-            let o = LegacyRuncOptions::parse_from_bytes(&any.value).map_err(|e| bad(&e))?;
+            let o =
+                LegacyRuncOptions::parse_from_bytes(&any.value).map_err(Error::decode(&what))?;
             Ok(RuntimeOptions {
                 binary: o.runtime,
                 root: o.runtime_root,
@@ -82,16 +81,16 @@ pub fn runtime_options(any: Option<&Any>) -> Result<RuntimeOptions> {
             })
         }
         "runtimeoptions.v1.Options" => {
-            let o = CriOptions::parse_from_bytes(&any.value).map_err(|e| bad(&e))?;
+            let o = CriOptions::parse_from_bytes(&any.value).map_err(Error::decode(&what))?;
             let body = if !o.config_path.is_empty() {
                 std::fs::read(&o.config_path).map_err(Error::io("read", &o.config_path))?
             } else {
                 o.config_body
             };
-            toml_options(&String::from_utf8_lossy(&body)).map_err(|e| bad(&e))
+            toml_options(&String::from_utf8_lossy(&body)).map_err(Error::decode(what))
         }
-        _ => Err(bad(&format_args!(
-            "unsupported type (tether takes {})",
+        _ => Err(Error::InvalidArgument(format!(
+            "{what}: unsupported type (tether takes {})",
             KNOWN_TYPES.join(", ")
         ))),
     }

@@ -170,7 +170,7 @@ fn checkpoint_args(req: &CheckpointTaskRequest) -> Result<CheckpointArgs> {
     let o = match req.options.as_ref().filter(|a| !a.type_url.is_empty()) {
         Some(a) if a.type_url.ends_with("containerd.runc.v1.CheckpointOptions") => {
             CheckpointOptions::parse_from_bytes(&a.value)
-                .map_err(|e| Error::InvalidArgument(format!("checkpoint options: {e}")))?
+                .map_err(Error::decode("checkpoint options"))?
         }
         Some(a) => {
             return Err(Error::InvalidArgument(format!(

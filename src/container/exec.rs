@@ -15,8 +15,8 @@ impl Container {
     /// Registers an exec (Exec): it runs only when started.
     pub fn add_exec(&self, exec_id: &str, stdio: StdioPaths, spec_json: &[u8]) -> Result<()> {
         self.allow(Op::Exec, &self.init)?;
-        let mut spec: serde_json::Value = serde_json::from_slice(spec_json)
-            .map_err(|e| Error::InvalidArgument(format!("exec process spec: {e}")))?;
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(spec_json).map_err(Error::decode("exec process spec"))?;
         if !spec.is_object() {
             return Err(Error::InvalidArgument(
                 "exec process spec is not an object".into(),

@@ -42,7 +42,7 @@ impl Container {
         let _op = self.op_lock.write().await;
         self.allow(Op::Update, &self.init)?;
         serde_json::from_slice::<serde_json::Value>(resources_json)
-            .map_err(|e| Error::InvalidArgument(format!("resources: {e}")))?;
+            .map_err(Error::decode("resources"))?;
         // A name per call: nothing another call writes can be applied here.
         static CALLS: AtomicU64 = AtomicU64::new(0);
         let n = CALLS.fetch_add(1, Ordering::Relaxed);
