@@ -41,7 +41,7 @@ impl Container {
         if args.work_path.as_os_str().is_empty() {
             args.work_path = self.default_work_path();
         }
-        let _op = self.op_lock.write().await;
+        let _op = self.gate.alone().await;
         self.allow(Op::Checkpoint, &self.init)?;
         self.runc
             .checkpoint(&self.id, &args)

@@ -52,6 +52,7 @@ impl Container {
             restore_from: (!req.checkpoint.is_empty()).then(|| PathBuf::from(&req.checkpoint)),
             rootfs_mounted: mounted,
             kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
+            paused: false,
         };
         let init = Process::new(&req.id, String::new(), req.stdio.clone(), Vec::new());
         let tasks = services.tasks.child();

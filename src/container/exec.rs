@@ -43,13 +43,13 @@ impl Container {
         Ok(())
     }
 
-    /// Starts a registered exec. It holds the container's operation lock
-    /// (shared with other exec Starts) from the "not paused" check through
+    /// Starts a registered exec. It holds the container's gate (shared with
+    /// other exec Starts) from the "not paused" check through
     /// `runc exec`, so a Pause cannot land in between (it waits for the exec
     /// to have started).
     pub(crate) async fn start_exec(self: &Arc<Self>, exec_id: &str) -> Result<u32> {
         let p = self.process(exec_id)?;
-        let _op = self.op_lock.read().await;
+        let _op = self.gate.shared().await;
         self.advance(Op::Start, &p)?;
         // The init's exit ends the Start: its handler waits for no exec that
         // is starting, and a runtime still at work is killed (dropping

@@ -33,8 +33,8 @@ impl Container {
         if process.is_init() {
             // Read now, while the cgroup is surely there: a cgroup manager
             // may remove an emptied cgroup before the exit is reported.
-            if let (Some(cgroup), Some(seen)) = (self.cgroup.get(), self.oom.get()) {
-                seen.observe(cgroup);
+            if let Some(w) = self.watched.get() {
+                w.oom.observe(&w.cgroup);
             }
         }
         let span = process.span().clone();
@@ -109,10 +109,10 @@ impl Container {
     /// Publishes `/tasks/oom` if the cgroup's OOM kill count grew; returns
     /// whether it did.
     pub fn check_oom(&self) -> bool {
-        let (Some(cgroup), Some(seen)) = (self.cgroup.get(), self.oom.get()) else {
+        let Some(w) = self.watched.get() else {
             return false;
         };
-        let grew = seen.grew(cgroup);
+        let grew = w.oom.grew(&w.cgroup);
         if grew {
             tracing::info!(id = %self.id, "OOM kill in the container");
             self.publisher.publish(Event::Oom {
@@ -126,7 +126,7 @@ impl Container {
     /// kill counter was seen to move (systemd removes an emptied scope at
     /// once): the kernel log says whether the OOM killer killed it.
     async fn oom_from_kernel_log(&self, pid: u32) {
-        let Some(seen) = self.oom.get().cloned() else {
+        let Some(seen) = self.watched.get().map(|w| w.oom.clone()) else {
             return;
         };
         if !seen.unseen_kill_possible() {
@@ -161,17 +161,23 @@ impl Container {
             None => crate::cgroup::oom::OomSeen::baseline(&cgroup),
         };
         let seen = Arc::new(seen);
-        let _ = self.oom.set(seen.clone());
         let target = crate::cgroup::oom::Target {
             container: self.id.clone(),
-            seen,
+            seen: seen.clone(),
             notices: self.notices.clone(),
         };
+        // Set before the watch starts, so its first notice finds it.
+        let watched = super::gate::Watched {
+            cgroup: cgroup.clone(),
+            oom: seen,
+        };
+        if self.watched.set(watched).is_err() {
+            return;
+        }
         match crate::cgroup::oom::watch(target, &cgroup, &self.tasks) {
             Ok(()) => {}
             Err(e) => tracing::warn!(id = %self.id, error = %e, "OOM kills will not be reported"),
         }
-        let _ = self.cgroup.set(cgroup);
     }
 
     /// Waits until no exec is starting or running any more (bounded).

@@ -72,9 +72,7 @@ impl Container {
     /// cgroup (in which, on v1, a SIGKILLed process dies only when thawed).
     /// An unknown cgroup leaves that to runc.
     fn sigkill_beyond_init(&self) -> bool {
-        self.kill_all_on_exit
-            || self.is_paused()
-            || self.cgroup.get().map_or(true, |c| c.is_frozen())
+        self.kill_all_on_exit || self.is_paused() || self.cgroup().map_or(true, |c| c.is_frozen())
     }
 
     /// What `runc kill` does, done by the shim: SIGKILL or `all` through
@@ -86,7 +84,7 @@ impl Container {
         let init = &self.init;
         let mut through = String::from("init");
         if all || signal == libc::SIGKILL as u32 {
-            through = match self.cgroup.get() {
+            through = match self.cgroup() {
                 Some(cgroup) => match cgroup.signal_all(signal as i32).await? {
                     Some(n) => format!("cgroup ({n} processes) and init"),
                     None => "cgroup.kill and init".into(),
@@ -114,7 +112,7 @@ impl Container {
     pub(crate) async fn kill_the_rest(&self) {
         let kill = libc::SIGKILL;
         let result = match self.runc.kill(&self.id, kill as u32, true).await {
-            Err(Error::RuntimeTimeout { .. }) => match self.cgroup.get() {
+            Err(Error::RuntimeTimeout { .. }) => match self.cgroup() {
                 Some(cgroup) => cgroup.signal_all(kill).await.map(drop),
                 None => Ok(()),
             },

@@ -13,20 +13,21 @@
 //!   one step (`advance`); the transitional phases (Starting, Exited,
 //!   Deleting) make a second Start or Delete fail fast, and the exit path
 //!   waits for Starting to end, so Start's event comes before the exit's.
-//! - **`op_lock`** (an RwLock over no data) is held across the runtime call
-//!   of the operations that check container state and then change it through
-//!   runc: Pause, Resume, Update, Checkpoint take it to write; exec Start
-//!   takes it to read, from its "not paused" check through `runc exec`, so
-//!   Pause cannot land in between. State, Wait, Stats, Pids, Kill, Delete
-//!   and exit handling never take it, and no other lock is held while
+//! - **`gate`** ([`gate::Gate`]) serialises the operations that check
+//!   container state and then change it through runc: Pause, Resume,
+//!   Update, Checkpoint pass it alone; exec Starts pass it together, from
+//!   their "not paused" check through `runc exec`, so Pause cannot land in
+//!   between. Whether the container is paused lives in it, and only an
+//!   operation that passed alone can change that (after runc succeeded);
+//!   it is read without waiting (State, Kill, the table), where a value
+//!   one Pause old is harmless. State, Wait, Stats, Pids, Kill, Delete and
+//!   exit handling never wait for the gate, and nothing else is held while
 //!   waiting for it.
-//! - **`paused`** is written only under `op_lock` (to write), after runc
-//!   succeeded; it is read without the lock (State, Kill, the table), where
-//!   a value one Pause old is harmless.
-//! - **`cgroup` and `oom`** are set once, right after the init has a pid
-//!   (Create, restore at Start, or a handover) and before the init is
-//!   registered with the router, so its exit handler finds them. A reader
-//!   takes `None` as "unknown" (no cgroup was found).
+//! - **`watched`** ([`gate::Watched`]: the cgroup and its OOM count,
+//!   together) is set once, right after the init has a pid (Create,
+//!   restore at Start, or a handover) and before the init is registered
+//!   with the router, so its exit handler finds it. A reader takes `None`
+//!   as "unknown" (no cgroup was found).
 //! - **`execs`** is a short mutex, never held across an await or a runc
 //!   call; a process is taken out as an `Arc` and used after the lock is
 //!   dropped.
@@ -40,6 +41,7 @@ mod checkpoint;
 mod create;
 mod exec;
 mod exit;
+mod gate;
 mod kill;
 mod lifecycle;
 mod pidfd;
@@ -90,16 +92,12 @@ pub struct Container {
     /// The container shares a pid namespace: on init's exit, the rest of its
     /// processes are killed (its own pid namespace does that by itself).
     kill_all_on_exit: bool,
-    /// The container's cgroup, found right after `runc create`.
-    cgroup: std::sync::OnceLock<crate::cgroup::Cgroup>,
-    /// OOM kills already reported.
-    oom: std::sync::OnceLock<Arc<crate::cgroup::oom::OomSeen>>,
-    /// Frozen by Pause.
-    paused: std::sync::atomic::AtomicBool,
-    /// Serialises the operations that check the container's state and then
-    /// change it through the runtime (see the module's doc); the one lock
-    /// held while runc runs, for at most that runc call's deadline.
-    op_lock: tokio::sync::RwLock<()>,
+    /// The container's cgroup and its OOM count, found right after `runc
+    /// create`.
+    watched: std::sync::OnceLock<gate::Watched>,
+    /// The operations that change the container through runc, one at a
+    /// time, and whether Pause froze it (see the module's doc).
+    gate: gate::Gate,
     /// The container's tasks: its exit handlers, its OOM watch and its
     /// processes' copy loops. Cancelled when the container is deleted or
     /// handed over; a child of the daemon's.
@@ -149,6 +147,8 @@ pub struct Parts {
     pub rootfs_mounted: bool,
     /// Whether init's exit kills the rest of the container.
     pub kill_all_on_exit: bool,
+    /// Whether it is paused (a handed-over container may be).
+    pub paused: bool,
 }
 
 /// Whether `phase` is one a process passes through (starting, draining its
@@ -190,10 +190,8 @@ impl Container {
             restore_from: parts.restore_from,
             rootfs_mounted: parts.rootfs_mounted,
             kill_all_on_exit: parts.kill_all_on_exit,
-            cgroup: Default::default(),
-            oom: Default::default(),
-            paused: Default::default(),
-            op_lock: Default::default(),
+            watched: Default::default(),
+            gate: gate::Gate::new(parts.paused),
             tasks,
             publisher,
             reaper,
@@ -218,6 +216,11 @@ impl Container {
     /// The container's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The container's cgroup, if it was found.
+    fn cgroup(&self) -> Option<&crate::cgroup::Cgroup> {
+        self.watched.get().map(|w| &w.cgroup)
     }
 
     /// The init process's pid (0 before it has one).

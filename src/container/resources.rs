@@ -10,15 +10,15 @@ use crate::events::Event;
 impl Container {
     /// Whether Pause froze the container.
     pub fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::Acquire)
+        self.gate.paused()
     }
 
     /// Freezes every process of the container.
     pub async fn pause(&self) -> Result<()> {
-        let _op = self.op_lock.write().await;
+        let op = self.gate.alone().await;
         self.allow(Op::Pause, &self.init)?;
         self.runc.pause(&self.id).await?;
-        self.paused.store(true, Ordering::Release);
+        op.set_paused(true);
         self.publisher.publish(Event::Paused {
             id: self.id.clone(),
         });
@@ -27,10 +27,10 @@ impl Container {
 
     /// Thaws a paused container.
     pub async fn resume(&self) -> Result<()> {
-        let _op = self.op_lock.write().await;
+        let op = self.gate.alone().await;
         self.allow(Op::Resume, &self.init)?;
         self.runc.resume(&self.id).await?;
-        self.paused.store(false, Ordering::Release);
+        op.set_paused(false);
         self.publisher.publish(Event::Resumed {
             id: self.id.clone(),
         });
@@ -39,7 +39,7 @@ impl Container {
 
     /// Applies new resource limits (OCI LinuxResources JSON).
     pub async fn update(&self, resources_json: &[u8]) -> Result<()> {
-        let _op = self.op_lock.write().await;
+        let _op = self.gate.alone().await;
         self.allow(Op::Update, &self.init)?;
         serde_json::from_slice::<serde_json::Value>(resources_json)
             .map_err(Error::decode("resources"))?;
@@ -67,8 +67,7 @@ impl Container {
 
     /// The cgroup's statistics.
     pub fn stats(&self) -> Result<protobuf::well_known_types::any::Any> {
-        self.cgroup
-            .get()
+        self.cgroup()
             .ok_or_else(|| Error::NotFound(format!("container {:?} has no cgroup", self.id)))?
             .stats()
     }

@@ -4,7 +4,6 @@
 //! supervision of its processes where it was.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -90,7 +89,7 @@ impl Container {
             rootfs_mounted: self.rootfs_mounted,
             kill_all_on_exit: self.kill_all_on_exit,
             paused: self.is_paused(),
-            oom_seen: self.oom.get().map(|s| s.count()),
+            oom_seen: self.watched.get().map(|w| w.oom.count()),
             init,
             execs,
         }
@@ -114,9 +113,9 @@ impl Container {
             restore_from: rec.restore_from,
             rootfs_mounted: rec.rootfs_mounted,
             kill_all_on_exit: rec.kill_all_on_exit,
+            paused: rec.paused,
         };
         let container = Container::assemble(parts, init, services, tasks);
-        container.paused.store(rec.paused, Ordering::Release);
         for e in rec.execs {
             let p = Arc::new(Process::restore(e, fds, &container.id, &container.tasks)?);
             container.lock_execs().insert(p.exec_id.clone(), p);
