@@ -125,7 +125,7 @@ async fn serve(
     if let Some(v3) = create_task(service).remove(TASK_V2) {
         services.insert(TASK_V3.to_string(), v3);
     }
-    let (transport, relayed) = Transport::new();
+    let (transport, relayed) = Transport::new(tasks.branch());
     let mut server = Server::new()
         .add_listener(relayed)
         .register_service(services);

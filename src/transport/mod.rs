@@ -47,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use ttrpc::r#async::transport::Listener;
 
 use crate::sys::{FdList, FdTable};
+use crate::tasks::Tasks;
 use relay::{Stops, Unanswered};
 
 /// How long [`Transport::quiesce`] waits for requests other than Wait to be
@@ -91,30 +92,35 @@ struct Inner {
 /// Every client connection of this shim.
 pub struct Transport {
     inner: Mutex<Inner>,
+    /// The relays' owner (a branch of the daemon's tasks): their stops are
+    /// below its token, and waiting for the daemon waits for them.
+    tasks: Tasks,
     /// Whether the accept loop takes new connections.
     accepting: watch::Sender<bool>,
     to_server: mpsc::UnboundedSender<UnixStream>,
 }
 
 impl Transport {
-    /// A transport, and the listener to give the ttrpc server: it yields
-    /// the server's ends of the connections' socketpairs.
-    pub fn new() -> (Arc<Transport>, Listener) {
+    /// A transport whose relays `tasks` owns, and the listener to give the
+    /// ttrpc server: it yields the server's ends of the connections'
+    /// socketpairs.
+    pub fn new(tasks: Tasks) -> (Arc<Transport>, Listener) {
         let (to_server, rx) = mpsc::unbounded_channel();
         let listener = Listener::new(futures_util::stream::unfold(rx, |mut rx| async move {
             let conn = rx.recv().await?;
             Some((Ok(conn), rx))
         }));
-        (Transport::feeding(to_server), listener)
+        (Transport::feeding(to_server, tasks), listener)
     }
 
     /// A transport handing the server's ends to `to_server`.
-    fn feeding(to_server: mpsc::UnboundedSender<UnixStream>) -> Arc<Transport> {
+    fn feeding(to_server: mpsc::UnboundedSender<UnixStream>, tasks: Tasks) -> Arc<Transport> {
         Arc::new(Transport {
             inner: Mutex::new(Inner {
                 conns: Vec::new(),
-                stops: Stops::new(),
+                stops: Stops::under(tasks.token()),
             }),
+            tasks,
             accepting: watch::Sender::new(true),
             to_server,
         })
@@ -130,7 +136,9 @@ impl Transport {
         let (settled_tx, settled) = watch::channel(false);
         let mut inner = lock(&self.inner);
         let stops = inner.stops.clone();
-        let task = tokio::spawn(relay::run(client, ours, replay, stops, settled_tx));
+        let task = self
+            .tasks
+            .spawn(relay::run(client, ours, replay, stops, settled_tx));
         inner.conns.retain(|c| !c.task.is_finished());
         inner.conns.push(Conn { settled, task });
         Ok(())
@@ -168,7 +176,7 @@ impl Transport {
     pub async fn snapshot(&self, fds: &mut FdList) -> Vec<ConnRec> {
         let conns = {
             let mut inner = lock(&self.inner);
-            let stopped = std::mem::replace(&mut inner.stops, Stops::new());
+            let stopped = std::mem::replace(&mut inner.stops, Stops::under(self.tasks.token()));
             stopped.all.cancel();
             std::mem::take(&mut inner.conns)
         };

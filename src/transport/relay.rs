@@ -32,8 +32,9 @@ pub(crate) struct Stops {
 }
 
 impl Stops {
-    pub(crate) fn new() -> Stops {
-        let all = CancellationToken::new();
+    /// Stops that fire with `owner` too.
+    pub(crate) fn under(owner: &CancellationToken) -> Stops {
+        let all = owner.child_token();
         Stops {
             requests: all.child_token(),
             all,

@@ -30,7 +30,7 @@ async fn run_others() {
 #[tokio::test]
 async fn quiesce_waits_for_all_but_wait_and_the_wait_is_handed_over() {
     let (tx, mut servers) = mpsc::unbounded_channel();
-    let transport = Transport::feeding(tx);
+    let transport = Transport::feeding(tx, crate::tasks::Tasks::root());
     let (mut client, ours) = UnixStream::pair().unwrap();
     transport.add(ours, Default::default()).unwrap();
     let mut server = servers.recv().await.unwrap();
@@ -63,7 +63,7 @@ async fn quiesce_waits_for_all_but_wait_and_the_wait_is_handed_over() {
     // The next binary (here, a new transport) replays the Wait first, then
     // relays what the client sent meanwhile.
     let (tx, mut servers) = mpsc::unbounded_channel();
-    let next_transport = Transport::feeding(tx);
+    let next_transport = Transport::feeding(tx, crate::tasks::Tasks::root());
     assert_eq!(given.numbers(), [conns[0].fd]);
     next_transport.restore(conns, &mut FdTable::new()).unwrap();
     let mut server = servers.recv().await.unwrap();
