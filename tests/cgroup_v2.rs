@@ -8,10 +8,13 @@
 //! machine is hybrid) it boots a guest whose only hierarchy is cgroup2
 //! (scripts/guest-test.sh) and runs this same binary in it; on a cgroup v2
 //! host it runs it right there. Either way scripts/guest/cgroup-v2-suite.sh
-//! runs it against Debian's containerd 1.6.20 and 2.3.7 with tether, then on
-//! 2.3.7 with containerd's Go shim (`TETHER_TEST_RUNTIME=io.containerd.runc.v2`
-//! for the ctr scenarios, `TETHER_DIRECT_SHIM` for the direct ones) for
-//! comparison. Run by hand on a cgroup v2 host:
+//! runs it against Debian's containerd 1.6.20 and 2.3.7 with tether. With
+//! `TETHER_CGROUP_V2_GO=1` it then runs them on 2.3.7 with containerd's Go
+//! shim (`TETHER_TEST_RUNTIME=io.containerd.runc.v2` for the ctr scenarios,
+//! `TETHER_DIRECT_SHIM` for the direct ones): that checks the scenarios'
+//! expectations against the reference, not tether, so CI leaves it out
+//! (about 4 minutes of emulated guest); it passed in every CI run that
+//! included it, the last on 2026-12-05. Run by hand on a cgroup v2 host:
 //! `cargo test --test cgroup_v2 -- --ignored`.
 
 mod common;
@@ -332,8 +335,14 @@ fn in_a_cgroup_v2_guest() {
         "the cgroup v2 guest run failed ({}); summary:\n{stdout}",
         out.status
     );
-    // Both runs reported, something ran in each, and nothing failed.
-    for who in ["tether", "go-shim"] {
+    // Each run reported, something ran in each, and nothing failed.
+    let go = std::env::var("TETHER_CGROUP_V2_GO").is_ok_and(|v| v == "1");
+    let runs: &[&str] = if go {
+        &["tether", "go-shim"]
+    } else {
+        &["tether"]
+    };
+    for who in runs {
         let line = stdout
             .lines()
             .find(|l| l.starts_with(&format!("{who}:")))

@@ -37,19 +37,20 @@ fn oom_is_reported_once_and_before_the_exit_20_of_20() {
     common::oom_reported_once_before_exit(20, 100);
 }
 
+/// Runs `script` (sh) detached in a container limited to 16 MiB.
+fn run_in_16_mib(cd: &Containerd, rootfs: &Rootfs, id: &str, script: &str) {
+    let limit = ["-d", "--memory-limit", "16777216"];
+    let out = cd.run(&limit, rootfs, id, &["/bin/sh", "-c", script]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+}
+
 fn oom_of_a_child_is_reported_while_the_container_runs() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
     let events = cd.events();
     let id = cd.unique_id("oomchild");
     let script = "/bin/dd if=/dev/zero of=/dev/null bs=64M count=1; /bin/sleep 1000";
-    let out = cd.run(
-        &["-d", "--memory-limit", "16777216"],
-        &rootfs,
-        &id,
-        &["/bin/sh", "-c", script],
-    );
-    assert!(out.status.success(), "{}", describe_output(&out));
+    run_in_16_mib(&cd, &rootfs, &id, script);
     events.wait_for("/tasks/oom", &id, Duration::from_secs(30));
     let t = cd.wait_task(&id, Duration::from_secs(5), |t| t.status == "RUNNING");
     assert!(t.pid > 0);
@@ -74,13 +75,7 @@ fn oom_is_reported_when_the_cgroup_went_before_the_shim_looked() {
     let events = cd.events();
     let id = cd.unique_id("oomgone");
     let script = "/bin/sleep 4; exec /bin/dd if=/dev/zero of=/dev/null bs=64M count=1";
-    let out = cd.run(
-        &["-d", "--memory-limit", "16777216"],
-        &rootfs,
-        &id,
-        &["/bin/sh", "-c", script],
-    );
-    assert!(out.status.success(), "{}", describe_output(&out));
+    run_in_16_mib(&cd, &rootfs, &id, script);
     let init = cd.wait_task(&id, Duration::from_secs(10), |t| t.status == "RUNNING");
     let shims = cd.shim_processes();
     assert_eq!(shims.len(), 1, "one shim: {shims:?}");

@@ -160,5 +160,10 @@ oom_check() { # SHIM LABEL ID ROOTFS
     # Lines: TIME NAMESPACE TOPIC EVENT (TIME has spaces).
     order="$(grep -F "\"$3\"" "$events" | grep -oE ' /tasks/(oom|exit) ' | tr -d ' ' | paste -sd ' ')"
     check "$1" "$2" "OOM: exit 137, one /tasks/oom before /tasks/exit" "137 /tasks/oom /tasks/exit" "$status $order"
+    # The events and what containerd's journal says of the container, for
+    # the post-mortem.
+    [[ "$status $order" == "137 /tasks/oom /tasks/exit" ]] ||
+        { grep -F "\"$3\"" "$events"; journalctl -u containerd -o short-monotonic --no-pager | grep -F "$3" | tail -n 30; } |
+        sed 's/^/systemd-suite: /' >&2
     c container delete "$3" >/dev/null 2>&1
 }
