@@ -5,6 +5,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use protobuf::well_known_types::empty::Empty;
 use protobuf::{Message, MessageField};
 use tracing::Instrument;
@@ -43,31 +44,38 @@ impl TaskService {
 /// Runs one RPC, the one way every handler does: `call` validates and
 /// converts the request, makes its one domain call and converts the result.
 /// It runs in a span naming the method and the ids (so every log line of
-/// the call carries them); a failure is logged once and converted for the
-/// wire.
-async fn handle<T>(
+/// the call carries them); a failure is logged once, in that span, and
+/// converted for the wire.
+///
+/// A combinator, not an async fn: an async fn keeps its argument beside the
+/// block it moves it into, so each layer held `call` once more (Create's
+/// future was 3 times its call's 7 KiB, and its poll took 34 KiB of the
+/// daemon's stack, which stays resident once touched).
+fn handle<T, F>(
     method: &'static str,
     (id, exec_id): (&str, &str),
-    call: impl Future<Output = Result<T>>,
-) -> ttrpc::Result<T> {
+    call: F,
+) -> impl Future<Output = ttrpc::Result<T>>
+where
+    F: Future<Output = Result<T>>,
+{
     let span = tracing::info_span!("rpc", method, id, exec_id = tracing::field::Empty);
     if !exec_id.is_empty() {
         span.record("exec_id", exec_id);
     }
-    async {
-        call.await.map_err(|e| {
-            // containerd (CRI above all) routinely kills and deletes what has
-            // already finished: NotFound is an answer, not a fault.
-            if e.code() == ttrpc::Code::NOT_FOUND {
-                tracing::debug!(error = %e, "request for something gone");
-            } else {
-                tracing::warn!(code = ?e.code(), error = %e, "request failed");
-            }
-            e.into()
-        })
+    call.map(|r| r.map_err(failed)).instrument(span)
+}
+
+/// A failed call's error for the wire, logged (in the call's span).
+fn failed(e: Error) -> ttrpc::Error {
+    // containerd (CRI above all) routinely kills and deletes what has
+    // already finished: NotFound is an answer, not a fault.
+    if e.code() == ttrpc::Code::NOT_FOUND {
+        tracing::debug!(error = %e, "request for something gone");
+    } else {
+        tracing::warn!(code = ?e.code(), error = %e, "request failed");
     }
-    .instrument(span)
-    .await
+    e.into()
 }
 
 /// Checks a container id and, when present, an exec id.

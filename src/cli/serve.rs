@@ -31,6 +31,11 @@ use crate::upgrade;
 const FLUSH_LIMIT: Duration = Duration::from_secs(3);
 /// How long an idle blocking-pool thread lives.
 const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// How many I/O readiness events one poll of the driver takes (tokio's
+/// default, 1024, is a 12 KiB array that every shim keeps; a shim watches
+/// about ten descriptors a container, and events beyond these wait in the
+/// kernel for the next poll).
+const IO_EVENTS_PER_TICK: usize = 64;
 /// How long blocking-pool work may take to end once the daemon is done.
 const RUNTIME_END: Duration = Duration::from_secs(1);
 const TASK_V2: &str = "containerd.task.v2.Task";
@@ -68,6 +73,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         // Blocking-pool threads (file copies and opens) go soon after their
         // work: an idle shim is back to its one thread within a second.
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .max_io_events_per_tick(IO_EVENTS_PER_TICK)
         .build()
         .context("building the runtime")?;
     let listener = StdUnixListener::from(listener);

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::timestamp::Timestamp;
-use protobuf::MessageFull;
+use protobuf::Message;
 
 use crate::protos::events as wire;
 use crate::protos::mount::Mount as WireMount;
@@ -222,11 +222,47 @@ impl Event {
     }
 }
 
+/// A message that travels in an Any: its proto package, which with the
+/// message's name makes the type URL.
+///
+/// The URL is not taken from the message's descriptor: the first call to
+/// `descriptor()` builds the reflection of the whole .proto file and of
+/// those it imports (descriptor.proto among them), about 60 KiB of heap
+/// that every shim kept for good after its first event (heaptrack). The
+/// tests check each URL against the descriptor.
+pub trait Packaged: Message {
+    /// The package, as in the .proto file.
+    const PACKAGE: &'static str;
+}
+
+macro_rules! packaged {
+    ($package:literal: $($message:ty),+ $(,)?) => {
+        $(impl Packaged for $message {
+            const PACKAGE: &'static str = $package;
+        })+
+    };
+}
+
+packaged!("containerd.events":
+    wire::TaskCreate, wire::TaskStart, wire::TaskExecAdded, wire::TaskExecStarted,
+    wire::TaskOOM, wire::TaskPaused, wire::TaskResumed, wire::TaskCheckpointed,
+    wire::TaskExit, wire::TaskDelete,
+);
+packaged!("containerd.runc.v1": crate::protos::runc_options::ProcessDetails);
+packaged!("io.containerd.cgroups.v1": crate::protos::cgroup1_metrics::Metrics);
+packaged!("io.containerd.cgroups.v2": crate::protos::cgroup2_metrics::Metrics);
+
+/// The type URL of `M`: the bare full name (`package.Message`), which is
+/// how containerd registers its types.
+pub fn type_url<M: Packaged>() -> String {
+    format!("{}.{}", M::PACKAGE, M::NAME)
+}
+
 /// Wraps `m` in an Any whose type URL is the bare message name, which is how
 /// containerd registers event types.
-pub fn any<M: MessageFull>(m: &M) -> Any {
+pub fn any<M: Packaged>(m: &M) -> Any {
     let mut a = Any::new();
-    a.type_url = M::descriptor().full_name().to_string();
+    a.type_url = type_url::<M>();
     a.value = m.write_to_bytes().expect("event messages always serialize");
     a
 }
@@ -261,6 +297,27 @@ mod tests {
         assert_eq!(a.type_url, "containerd.events.TaskStart");
         let m = wire::TaskStart::parse_from_bytes(&a.value).unwrap();
         assert_eq!((m.container_id.as_str(), m.pid), ("c", 42));
+    }
+
+    #[test]
+    fn type_urls_are_the_descriptors_full_names() {
+        use protobuf::MessageFull;
+        fn check<M: Packaged + MessageFull>() {
+            assert_eq!(type_url::<M>(), M::descriptor().full_name());
+        }
+        check::<wire::TaskCreate>();
+        check::<wire::TaskStart>();
+        check::<wire::TaskExecAdded>();
+        check::<wire::TaskExecStarted>();
+        check::<wire::TaskOOM>();
+        check::<wire::TaskPaused>();
+        check::<wire::TaskResumed>();
+        check::<wire::TaskCheckpointed>();
+        check::<wire::TaskExit>();
+        check::<wire::TaskDelete>();
+        check::<crate::protos::runc_options::ProcessDetails>();
+        check::<crate::protos::cgroup1_metrics::Metrics>();
+        check::<crate::protos::cgroup2_metrics::Metrics>();
     }
 
     #[test]

@@ -98,14 +98,10 @@ impl FrameReader {
             return Ok(None);
         }
         // A frame of its own size (an unanswered Wait is kept for as long as
-        // it runs); the buffer stays, for the next read.
+        // it runs).
         let frame = self.buf[..HEADER + len].to_vec();
         self.buf.drain(..HEADER + len);
-        if self.buf.is_empty() && self.buf.capacity() > CHUNK {
-            // A large frame's room is not kept for the idle connection:
-            // every shim has one, most of the time waiting.
-            self.buf = Vec::new();
-        }
+        self.release_if_empty();
         Ok(Some(frame))
     }
 
@@ -130,8 +126,20 @@ impl FrameReader {
                 }
                 Ok(true)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.release_if_empty();
+                Ok(false)
+            }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Gives the read room back once no byte of a frame is in it: a
+    /// connection is idle most of the time, and a shim has one per
+    /// container's client (two readers each, 8 KiB a connection when kept).
+    fn release_if_empty(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
         }
     }
 }
@@ -241,6 +249,7 @@ pub(super) mod tests {
         assert_eq!(next(&mut r, &b).await, f1);
         assert_eq!(next(&mut r, &b).await, f2);
         assert!(r.idle());
+        assert_eq!(r.buf.capacity(), 0, "an idle reader keeps no room");
         drop(a);
         b.readable().await.unwrap();
         assert!(r.read_from(&b).is_err());
