@@ -146,17 +146,19 @@ fn detached_task_survives_containerd_sigkill_and_reports_137() {
     let id = cd.unique_id("survivor");
     let task = cd.run_detached(&rootfs, &id, &["/bin/sleep", "1000"]);
     let pid = task.pid;
-    let proc0 = ProcInfo::read(pid as i32).unwrap_or_else(|| {
+    // Start has returned, but the init may not have exec'd sleep yet
+    // (`runc init` a moment longer on a loaded machine).
+    let is_sleep = |p: &ProcInfo| p.cmdline.iter().any(|a| a.ends_with("sleep"));
+    let proc0 = common::poll_until(Duration::from_secs(10), || {
+        ProcInfo::read(pid as i32).filter(is_sleep)
+    })
+    .unwrap_or_else(|| {
         panic!(
-            "task pid {pid} of {id} does not exist\n{}",
+            "task pid {pid} of {id} is not the container's sleep after 10 s: {}\n{}",
+            ProcInfo::read(pid as i32).map_or("gone".into(), |p| p.describe()),
             cd.diagnostics()
         )
     });
-    assert!(
-        proc0.cmdline.iter().any(|a| a.ends_with("sleep")),
-        "task pid {pid} is not the container's sleep: {}",
-        proc0.describe()
-    );
     let socket = cd.shim_socket(&id);
     let shims_before: Vec<i32> = cd.shim_processes().iter().map(|p| p.pid).collect();
     assert!(
