@@ -134,7 +134,7 @@ impl Container {
         }
         let since = seen.since_us();
         let lookup = move || crate::cgroup::kmsg::oom_killed(pid, since);
-        if tokio::task::spawn_blocking(lookup).await.unwrap_or(false) {
+        if self.tasks.spawn_blocking(lookup).await.unwrap_or(false) {
             seen.add_unseen_kill();
             tracing::info!(id = %self.id, pid, "OOM kill in the container (the kernel log's; its cgroup was gone)");
             self.publisher.publish(Event::Oom {
