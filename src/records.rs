@@ -2,11 +2,13 @@
 //!
 //! | file           | writer         | reader                         |
 //! |----------------|----------------|--------------------------------|
+//! | `config.json`  | containerd     | runc; `start` and Create read a little of it ([`SpecRecord`]) |
 //! | `address`      | `start`        | containerd 1.6/1.7 on restart  |
 //! | `init.pid`     | runc           | the daemon, `delete`           |
 //! | `runtime.json` | the daemon     | `delete` (which runc, which root) |
 //! | `log.json`     | runc           | the daemon, for error messages |
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The container's OCI spec.
+pub const SPEC_FILE: &str = "config.json";
 /// The file `start` writes the socket address to.
 pub const ADDRESS_FILE: &str = "address";
 /// runc's pid file for the container's init process.
@@ -147,6 +151,50 @@ impl ExitRecord {
     }
 }
 
+/// What the shim itself reads of the bundle's OCI spec (the rest is runc's):
+/// the one parse of `config.json` for `start` (the grouping annotations)
+/// and Create (the pid namespace).
+#[derive(Debug, Default, Deserialize)]
+pub struct SpecRecord {
+    /// The spec's annotations.
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    #[serde(default)]
+    linux: Option<SpecLinux>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SpecLinux {
+    #[serde(default)]
+    namespaces: Vec<SpecNamespace>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SpecNamespace {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    path: String,
+}
+
+impl SpecRecord {
+    /// The spec in `bundle`; None when it is missing or does not parse.
+    pub fn load(bundle: &Path) -> Option<SpecRecord> {
+        let data = fs::read(bundle.join(SPEC_FILE)).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
+    /// Whether the container gets a pid namespace of its own: one without a
+    /// path (a new one), not one joined by path (e.g. the host's).
+    pub fn has_own_pid_namespace(&self) -> bool {
+        self.linux.as_ref().is_some_and(|l| {
+            l.namespaces
+                .iter()
+                .any(|n| n.kind == "pid" && n.path.is_empty())
+        })
+    }
+}
+
 /// Reads a pid file as runc writes it; None when missing or unreadable.
 pub fn read_pid(path: &Path) -> Option<u32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
@@ -185,6 +233,29 @@ mod tests {
         let back = ExitRecord::load(dir.path()).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.at(), at);
+    }
+
+    #[test]
+    fn spec_record_reads_annotations_and_the_pid_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |s: &str| {
+            fs::write(dir.path().join(SPEC_FILE), s).unwrap();
+            SpecRecord::load(dir.path())
+        };
+        let own = |s: &str| load(s).unwrap().has_own_pid_namespace();
+        assert!(own(
+            r#"{"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}"#
+        ));
+        assert!(!own(r#"{"linux":{"namespaces":[{"type":"mount"}]}}"#));
+        assert!(!own(
+            r#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#
+        ));
+        assert!(!own("{}"));
+        let spec = load(r#"{"annotations":{"a":"b"},"process":{"args":["sh"]}}"#).unwrap();
+        assert_eq!(spec.annotations.get("a").map(String::as_str), Some("b"));
+        assert!(load("not json").is_none());
+        fs::remove_file(dir.path().join(SPEC_FILE)).unwrap();
+        assert!(SpecRecord::load(dir.path()).is_none());
     }
 
     #[test]

@@ -36,6 +36,16 @@ const MIN_PER_SHIM: usize = 40;
 fn systemd_node_checks_pass_with_tether_wherever_they_pass_with_the_go_shim() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = std::env::current_exe().expect("this test binary");
+    // testenv, whose `config --system` writes the node's containerd config:
+    // the workspace's build puts it next to the shim (testenv's own tests
+    // use the binary, so a plain `cargo test` or `cargo build --tests`
+    // builds it first).
+    let testenv = Path::new(common::SHIM).with_file_name("testenv");
+    assert!(
+        testenv.is_file(),
+        "no testenv at {}: build it with the workspace (`cargo build --tests` or `cargo build -p testenv`)",
+        testenv.display()
+    );
     let out = std::process::Command::new("bash")
         .arg(repo.join("scripts/guest-test.sh"))
         .args(["--init", "systemd"])
@@ -53,6 +63,7 @@ fn systemd_node_checks_pass_with_tether_wherever_they_pass_with_the_go_shim() {
         // This binary: its update_through_the_task_api is the suite's tool
         // for Update.
         .arg(&exe)
+        .arg(&testenv)
         .current_dir(repo)
         // The guest's console streams to stderr as it comes; stdout is the
         // checks' lines.

@@ -3,8 +3,9 @@
 #
 #   scripts/guest-test.sh -- bash scripts/guest/smoke-container.sh [CONTAINERD-BIN-DIR]
 #
-# Starts a private containerd (default Debian's, /usr/bin; its root, state
-# and socket under $TMPDIR, the CRI plugin off), then with its ctr:
+# Starts a private containerd (default Debian's, /usr/bin; its config from
+# `testenv config`: root, state and socket under $TMPDIR, the CRI plugin
+# off), then with its ctr:
 #   1. runs a container on a plain rootfs dir (busybox-static and symlinks)
 #      with --memory-limit, and checks from outside that its cgroup v2 dir
 #      has memory.max set, and from inside that its cgroup has that limit;
@@ -12,9 +13,15 @@
 #      runs it, which goes through the overlayfs snapshotter on the scratch
 #      disk (ext4).
 # Prints what it checks; exit status 0 when every check passes.
-# Needs root, runc, busybox-static; refuses to run outside cgroup v2.
+# Needs root, runc, busybox-static, and the testenv binary: $TESTENV, else
+# target/debug/testenv of this repository (or of $CARGO_TARGET_DIR), which
+# `cargo build -p testenv` or a plain `cargo test` builds; refuses to run
+# outside cgroup v2.
 set -euo pipefail
 bindir="${1:-/usr/bin}"
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+testenv="${TESTENV:-${CARGO_TARGET_DIR:-$repo/target}/debug/testenv}"
+[[ -x $testenv ]] || { echo "smoke: no testenv at $testenv (cargo build -p testenv, or set TESTENV)" >&2; exit 1; }
 containerd="$bindir/containerd" ctr="$bindir/ctr"
 [[ -x $containerd && -x $ctr ]] || { echo "smoke: no containerd/ctr in $bindir" >&2; exit 1; }
 [[ "$(stat -fc %T /sys/fs/cgroup)" == cgroup2fs ]] || { echo "smoke: /sys/fs/cgroup is not cgroup v2" >&2; exit 1; }
@@ -51,19 +58,13 @@ for applet in sh cat sleep ls grep head; do
 done
 
 # --- a private containerd
-cat >"$dir/config.toml" <<EOF
-version = 2
-root = "$dir/root"
-state = "$dir/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$dir/containerd.sock"
-[ttrpc]
-  address = "$dir/containerd.sock.ttrpc"
-EOF
+# The config for its version (2 for 1.x, 3 for 2.x): root, state, opt and
+# containerd.sock under $dir (the ttrpc socket is containerd's default, the
+# gRPC socket's path plus .ttrpc), the CRI off.
+config="$("$testenv" config --containerd "$containerd" "$dir")"
 # Its own containerd-shim-runc-v2 first in PATH (a 2.x containerd cannot use
 # Debian's 1.6 shim).
-PATH="$bindir:$PATH" "$containerd" --config "$dir/config.toml" </dev/null >"$dir/containerd.log" 2>&1 &
+PATH="$bindir:$PATH" "$containerd" --config "$config" </dev/null >"$dir/containerd.log" 2>&1 &
 pid=$!
 c() { "$ctr" --address "$dir/containerd.sock" --namespace smoke "$@"; }
 for _ in $(seq 600); do

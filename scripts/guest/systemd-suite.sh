@@ -3,16 +3,18 @@
 # (tests/systemd_node.rs runs it through `scripts/guest-test.sh --init
 # systemd`):
 #
-#   scripts/guest/systemd-suite.sh SHIM TOOL
+#   scripts/guest/systemd-suite.sh SHIM TOOL TESTENV
 #
 # SHIM: tether's containerd-shim-tether-v2 (the cargo build). TOOL: the
 # tests/systemd_node.rs test binary, whose update_through_the_task_api sends
-# Update to a shim.
+# Update to a shim. TESTENV: the testenv binary (the same build), whose
+# `testenv config --system` writes containerd's config.
 #
 # First it does what an operator does on a systemd node (README, "Install"):
 # installs the shim in /usr/local/bin and our drop-in as
 # /etc/systemd/system/containerd.service.d/50-tether.conf, writes
-# /etc/containerd/config.toml with SystemdCgroup = true for every runtime,
+# /etc/containerd/config.toml with SystemdCgroup = true for every runtime
+# (testenv config),
 # reloads systemd and starts containerd.service: Debian's unit, with a
 # guest-only drop-in (10-tether-guest.conf) pointing ExecStart and PATH at
 # containerd 2.3.7 of /var/cache/tether-peers. Then, for tether and for
@@ -29,8 +31,8 @@
 # Each check prints `ok|FAIL SHIM RUNC NAME [detail]` on stdout; the last
 # line is `N passed, M failed`. Exit status 0 when none failed.
 set -uo pipefail
-(($# == 2)) || { echo "systemd-suite: SHIM TOOL" >&2; exit 2; }
-shim="$(realpath "$1")" tool="$(realpath "$2")"
+(($# == 3)) || { echo "systemd-suite: SHIM TOOL TESTENV" >&2; exit 2; }
+shim="$(realpath "$1")" tool="$(realpath "$2")" testenv="$(realpath "$3")"
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 peers="${TETHER_PEERS_DIR:-/var/cache/tether-peers}"
 sd="$repo/scripts/guest/systemd"
@@ -41,6 +43,7 @@ source "$sd/lib.sh"
 [[ "$(stat -fc %T /sys/fs/cgroup)" == cgroup2fs ]] || { echo "systemd-suite: /sys/fs/cgroup is not cgroup v2" >&2; exit 2; }
 [[ -x $shim ]] || { echo "systemd-suite: no shim at $shim" >&2; exit 2; }
 [[ -x $tool ]] || { echo "systemd-suite: no test binary at $tool" >&2; exit 2; }
+[[ -x $testenv ]] || { echo "systemd-suite: no testenv at $testenv" >&2; exit 2; }
 cd_bin="$peers/containerd-2.3.7/bin"
 [[ -x $cd_bin/containerd ]] || { echo "systemd-suite: no containerd 2.3.7 in $cd_bin (scripts/peers.sh matrix)" >&2; exit 2; }
 newest="$(grep -v '^#' "$repo/tests/peers/runc-matrix" | awk 'NF {print $1; exit}')"
@@ -73,7 +76,8 @@ ExecStart=
 ExecStart=$cd_bin/containerd
 Environment=PATH=$cd_bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 EOF
-write_containerd_config "$runc_newest" "$runc_debian" /etc/containerd/config.toml
+write_containerd_config "$runc_newest" "$runc_debian" /etc/containerd ||
+    { echo "systemd-suite: testenv config failed" >&2; exit 2; }
 for s in tether-shims go-shims; do
     printf '[Unit]\nDescription=%s\n' "$s" | install -m 0644 /dev/stdin "/etc/systemd/system/$s.slice"
 done

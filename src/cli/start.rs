@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::bootstrap::{self, Reply, StartInput};
 use super::Flags;
 use crate::ids::validate;
-use crate::records::{write_atomic, ADDRESS_FILE};
+use crate::records::{write_atomic, SpecRecord, ADDRESS_FILE};
 
 /// Where shim sockets live; containerd's convention, whatever its state dir.
 pub const SOCKET_DIR: &str = "/run/containerd/s";
@@ -115,13 +115,7 @@ pub fn socket_path_in(dir: &Path, address: &str, namespace: &str, group: &str) -
 
 /// The grouping id from the bundle's spec annotations, if any.
 fn grouping_id(bundle: &Path) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Spec {
-        #[serde(default)]
-        annotations: std::collections::HashMap<String, String>,
-    }
-    let data = fs::read(bundle.join("config.json")).ok()?;
-    let spec: Spec = serde_json::from_slice(&data).ok()?;
+    let spec = SpecRecord::load(bundle)?;
     GROUP_ANNOTATIONS
         .iter()
         .find_map(|k| spec.annotations.get(*k).filter(|v| !v.is_empty()).cloned())

@@ -2,7 +2,7 @@
 //! restored from a checkpoint, up to what Start restores) and
 //! `/tasks/create`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Container, Op, Parts, Services};
@@ -11,7 +11,7 @@ use crate::events::Event;
 use crate::io::StdioPaths;
 use crate::mount::{mount_all, unmount_all, Mount};
 use crate::process::Process;
-use crate::records::INIT_PID_FILE;
+use crate::records::{SpecRecord, INIT_PID_FILE};
 use crate::runc::RuntimeOptions;
 
 /// A Create request in domain terms.
@@ -51,7 +51,8 @@ impl Container {
             options: req.options.clone(),
             restore_from: (!req.checkpoint.is_empty()).then(|| PathBuf::from(&req.checkpoint)),
             rootfs_mounted: mounted,
-            kill_all_on_exit: !has_own_pid_namespace(&req.bundle),
+            kill_all_on_exit: !SpecRecord::load(&req.bundle)
+                .is_some_and(|s| s.has_own_pid_namespace()),
             paused: false,
         };
         let init = Process::new(&req.id, String::new(), req.stdio.clone(), Vec::new());
@@ -126,56 +127,5 @@ impl Container {
             container.on_exit(container.init.clone(), exit);
         }
         Ok(pid)
-    }
-}
-
-/// Whether the bundle's spec gives the container a pid namespace of its own
-/// (one without a path, i.e. a new one, or a path that is not the host's).
-fn has_own_pid_namespace(bundle: &Path) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Spec {
-        linux: Option<Linux>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Linux {
-        #[serde(default)]
-        namespaces: Vec<Namespace>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Namespace {
-        #[serde(rename = "type")]
-        kind: String,
-        #[serde(default)]
-        path: String,
-    }
-    let Ok(data) = std::fs::read(bundle.join("config.json")) else {
-        return false;
-    };
-    let Ok(spec) = serde_json::from_slice::<Spec>(&data) else {
-        return false;
-    };
-    spec.linux
-        .map(|l| {
-            l.namespaces
-                .iter()
-                .any(|n| n.kind == "pid" && n.path.is_empty())
-        })
-        .unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pid_namespace_detection() {
-        let dir = tempfile::tempdir().unwrap();
-        let write = |s: &str| std::fs::write(dir.path().join("config.json"), s).unwrap();
-        write(r#"{"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}"#);
-        assert!(has_own_pid_namespace(dir.path()));
-        write(r#"{"linux":{"namespaces":[{"type":"mount"}]}}"#);
-        assert!(!has_own_pid_namespace(dir.path()));
-        write(r#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#);
-        assert!(!has_own_pid_namespace(dir.path()));
     }
 }

@@ -37,9 +37,30 @@ impl Version {
     }
 }
 
-/// What a private containerd is configured with, whatever its version.
+/// What a containerd is configured with, whatever its version.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// A private containerd's dirs and socket; `None`: the system
+    /// containerd's (containerd's defaults, which the config leaves out:
+    /// `/var/lib/containerd`, `/run/containerd` and its `containerd.sock`,
+    /// `/opt/containerd`). A private containerd's CRI also gets what keeps
+    /// it off the host's: its netns mounts under its state dir, the
+    /// streaming server on 127.0.0.1 and a free port, no NRI, a restricted
+    /// oom_score_adj; the system's gets containerd's defaults there too.
+    pub dirs: Option<Dirs>,
+    /// `debug.level`; `None`: containerd's default.
+    pub log_level: Option<String>,
+    /// Plugins to disable; [`Settings::disable_cri`] fills in the CRI's.
+    pub disabled_plugins: Vec<String>,
+    /// The shim manager's `socket_dir` (containerd 2.3 and newer only).
+    pub shim_socket_dir: Option<PathBuf>,
+    /// The CRI plugin's settings, when it is on.
+    pub cri: Option<Cri>,
+}
+
+/// Where a private containerd keeps its data and listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dirs {
     /// containerd's persistent root (`root`).
     pub root: PathBuf,
     /// containerd's state dir (`state`).
@@ -48,14 +69,18 @@ pub struct Settings {
     pub address: PathBuf,
     /// The opt plugin's dir.
     pub opt: PathBuf,
-    /// `debug.level`.
-    pub log_level: String,
-    /// Plugins to disable; [`Settings::disable_cri`] fills in the CRI's.
-    pub disabled_plugins: Vec<String>,
-    /// The shim manager's `socket_dir` (containerd 2.3 and newer only).
-    pub shim_socket_dir: Option<PathBuf>,
-    /// The CRI plugin's settings, when it is on.
-    pub cri: Option<Cri>,
+}
+
+impl Dirs {
+    /// `root`, `state`, `opt` and the socket `containerd.sock` under `dir`.
+    pub fn in_dir(dir: &Path) -> Dirs {
+        Dirs {
+            root: dir.join("root"),
+            state: dir.join("state"),
+            address: dir.join("containerd.sock"),
+            opt: dir.join("opt"),
+        }
+    }
 }
 
 /// The CRI plugin's settings.
@@ -95,27 +120,56 @@ pub struct Handler {
     pub shim: Option<PathBuf>,
     /// The OCI runtime the shim runs (`BinaryName`); `None`: runc from PATH.
     pub binary_name: Option<String>,
+    /// The systemd cgroup driver (`SystemdCgroup`).
+    pub systemd_cgroup: bool,
+    /// The cgroup the shim moves itself into (`ShimCgroup`), e.g. a slice's
+    /// `/tether-shims.slice`.
+    pub shim_cgroup: Option<String>,
 }
 
 impl Handler {
-    /// Parses `NAME=TYPE[:SHIM[:BINARY]]`, e.g. `runc=io.containerd.runc.v2`
-    /// or `tether=io.containerd.tether.v2:/usr/bin/containerd-shim-tether-v2`.
+    /// Parses `NAME=TYPE[:SHIM[:BINARY]][,OPTION=VALUE...]`, e.g.
+    /// `runc=io.containerd.runc.v2`,
+    /// `tether=io.containerd.tether.v2:/usr/bin/containerd-shim-tether-v2`
+    /// or `tether=io.containerd.tether.v2::/usr/sbin/runc,SystemdCgroup=true,ShimCgroup=/tether-shims.slice`.
+    /// The options are `SystemdCgroup` (`true` or `false`) and `ShimCgroup`.
     pub fn parse(text: &str) -> Result<Handler, String> {
-        let (name, rest) = text
+        const FORM: &str = "NAME=TYPE[:SHIM[:BINARY]][,OPTION=VALUE...]";
+        let mut items = text.split(',');
+        let (name, rest) = items
+            .next()
+            .unwrap_or_default()
             .split_once('=')
-            .ok_or_else(|| format!("handler {text:?} is not NAME=TYPE[:SHIM[:BINARY]]"))?;
+            .ok_or_else(|| format!("handler {text:?} is not {FORM}"))?;
         let mut parts = rest.splitn(3, ':');
         let runtime_type = parts.next().unwrap_or_default();
         if name.is_empty() || runtime_type.is_empty() {
             return Err(format!("handler {text:?} has no name or type"));
         }
         let nonempty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
-        Ok(Handler {
+        let mut h = Handler {
             name: name.to_string(),
             runtime_type: runtime_type.to_string(),
             shim: nonempty(parts.next()).map(PathBuf::from),
             binary_name: nonempty(parts.next()),
-        })
+            systemd_cgroup: false,
+            shim_cgroup: None,
+        };
+        for item in items {
+            match item.split_once('=') {
+                Some(("SystemdCgroup", v)) => {
+                    h.systemd_cgroup = v.parse().map_err(|_| {
+                        format!("handler {name}: SystemdCgroup={v:?} is not true or false")
+                    })?;
+                }
+                Some(("ShimCgroup", v)) if !v.is_empty() => h.shim_cgroup = Some(v.to_string()),
+                _ => {
+                    let want = "SystemdCgroup=true|false or ShimCgroup=PATH";
+                    return Err(format!("handler {name}: {item:?} is not {want}"));
+                }
+            }
+        }
+        Ok(h)
     }
 
     /// containerd's own runc shim types, whose options containerd reads as
@@ -123,18 +177,54 @@ impl Handler {
     fn is_runc_type(&self) -> bool {
         self.runtime_type.starts_with("io.containerd.runc.")
     }
+
+    /// Its options table (runc's keys), in the config or in a side file.
+    fn options(&self) -> RuncOptions<'_> {
+        RuncOptions {
+            binary_name: self.binary_name.as_deref(),
+            systemd_cgroup: self.systemd_cgroup,
+            shim_cgroup: self.shim_cgroup.as_deref(),
+        }
+    }
+}
+
+impl Cri {
+    /// The CRI with `handlers`, of which `default` (or else the first, or
+    /// else `runc`) is the default; no registry hosts, no CNI.
+    pub fn with_handlers(
+        sandbox_image: &str,
+        handlers: Vec<Handler>,
+        default: Option<String>,
+    ) -> Cri {
+        Cri {
+            sandbox_image: sandbox_image.to_string(),
+            registry_hosts: None,
+            cni: None,
+            default_runtime: default
+                .or_else(|| handlers.first().map(|h| h.name.clone()))
+                .unwrap_or_else(|| "runc".into()),
+            handlers,
+        }
+    }
 }
 
 impl Settings {
-    /// Everything under `dir`: `root`, `state`, `opt` and the socket
-    /// `containerd.sock`; log level `info`; no CRI.
+    /// A private containerd: everything under `dir` ([`Dirs::in_dir`]);
+    /// log level `info`; no CRI.
     pub fn in_dir(dir: &Path) -> Settings {
         Settings {
-            root: dir.join("root"),
-            state: dir.join("state"),
-            address: dir.join("containerd.sock"),
-            opt: dir.join("opt"),
-            log_level: "info".into(),
+            dirs: Some(Dirs::in_dir(dir)),
+            log_level: Some("info".into()),
+            ..Settings::system()
+        }
+    }
+
+    /// The system containerd (a node's containerd.service): containerd's
+    /// own dirs, socket and log level; no CRI.
+    pub fn system() -> Settings {
+        Settings {
+            dirs: None,
+            log_level: None,
             disabled_plugins: Vec::new(),
             shim_socket_dir: None,
             cri: None,
@@ -239,6 +329,8 @@ struct RuncOptions<'a> {
     binary_name: Option<&'a str>,
     #[serde(rename = "SystemdCgroup")]
     systemd_cgroup: bool,
+    #[serde(rename = "ShimCgroup", skip_serializing_if = "Option::is_none")]
+    shim_cgroup: Option<&'a str>,
 }
 
 #[cfg(test)]

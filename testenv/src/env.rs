@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cgroup::{Cgroup, Hierarchy};
-use crate::config::{self, Cni, Cri, Handler, Settings, Version};
+use crate::config::{self, Cni, Cri, Dirs, Handler, Settings, Version};
 use crate::init::code;
 use crate::plan::{Daemon, Plan, Registry};
 
@@ -228,9 +228,10 @@ impl Env {
                 }
             }
         }
+        let dirs = Dirs::in_dir(&dir);
         let mut s = Settings::in_dir(&dir);
-        s.log_level = o.log_level.clone();
-        for d in [&s.root, &s.state] {
+        s.log_level = Some(o.log_level.clone());
+        for d in [&dirs.root, &dirs.state] {
             fs::create_dir_all(d)?;
         }
         let mut registry = None;
@@ -246,15 +247,13 @@ impl Env {
                 self.cni_network()?;
             }
             s.cri = Some(Cri {
-                sandbox_image: o.sandbox_image.clone(),
                 registry_hosts: o.registry.then(|| dir.join("certs.d")),
                 cni,
-                default_runtime: o
-                    .default_handler
-                    .clone()
-                    .or_else(|| o.handlers.first().map(|h| h.name.clone()))
-                    .unwrap_or_else(|| "runc".into()),
-                handlers: o.handlers.clone(),
+                ..Cri::with_handlers(
+                    &o.sandbox_image,
+                    o.handlers.clone(),
+                    o.default_handler.clone(),
+                )
             });
         } else {
             s.disable_cri(self.version);
@@ -269,8 +268,8 @@ impl Env {
             std::env::var("PATH").unwrap_or_default()
         );
         let pid_file = dir.join("containerd.pid");
-        self.address = s.address.clone();
-        let sock = s.address.display().to_string();
+        self.address = dirs.address.clone();
+        let sock = dirs.address.display().to_string();
         let var = |k: &str, v: &dyn std::fmt::Display| (k.to_string(), v.to_string());
         self.vars = vec![
             var("TESTENV_DIR", &dir.display()),
@@ -278,8 +277,8 @@ impl Env {
             var("CONTAINERD_BIN", &containerd.display()),
             var("CONTAINERD_CONFIG", &config.display()),
             var("CONTAINERD_LOG", &log.display()),
-            var("CONTAINERD_ROOT", &s.root.display()),
-            var("CONTAINERD_STATE", &s.state.display()),
+            var("CONTAINERD_ROOT", &dirs.root.display()),
+            var("CONTAINERD_STATE", &dirs.state.display()),
             var("CONTAINERD_VERSION", &full_version),
             var("CONTAINERD_PATH", &path),
             var("CONTAINERD_PID_FILE", &pid_file.display()),
@@ -306,7 +305,7 @@ impl Env {
             containerd: Some(Daemon {
                 binary: containerd.to_path_buf(),
                 config,
-                address: s.address,
+                address: dirs.address,
                 path,
                 log,
                 pid_file,

@@ -1,16 +1,20 @@
 //! `testenv exec [OPTIONS] -- COMMAND...`: runs COMMAND inside a private
 //! containerd's environment (see the library) and tears it down; exits with
 //! COMMAND's status (2 when the environment could not be set up, 128+N when
-//! a signal N stopped it). `testenv __init PLAN` is the environment's init.
+//! a signal N stopped it). `testenv config [OPTIONS] DIR` writes a
+//! containerd config into DIR: a private containerd's (its dirs under DIR),
+//! or with `--system` the system containerd's (a node's containerd.service),
+//! with the CRI and its handlers or without. `testenv __init PLAN` is the
+//! environment's init.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
-use testenv::config::{Handler, Settings};
+use testenv::config::{Cri, Handler, Settings};
 use testenv::{Env, Options};
 
 #[derive(Parser)]
@@ -28,31 +32,16 @@ enum Cmd {
     /// Set up, run COMMAND inside (CONTAINERD_ADDRESS, CRI_ENDPOINT, ... set), tear down.
     Exec(Box<ExecArgs>),
     /// Write a containerd config (and its side files) into DIR for that
-    /// containerd's version, without the CRI; print its path.
-    Config {
-        /// `system`, a version under --peers-dir or a containerd binary.
-        #[arg(long, default_value = "system")]
-        containerd: String,
-        /// scripts/peers.sh's cache.
-        #[arg(
-            long,
-            env = "TETHER_PEERS_DIR",
-            default_value = "/var/cache/tether-peers"
-        )]
-        peers_dir: PathBuf,
-        /// containerd's log level.
-        #[arg(long, default_value = "info")]
-        log_level: String,
-        /// The dir: root, state, opt and containerd.sock go there too.
-        dir: PathBuf,
-    },
+    /// containerd's version; print its path.
+    Config(ConfigArgs),
     /// The environment's init (internal).
     #[command(name = "__init", hide = true)]
     Init { plan: PathBuf },
 }
 
+/// Which containerd.
 #[derive(clap::Args)]
-struct ExecArgs {
+struct ContainerdArgs {
     /// `system`, a version under --peers-dir (e.g. 2.3.7) or a containerd binary.
     #[arg(long, default_value = "system")]
     containerd: String,
@@ -63,9 +52,32 @@ struct ExecArgs {
         default_value = "/var/cache/tether-peers"
     )]
     peers_dir: PathBuf,
+}
+
+/// The CRI plugin.
+#[derive(clap::Args)]
+struct CriArgs {
     /// Turn on the CRI plugin.
     #[arg(long)]
     cri: bool,
+    /// NAME=TYPE[:SHIM[:BINARY]][,SystemdCgroup=true][,ShimCgroup=PATH], e.g.
+    /// tether=io.containerd.tether.v2:/path/shim (repeatable).
+    #[arg(long = "handler", value_parser = Handler::parse, requires = "cri")]
+    handlers: Vec<Handler>,
+    /// The CRI's default handler (default: the first).
+    #[arg(long, requires = "cri")]
+    default_handler: Option<String>,
+    /// The sandbox image.
+    #[arg(long, default_value = "registry.k8s.io/pause:3.10")]
+    sandbox_image: String,
+}
+
+#[derive(clap::Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    containerd: ContainerdArgs,
+    #[command(flatten)]
+    cri: CriArgs,
     /// A local registry standing in for --mirror hosts (default registry.k8s.io, gcr.io).
     #[arg(long)]
     registry: bool,
@@ -78,18 +90,9 @@ struct ExecArgs {
     /// A CNI bridge network for the CRI.
     #[arg(long)]
     cni: bool,
-    /// NAME=TYPE[:SHIM[:BINARY]], e.g. tether=io.containerd.tether.v2:/path/shim (repeatable).
-    #[arg(long = "handler", value_parser = Handler::parse)]
-    handlers: Vec<Handler>,
-    /// The CRI's default handler (default: the first).
-    #[arg(long)]
-    default_handler: Option<String>,
     /// The runc every shim runs (first in containerd's PATH).
     #[arg(long)]
     runc: Option<PathBuf>,
-    /// The sandbox image.
-    #[arg(long, default_value = "registry.k8s.io/pause:3.10")]
-    sandbox_image: String,
     /// containerd's log level.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -107,22 +110,41 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
+#[derive(clap::Args)]
+struct ConfigArgs {
+    #[command(flatten)]
+    containerd: ContainerdArgs,
+    #[command(flatten)]
+    cri: CriArgs,
+    /// The system containerd's (a node's containerd.service): containerd's
+    /// own root, state, socket and opt dir, and its CRI defaults; DIR gets
+    /// only the config (e.g. /etc/containerd).
+    #[arg(long)]
+    system: bool,
+    /// containerd's log level (default: info, or containerd's with --system).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// The dir (made if missing): without --system, root, state, opt and
+    /// containerd.sock go there too.
+    dir: PathBuf,
+}
+
 fn exec(a: ExecArgs) -> Result<i32, String> {
     let mut mirrors = a.mirrors;
     if mirrors.is_empty() {
         mirrors = Options::default().mirrors;
     }
     let o = Options {
-        containerd: a.containerd,
-        peers_dir: a.peers_dir,
-        cri: a.cri,
+        containerd: a.containerd.containerd,
+        peers_dir: a.containerd.peers_dir,
+        cri: a.cri.cri,
         cni: a.cni,
         registry: a.registry,
         mirrors,
         images: a.images,
-        sandbox_image: a.sandbox_image,
-        handlers: a.handlers,
-        default_handler: a.default_handler,
+        sandbox_image: a.cri.sandbox_image,
+        handlers: a.cri.handlers,
+        default_handler: a.cri.default_handler,
         runc: a.runc,
         log_level: a.log_level,
         log: a.log,
@@ -158,21 +180,33 @@ fn exec(a: ExecArgs) -> Result<i32, String> {
     Ok(status)
 }
 
-fn config(
-    containerd: String,
-    peers_dir: PathBuf,
-    log_level: String,
-    dir: &Path,
-) -> Result<i32, String> {
+fn config(a: ConfigArgs) -> Result<i32, String> {
     let o = Options {
-        containerd,
-        peers_dir,
+        containerd: a.containerd.containerd,
+        peers_dir: a.containerd.peers_dir,
         ..Options::default()
     };
     let (_, version, _) = testenv::containerd_bins(&o).map_err(|e| e.to_string())?;
-    let mut s = Settings::in_dir(dir);
-    s.log_level = log_level;
-    s.disable_cri(version);
+    let mut s = if a.system {
+        Settings::system()
+    } else {
+        Settings::in_dir(&a.dir)
+    };
+    if a.log_level.is_some() {
+        s.log_level = a.log_level;
+    }
+    if a.cri.cri {
+        let c = a.cri;
+        s.cri = Some(Cri::with_handlers(
+            &c.sandbox_image,
+            c.handlers,
+            c.default_handler,
+        ));
+    } else {
+        s.disable_cri(version);
+    }
+    let dir = &a.dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = testenv::config::write(&s, version, dir).map_err(|e| e.to_string())?;
     println!("{}", path.display());
     Ok(0)
@@ -182,12 +216,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Exec(a) => exec(*a),
-        Cmd::Config {
-            containerd,
-            peers_dir,
-            log_level,
-            dir,
-        } => config(containerd, peers_dir, log_level, &dir),
+        Cmd::Config(a) => config(a),
         Cmd::Init { plan } => std::fs::read_to_string(&plan)
             .map_err(|e| format!("{}: {e}", plan.display()))
             .and_then(|t| toml::from_str(&t).map_err(|e| e.to_string()))

@@ -78,15 +78,16 @@ impl Containerd {
         let (major, minor) = bins.line();
         let version = testenv::config::Version { major, minor };
         let mut settings = testenv::config::Settings::in_dir(&dir);
-        settings.log_level = "debug".into();
+        settings.log_level = Some("debug".into());
         settings.disable_cri(version);
         configure(&mut settings);
-        for d in [&settings.root, &settings.state, &fifo_dir] {
+        let dirs = settings.dirs.clone().expect("a private containerd's dirs");
+        for d in [&dirs.root, &dirs.state, &fifo_dir] {
             fs::create_dir_all(d).expect("creating containerd directories");
         }
         let config = testenv::config::write(&settings, version, &dir)
             .unwrap_or_else(|e| panic!("writing the config of containerd {major}.{minor}: {e}"));
-        let (address, state, log) = (settings.address, settings.state, dir.join("containerd.log"));
+        let (address, state, log) = (dirs.address, dirs.state, dir.join("containerd.log"));
         eprintln!(
             "[harness] containerd {} with runc {} in {} (namespace {namespace}); runtime under test: {} ({})",
             bins.version,

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154 # repo, peers, cd_bin, tool: set by systemd-suite.sh before it sources this
+# shellcheck disable=SC2154 # repo, peers, cd_bin, tool, testenv: set by systemd-suite.sh before it sources this
 # Helpers of scripts/guest/systemd-suite.sh (sourced): reporting, ctr and
 # crictl against the node's containerd.service, the containerd config, and
 # the check groups (checks.sh, cri.sh, restart.sh, sourced from here).
@@ -59,36 +59,23 @@ waitfor() {
     return 1
 }
 
-# The containerd config: the CRI handlers tether, tether-debian (tether with
+# The containerd config, from `testenv config --system` (the testenv crate
+# writes every containerd config of the repository): containerd's own root,
+# state and socket, the CRI handlers tether, tether-debian (tether with
 # Debian's runc), runc and runc-debian (the Go shim), all with
 # SystemdCgroup = true, the shims of tether's in tether-shims.slice and the
 # Go shim's in go-shims.slice (ShimCgroup); the sandbox image is the suite's.
-write_containerd_config() { # RUNC-NEWEST RUNC-DEBIAN FILE
-    local out
-    out="$(
-        cat <<EOF
-version = 3
-[plugins.'io.containerd.cri.v1.images'.pinned_images]
-  sandbox = 'tether.local/node:1'
-[plugins.'io.containerd.cri.v1.runtime'.containerd]
-  default_runtime_name = 'runc'
-EOF
-        local name type bin slice
-        for name in tether tether-debian runc runc-debian; do
-            type=io.containerd.runc.v2 slice=/go-shims.slice bin="$1"
-            [[ $name == tether* ]] && type=io.containerd.tether.v2 slice=/tether-shims.slice
-            [[ $name == *-debian ]] && bin="$2"
-            cat <<EOF
-[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.$name]
-  runtime_type = '$type'
-[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.$name.options]
-  BinaryName = '$bin'
-  SystemdCgroup = true
-  ShimCgroup = '$slice'
-EOF
-        done
-    )"
-    install -D -m 0644 /dev/stdin "$3" <<<"$out"
+write_containerd_config() { # RUNC-NEWEST RUNC-DEBIAN DIR (gets config.toml)
+    local args=(config --system --containerd "$cd_bin/containerd" --cri
+        --sandbox-image tether.local/node:1 --default-handler runc)
+    local name type bin slice
+    for name in tether tether-debian runc runc-debian; do
+        type=io.containerd.runc.v2 slice=/go-shims.slice bin="$1"
+        [[ $name == tether* ]] && type=io.containerd.tether.v2 slice=/tether-shims.slice
+        [[ $name == *-debian ]] && bin="$2"
+        args+=(--handler "$name=$type::$bin,SystemdCgroup=true,ShimCgroup=$slice")
+    done
+    "$testenv" "${args[@]}" "$3" >/dev/null
 }
 
 # A rootfs dir for ctr --rootfs: Debian's busybox-static and its applets.

@@ -11,19 +11,26 @@ use super::{ConfigError, Debug, Grpc, Handler, Opt, Rendered, RuncOptions, Setti
 #[derive(Serialize)]
 struct Config<'a> {
     version: u32,
-    root: &'a Path,
-    state: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a Path>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     disabled_plugins: &'a [String],
-    grpc: Grpc<'a>,
-    debug: Debug<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc: Option<Grpc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    debug: Option<Debug<'a>>,
     plugins: Plugins<'a>,
 }
 
 #[derive(Serialize)]
 struct Plugins<'a> {
-    #[serde(rename = "io.containerd.internal.v1.opt")]
-    opt: Opt<'a>,
+    #[serde(
+        rename = "io.containerd.internal.v1.opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    opt: Option<Opt<'a>>,
     #[serde(
         rename = "io.containerd.grpc.v1.cri",
         skip_serializing_if = "Option::is_none"
@@ -31,14 +38,21 @@ struct Plugins<'a> {
     cri: Option<Cri<'a>>,
 }
 
+/// The keys after `sandbox_image` up to `containerd` only for a private
+/// containerd (see [`Settings::dirs`]).
 #[derive(Serialize)]
 struct Cri<'a> {
     sandbox_image: &'a str,
-    restrict_oom_score_adj: bool,
-    stream_server_address: &'a str,
-    stream_server_port: &'a str,
-    netns_mounts_under_state_dir: bool,
-    enable_selinux: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restrict_oom_score_adj: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_server_address: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_server_port: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns_mounts_under_state_dir: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enable_selinux: Option<bool>,
     containerd: Runtimes<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cni: Option<Cni<'a>>,
@@ -48,7 +62,8 @@ struct Cri<'a> {
 
 #[derive(Serialize)]
 struct Runtimes<'a> {
-    snapshotter: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshotter: Option<&'a str>,
     default_runtime_name: &'a str,
     runtimes: BTreeMap<&'a str, Runtime<'a>>,
 }
@@ -97,6 +112,8 @@ pub(super) fn render(
         });
     }
     let mut files = Vec::new();
+    let private = s.dirs.is_some();
+    let only_private = |v| private.then_some(v);
     let cri = match &s.cri {
         None => None,
         Some(cri) => {
@@ -106,13 +123,13 @@ pub(super) fn render(
             }
             Some(Cri {
                 sandbox_image: &cri.sandbox_image,
-                restrict_oom_score_adj: true,
-                stream_server_address: "127.0.0.1",
-                stream_server_port: "0",
-                netns_mounts_under_state_dir: true,
-                enable_selinux: false,
+                restrict_oom_score_adj: only_private(true),
+                stream_server_address: private.then_some("127.0.0.1"),
+                stream_server_port: private.then_some("0"),
+                netns_mounts_under_state_dir: only_private(true),
+                enable_selinux: only_private(false),
                 containerd: Runtimes {
-                    snapshotter: "overlayfs",
+                    snapshotter: private.then_some("overlayfs"),
                     default_runtime_name: &cri.default_runtime,
                     runtimes,
                 },
@@ -128,19 +145,18 @@ pub(super) fn render(
             })
         }
     };
+    let dirs = s.dirs.as_ref();
     let config = Config {
         version: 2,
-        root: &s.root,
-        state: &s.state,
+        root: dirs.map(|d| d.root.as_path()),
+        state: dirs.map(|d| d.state.as_path()),
         disabled_plugins: &s.disabled_plugins,
-        grpc: Grpc {
-            address: &s.address,
-        },
-        debug: Debug {
-            level: &s.log_level,
-        },
+        grpc: dirs.map(|d| Grpc {
+            address: &d.address,
+        }),
+        debug: s.log_level.as_deref().map(|level| Debug { level }),
         plugins: Plugins {
-            opt: Opt { path: &s.opt },
+            opt: dirs.map(|d| Opt { path: &d.opt }),
             cri,
         },
     };
@@ -155,10 +171,7 @@ fn runtime<'a>(
     files_dir: &Path,
     files: &mut Vec<(PathBuf, String)>,
 ) -> Result<Runtime<'a>, ConfigError> {
-    let runc = RuncOptions {
-        binary_name: h.binary_name.as_deref(),
-        systemd_cgroup: false,
-    };
+    let runc = h.options();
     let options = if h.is_runc_type() {
         Options::Runc(runc)
     } else {

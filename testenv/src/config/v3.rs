@@ -12,19 +12,29 @@ use super::{ConfigError, Debug, Grpc, Handler, Opt, Rendered, RuncOptions, Setti
 #[derive(Serialize)]
 struct Config<'a> {
     version: u32,
-    root: &'a Path,
-    state: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a Path>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     disabled_plugins: &'a [String],
-    grpc: Grpc<'a>,
-    debug: Debug<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc: Option<Grpc<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    debug: Option<Debug<'a>>,
     plugins: Plugins<'a>,
 }
 
+/// With the CRI on, `nri` (off) and `grpc` (the streaming server on a free
+/// port) are there for a private containerd only (see [`Settings::dirs`]),
+/// as are the keys of [`Images`] and [`CriRuntime`] that are options.
 #[derive(Serialize)]
 struct Plugins<'a> {
-    #[serde(rename = "io.containerd.internal.v1.opt")]
-    opt: Opt<'a>,
+    #[serde(
+        rename = "io.containerd.internal.v1.opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    opt: Option<Opt<'a>>,
     #[serde(
         rename = "io.containerd.nri.v1.nri",
         skip_serializing_if = "Option::is_none"
@@ -59,7 +69,8 @@ struct Nri {
 
 #[derive(Serialize)]
 struct Images<'a> {
-    snapshotter: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshotter: Option<&'a str>,
     pinned_images: Pinned<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     registry: Option<Registry<'a>>,
@@ -77,10 +88,14 @@ struct Registry<'a> {
 
 #[derive(Serialize)]
 struct CriRuntime<'a> {
-    restrict_oom_score_adj: bool,
-    netns_mounts_under_state_dir: bool,
-    enable_selinux: bool,
-    enable_cdi: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restrict_oom_score_adj: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns_mounts_under_state_dir: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enable_selinux: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enable_cdi: Option<bool>,
     containerd: Runtimes<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cni: Option<Cni<'a>>,
@@ -92,7 +107,8 @@ struct Runtimes<'a> {
     runtimes: BTreeMap<&'a str, Runtime<'a>>,
 }
 
-/// No options table for a handler of another type without a `BinaryName`:
+/// No options table for a handler of another type with none of its own
+/// (no `BinaryName`, `SystemdCgroup` or `ShimCgroup`):
 /// containerd 2.x hands such a type its options as
 /// `runtimeoptions.v1.Options`, which its client then fails to read as
 /// runc's for a user-namespaced pod ("can't unmarshal type
@@ -132,8 +148,11 @@ pub(super) fn render(s: &Settings, version: Version) -> Result<Rendered, ConfigE
             what: "shim socket_dir",
         });
     }
+    let dirs = s.dirs.as_ref();
+    let private = dirs.is_some();
+    let only_private = |v| private.then_some(v);
     let mut plugins = Plugins {
-        opt: Opt { path: &s.opt },
+        opt: dirs.map(|d| Opt { path: &d.opt }),
         nri: None,
         images: None,
         runtime: None,
@@ -144,9 +163,9 @@ pub(super) fn render(s: &Settings, version: Version) -> Result<Rendered, ConfigE
             .map(|socket_dir| ShimManager { socket_dir }),
     };
     if let Some(cri) = &s.cri {
-        plugins.nri = Some(Nri { disable: true });
+        plugins.nri = private.then_some(Nri { disable: true });
         plugins.images = Some(Images {
-            snapshotter: "overlayfs",
+            snapshotter: private.then_some("overlayfs"),
             pinned_images: Pinned {
                 sandbox: &cri.sandbox_image,
             },
@@ -156,10 +175,10 @@ pub(super) fn render(s: &Settings, version: Version) -> Result<Rendered, ConfigE
                 .map(|config_path| Registry { config_path }),
         });
         plugins.runtime = Some(CriRuntime {
-            restrict_oom_score_adj: true,
-            netns_mounts_under_state_dir: true,
-            enable_selinux: false,
-            enable_cdi: false,
+            restrict_oom_score_adj: only_private(true),
+            netns_mounts_under_state_dir: only_private(true),
+            enable_selinux: only_private(false),
+            enable_cdi: only_private(false),
             containerd: Runtimes {
                 default_runtime_name: &cri.default_runtime,
                 runtimes: cri
@@ -174,22 +193,20 @@ pub(super) fn render(s: &Settings, version: Version) -> Result<Rendered, ConfigE
                 max_conf_num: 1,
             }),
         });
-        plugins.grpc = Some(CriGrpc {
+        plugins.grpc = private.then_some(CriGrpc {
             stream_server_address: "127.0.0.1",
             stream_server_port: "0",
         });
     }
     let config = Config {
         version: 3,
-        root: &s.root,
-        state: &s.state,
+        root: dirs.map(|d| d.root.as_path()),
+        state: dirs.map(|d| d.state.as_path()),
         disabled_plugins: &s.disabled_plugins,
-        grpc: Grpc {
-            address: &s.address,
-        },
-        debug: Debug {
-            level: &s.log_level,
-        },
+        grpc: dirs.map(|d| Grpc {
+            address: &d.address,
+        }),
+        debug: s.log_level.as_deref().map(|level| Debug { level }),
         plugins,
     };
     Ok(Rendered {
@@ -199,10 +216,11 @@ pub(super) fn render(s: &Settings, version: Version) -> Result<Rendered, ConfigE
 }
 
 fn runtime(h: &Handler) -> Runtime<'_> {
-    let options = (h.is_runc_type() || h.binary_name.is_some()).then_some(RuncOptions {
-        binary_name: h.binary_name.as_deref(),
-        systemd_cgroup: false,
-    });
+    let options = (h.is_runc_type()
+        || h.binary_name.is_some()
+        || h.systemd_cgroup
+        || h.shim_cgroup.is_some())
+    .then(|| h.options());
     Runtime {
         runtime_type: &h.runtime_type,
         runtime_path: h.shim.as_deref(),
