@@ -33,6 +33,8 @@ fn tetherctl() -> String {
 
 #[path = "tetherctl/attach.rs"]
 mod attach;
+#[path = "tetherctl/bundle.rs"]
+mod bundle;
 #[path = "tetherctl/logs.rs"]
 mod logs;
 #[path = "tetherctl/output.rs"]
