@@ -6,11 +6,13 @@ Issue #22's target: tetherctl's foreground `run --rm` of /bin/true is within
 machine. As root, from the repository root, after a release build:
 
     cargo build --release --bins
-    python3 bench/b9_tetherctl.py [--rounds 30] [--bin-dir target/release]
+    target/release/testenv exec --log-level warn --runc "$(command -v runc)" -- \
+        python3 bench/b9_tetherctl.py [--rounds 30] [--bin-dir target/release]
     python3 bench/b9_tetherctl.py --from-json bench/results/b9.json   # rewrite the section only
 
-It builds nothing. It sets up the harness's private containerd and busybox
-rootfs (bench/tetherbench/sandbox.py), copies tetherctl and the tether shim
+It builds nothing. Inside the testenv environment (whose containerd it
+uses, and whose teardown is the clean-up) it sets up the harness's busybox
+rootfs and launchers (bench/tetherbench/sandbox.py), copies tetherctl and the tether shim
 (which tetherctl runs from next to its own binary) into that sandbox, and
 runs, per round, each of
   tetherctl    `tetherctl --state-dir S run --rm --rootfs R ID /bin/true`
@@ -32,7 +34,6 @@ import time
 from pathlib import Path
 
 from tetherbench.markers import B9_END, B9_START, replace_section
-from tetherbench import cgroup
 from tetherbench.procfs import proc_stat_cpu
 from tetherbench.util import NCPU, REPO, log, pct
 
@@ -86,20 +87,12 @@ def write_section(data, md_path):
     md.write_text(replace_section(md.read_text(), B9_START, B9_END, render(data)))
 
 
-def our_cpu(sb):
-    """CPU seconds used so far by the sandbox's cgroups (this process,
-    containerd, ctr, tetherctl and the shim it starts; the two shims under
-    containerd; runc's containers under /<namespace>)."""
-    total = sum(cgroup.cpu_seconds(sb.cg_root / n) for n in ["harness", "tether", "go", "runc"])
-    for impl in sb.impls:
-        total += cgroup.cpu_seconds(cgroup.CPUACCT / impl.ns)
-    return total
-
-
 def measure(sb, args):
     ctl_dir = sb.tmp / "ctl"
     ctl_dir.mkdir()
-    state = sb.tmp / "ctl-state"
+    # On the environment's own /run: the shim's socket path under it must
+    # stay within 107 bytes, which the environment's dir in /tmp would not.
+    state = Path("/run/tether-b9")
     bin_dir = Path(args.bin_dir)
     for name in ["tetherctl", "containerd-shim-tether-v2"]:
         shutil.copy2(bin_dir / name, ctl_dir / name)
@@ -149,7 +142,7 @@ def measure(sb, args):
         for k in keys:
             once(k, f"b9w{i}-{k}")
     samples = {k: [] for k in keys}
-    busy0, wall0, mine0 = proc_stat_cpu()[0], time.monotonic(), our_cpu(sb)
+    busy0, wall0, mine0 = proc_stat_cpu()[0], time.monotonic(), sb.our_cpu()
     hung = {k: [] for k in keys}
     for i in range(args.rounds):
         order = keys if i % 2 == 0 else keys[::-1]
@@ -163,7 +156,7 @@ def measure(sb, args):
             f"{k} {'hung' if i in hung[k] else f'{samples[k][-1] * 1e3:.0f} ms'}" for k in keys))
     # Foreign CPU as the harness counts it: /proc/stat busy time minus our
     # cgroups' (tetherctl's /bin/true containers are not subtracted).
-    busy1, wall1, mine1 = proc_stat_cpu()[0], time.monotonic(), our_cpu(sb)
+    busy1, wall1, mine1 = proc_stat_cpu()[0], time.monotonic(), sb.our_cpu()
     foreign = max(0.0, (busy1 - busy0) - (mine1 - mine0)) / ((wall1 - wall0) * NCPU) * 100
     left = [p for p in list(state.glob("containers/*")) + list(state.glob("runc/*/*"))
             if not any(p.name == f"b9-{i}-tetherctl" for i in hung["tetherctl"])]
@@ -191,7 +184,9 @@ def main():
     if os.geteuid() != 0:
         sys.exit("b9_tetherctl.py: run as root")
     from tetherbench import cli
-    from tetherbench.sandbox import Sandbox, run_owned
+    from tetherbench.sandbox import Sandbox, in_testenv, run_inside
+    if not in_testenv():
+        sys.exit("b9_tetherctl.py: run inside a testenv environment (see the top of this file)")
     sb = Sandbox()
     sb.impls[0].src = Path(args.bin_dir) / "containerd-shim-tether-v2"
     out = {}
@@ -200,7 +195,7 @@ def main():
         out["samples"], out["hung"], out["foreign"] = measure(sb, args)
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    rc = run_owned(sb, body)
+    rc = run_inside(sb, body)
     if rc != 0:
         return rc
     cmdline = "python3 bench/b9_tetherctl.py" + "".join(f" {a}" for a in sys.argv[1:])

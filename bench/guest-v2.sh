@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark suite (B1-B7, quick mode) on cgroup v2: runs bench/bench.py
-# in the cgroup v2 guest (scripts/guest-test.sh: Debian's kernel, the unified
+# in a testenv environment (as bench/run.sh does) in the cgroup v2 guest (scripts/guest-test.sh: Debian's kernel, the unified
 # hierarchy only; emulated with TCG where the host's KVM cannot boot it) and
 # writes its figures into docs/benchmarks.md as a v2 section, beside the
 # tether/Go ratios of the host's own (v1) run already there.
@@ -19,7 +19,9 @@ trap 'rm -f "$out"' EXIT
 # table comes back on stdout.
 GUEST_TIMEOUT="${GUEST_TIMEOUT:-5400}" bash scripts/guest-test.sh --mem 6144 -- bash -c '
     set -e
-    python3 bench/bench.py --quick --out-dir /tmp/bench-v2 --results-dir /tmp/bench-v2 "$@" >&2
+    target/release/testenv exec --containerd system --log-level warn \
+        --runc "$(command -v runc)" -- \
+        python3 bench/bench.py --quick --out-dir /tmp/bench-v2 --results-dir /tmp/bench-v2 "$@" >&2
     echo "==== machine"
     grep -E "^- (Date|Machine|cgroups|containerd|Go shim|Rounds)" /tmp/bench-v2/benchmarks.md
     echo "==== table"

@@ -5,7 +5,7 @@
 #   bash bench/run.sh --quick   fewer rounds and containers, for development
 #
 # Extra options are passed to bench/bench.py (--only B2,B5 ; --out-dir DIR).
-# Needs root, containerd 1.6+, ctr, runc, busybox-static, gcc, python3.
+# Needs root, containerd 1.6+, ctr, runc, busybox-static, gcc, python3, iproute2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,13 @@ if ! python3 -c 'import matplotlib' 2>/dev/null; then
     python3 -m pip install --quiet matplotlib >&2 || true
 fi
 
-# The Python harness owns every process it starts and stops them by PID on
-# exit, error, SIGINT, SIGTERM and SIGHUP; nothing is started before this exec.
-exec python3 bench/bench.py --command "bash bench/run.sh $*" "$@"
+# The harness runs as the command of a testenv environment (testenv/): its
+# own cgroup, mount, network, IPC and UTS namespaces, and in them a private
+# containerd (Debian's, CRI disabled; runc first on its PATH). Teardown is
+# testenv's, on exit, error, SIGINT, SIGTERM and SIGHUP: it kills the
+# environment's cgroup and the namespaces go with it. Nothing is started
+# before this exec.
+target="${CARGO_TARGET_DIR:-target}"
+exec "$target/release/testenv" exec --containerd system --log-level warn \
+    --runc "$(command -v runc)" -- \
+    python3 bench/bench.py --command "bash bench/run.sh $*" "$@"

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{all_processes, make_rootfs, mounts_under, require_root_and_runc, sigkill};
 
@@ -33,16 +33,24 @@ fn tetherctl() -> String {
 
 #[path = "tetherctl/attach.rs"]
 mod attach;
+#[path = "tetherctl/bundle.rs"]
+mod bundle;
+#[path = "tetherctl/events.rs"]
+mod events;
 #[path = "tetherctl/logs.rs"]
 mod logs;
 #[path = "tetherctl/output.rs"]
 mod output;
 #[path = "tetherctl/quick_exit.rs"]
 mod quick_exit;
+#[path = "tetherctl/signals.rs"]
+mod signals;
 #[path = "tetherctl/state_dir.rs"]
 mod state_dir;
 #[path = "tetherctl/stop.rs"]
 mod stop;
+#[path = "tetherctl/terminal.rs"]
+mod terminal;
 
 /// A state directory and a rootfs; on drop every container in it is removed
 /// and any shim still serving it is killed by pid.
@@ -307,116 +315,6 @@ fn a_killed_foreground_tetherctl_leaves_the_container_and_its_status() {
     c.assert_nothing_left();
 }
 
-/// Runs `script` (a pty) around a shell command line; returns its output
-/// and exit status. `input` is typed once `ready` shows in the output.
-fn under_pty(c: &Ctl, line: &str, ready: &str, input: &str) -> (String, i32) {
-    under_pty_steps(c, line, &[(ready, input)])
-}
-
-/// [`under_pty`] with input typed in steps: each `(ready, input)` types
-/// `input` once the output so far contains `ready` (at once when it is
-/// empty), and fails naming `ready` when it does not show within 30 s.
-fn under_pty_steps(c: &Ctl, line: &str, steps: &[(&str, &str)]) -> (String, i32) {
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
-    let line = format!(
-        "export {TETHERCTL_ENV}={}; {line}",
-        c.state().display(),
-        TETHERCTL_ENV = "TETHER_STATE_DIR"
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let transcript = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let reader = {
-        let mut stdout = child.stdout.take().unwrap();
-        let transcript = Arc::clone(&transcript);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = stdout.read(&mut buf) {
-                transcript.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let text = |t: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&t.lock().unwrap()).into_owned();
-    let mut stdin = child.stdin.take().unwrap();
-    let steps: Vec<(String, String)> = steps
-        .iter()
-        .map(|(r, i)| (r.to_string(), i.to_string()))
-        .collect();
-    // Hands stdin back: it stays open until the command has ended.
-    let writer = {
-        let transcript = Arc::clone(&transcript);
-        std::thread::spawn(move || {
-            for (ready, input) in steps {
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while !text(&transcript).contains(&ready) {
-                    if Instant::now() >= deadline {
-                        return Err(format!("{ready:?} never showed: {:?}", text(&transcript)));
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = stdin.write_all(input.as_bytes());
-            }
-            Ok(stdin)
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("script did not finish: {:?}", text(&transcript));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = child.wait().unwrap();
-    if let Err(e) = writer.join().unwrap() {
-        panic!("{e}");
-    }
-    reader.join().unwrap();
-    let out = text(&transcript);
-    (out, status.code().unwrap_or(-1))
-}
-
-#[test]
-fn terminal_size_input_and_restore() {
-    let c = Ctl::new();
-    let rootfs = c.rootfs();
-    let before = c.dir.path().join("before");
-    let after = c.dir.path().join("after");
-    let t = tetherctl();
-    let line = format!(
-        "stty cols 101 rows 41; stty -g > {b}; {t} run -t --rm --rootfs {rootfs} t1 stty size; stty -g > {a}",
-        b = before.display(),
-        a = after.display()
-    );
-    let (out, _) = under_pty(&c, &line, "", "");
-    assert!(
-        out.contains("41 101"),
-        "terminal size not passed on: {out:?}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(&before).unwrap(),
-        std::fs::read_to_string(&after).unwrap(),
-        "the local terminal was not restored"
-    );
-
-    let line = format!("{t} run -t --rm --rootfs {rootfs} t2 sh");
-    // Typed once the container's shell has started (its banner shows; its
-    // prompt comes only with the first input).
-    let (out, status) = under_pty(&c, &line, "Enter 'help'", "echo typed-$((6*7))\nexit 3\n");
-    assert!(
-        out.contains("typed-42"),
-        "typed input did not arrive: {out:?}"
-    );
-    assert_eq!(status, 3);
-    c.assert_nothing_left();
-}
-
 #[test]
 fn bad_input_is_named_and_leaves_nothing_behind() {
     let c = Ctl::new();
@@ -479,72 +377,6 @@ fn bad_input_is_named_and_leaves_nothing_behind() {
 }
 
 #[test]
-fn events_are_streamed_while_tetherctl_events_runs() {
-    let c = Ctl::new();
-    let rootfs = c.rootfs();
-    let mut events = c
-        .cmd(&["events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let sock = c.state().join("events.sock");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !Path::new(&sock).exists() {
-        assert!(Instant::now() < deadline, "events socket never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = c.run(&[
-        "run", "--rm", "--rootfs", &rootfs, "ev1", "sh", "-c", "exit 2",
-    ]);
-    assert_eq!(code(&out), 2);
-    // Stopped once the last event of the run has been printed.
-    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let printed = std::sync::Arc::clone(&printed);
-        let stdout = events.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-                let Ok(line) = line else { break };
-                let mut p = printed.lock().unwrap();
-                p.push_str(&line);
-                p.push('\n');
-            }
-        })
-    };
-    let deleted = common::poll_until(Duration::from_secs(30), || {
-        printed
-            .lock()
-            .unwrap()
-            .lines()
-            .any(|l| l.split(' ').nth(2) == Some("/tasks/delete"))
-            .then_some(())
-    });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(events.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let _ = events.wait();
-    reader.join().unwrap();
-    let text = printed.lock().unwrap().clone();
-    assert!(deleted.is_some(), "no /tasks/delete event printed: {text}");
-    let topics: Vec<&str> = text.lines().filter_map(|l| l.split(' ').nth(2)).collect();
-    assert_eq!(
-        topics,
-        [
-            "/tasks/create",
-            "/tasks/start",
-            "/tasks/exit",
-            "/tasks/delete"
-        ],
-        "{text}"
-    );
-    assert!(text.contains("exit_status: 2"), "{text}");
-    c.assert_nothing_left();
-}
-
-#[test]
 fn upgrade_replaces_the_shim_in_place() {
     let c = Ctl::new();
     let rootfs = c.rootfs();
@@ -560,82 +392,6 @@ fn upgrade_replaces_the_shim_in_place() {
     assert!(c.ok(&["ps"]).contains("RUNNING"));
     c.ok(&["rm", "-f", "up"]);
     c.assert_nothing_left();
-}
-
-/// SIGTERM (or Ctrl-C's SIGINT) sent to a foreground `run --rm` reaches the
-/// container, and tetherctl still removes it once it exits, with its status.
-#[test]
-fn signals_to_a_foreground_run_reach_the_container_and_rm_still_happens() {
-    let c = Ctl::new();
-    let rootfs = c.rootfs();
-    for (signal, status) in [
-        (nix::sys::signal::Signal::SIGTERM, 3),
-        (nix::sys::signal::Signal::SIGINT, 4),
-        (nix::sys::signal::Signal::SIGUSR1, 5),
-    ] {
-        let script =
-            "trap 'exit 3' TERM; trap 'exit 4' INT; trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done";
-        let mut child = c
-            .cmd(&[
-                "run", "--rm", "--rootfs", &rootfs, "sig", "sh", "-c", script,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        signal_when_ready(&mut child, signal);
-        let done = child.wait().unwrap();
-        assert_eq!(done.code(), Some(status), "{signal:?}");
-        c.assert_nothing_left();
-    }
-    // --sig-proxy=false: the signal is tetherctl's own (it dies of it), and
-    // the container runs on.
-    let script = "trap 'exit 3' TERM; echo ready; while :; do sleep 0.1; done";
-    let mut child = c
-        .cmd(&[
-            "run",
-            "--sig-proxy=false",
-            "--rootfs",
-            &rootfs,
-            "noproxy",
-            "sh",
-            "-c",
-            script,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    signal_when_ready(&mut child, nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(
-        child.wait().unwrap().code(),
-        None,
-        "tetherctl should die of SIGTERM"
-    );
-    assert!(c.ok(&["ps"]).contains("RUNNING"));
-    c.ok(&["rm", "-f", "noproxy"]);
-    c.assert_nothing_left();
-    // The same for a foreground exec: the signal reaches the exec's process.
-    c.ok(&["run", "-d", "--rootfs", &rootfs, "host", "sleep", "1000"]);
-    let script = "trap 'exit 3' TERM; echo ready; while :; do sleep 0.1; done";
-    let mut child = c
-        .cmd(&["exec", "host", "sh", "-c", script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    signal_when_ready(&mut child, nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(child.wait().unwrap().code(), Some(3));
-    c.ok(&["rm", "-f", "host"]);
-    c.assert_nothing_left();
-}
-
-/// Waits for `child`'s first line, "ready", then sends it `signal`.
-fn signal_when_ready(child: &mut std::process::Child, signal: nix::sys::signal::Signal) {
-    use std::io::{BufRead, BufReader};
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
 }
 
 /// `logs` prints a detached container's output, `logs -f` until it exits;

@@ -39,7 +39,6 @@ def test_footprint_of_this_process():
     assert fp["Threads"] >= 1 and fp["fds"] >= 3
     own, children = procfs.proc_cpu(os.getpid())
     assert own >= 0 and children >= 0
-    assert procfs.proc_ppid_map()[os.getpid()] == os.getppid()
 
 
 def test_process_views_of_a_child():
@@ -50,7 +49,6 @@ def test_process_views_of_a_child():
             time.sleep(0.01)  # until the child has exec'd
         assert procfs.proc_cmdline(p.pid) == ["sleep", "30"]
         assert os.path.basename(procfs.proc_exe(p.pid)) == "sleep"
-        assert procfs.proc_ppid_map()[p.pid] == os.getpid()
         assert p.pid in set(procfs.proc_pids())
     finally:
         p.kill()

@@ -30,7 +30,7 @@ def run(bench):
             cpu = bench.cg_usage(impl.key) - cpu0
             time.sleep(0.5)
             leaked = len(bench.shim_pids(impl))
-            bundles = bench.tmp / "state" / "io.containerd.runtime.v2.task" / impl.ns
+            bundles = bench.state / "io.containerd.runtime.v2.task" / impl.ns
             left = len(os.listdir(bundles)) if bundles.is_dir() else 0
             r = dict(containers=n, ok=ok, wall_s=round(wall, 3), per_s=round(ok / wall, 2),
                      cpu_shim_and_runc_per_container_ms=round(1000 * cpu / n, 2),

@@ -62,7 +62,6 @@ def burst(bench, impl, cid, k, rnd):
         bench.ctr_cmd(impl, "task", "exec", "--exec-id", f"b{k}-{rnd}-{j}", cid, "/bin/true"),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE) for j in range(k)]
-    bench.side_procs += procs
     done = []
 
     def reap(p):
@@ -81,7 +80,6 @@ def burst(bench, impl, cid, k, rnd):
         if rc != 0:
             fails += 1
             bench.failures.append(f"{impl.key} burst {k}: {err.decode()[-200:]}")
-    bench.side_procs = [p for p in bench.side_procs if p.poll() is None]
     log(f"  burst {k} {impl.key}: {dt:.3f}s (first {min(done):.3f}s, "
         f"median {median(done):.3f}s), {fails} failed")
     return dict(wall_s=round(dt, 3), failed=fails, first_done_s=round(min(done), 3),

@@ -37,7 +37,6 @@ def once(bench, impl, sink, nbytes):
         bench.ctr_cmd(impl, *bench.run_args(impl, cid, "/bin/sh", "-c", script, rm=True,
                                             extra=extra)),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    bench.side_procs.append(p)
     try:
         shim = bench.wait_shim(impl, cid)
         if shim is None:

@@ -3,8 +3,6 @@ and the readers of a cgroup's CPU time."""
 
 from pathlib import Path
 
-from .util import read
-
 CGROUP_FS = Path("/sys/fs/cgroup")
 # CPU accounting: v1's cpuacct hierarchy, or the unified hierarchy itself
 # (cpu.stat's usage_usec is there in every cgroup, controllers or not).
@@ -43,21 +41,3 @@ def mode():
     if (CGROUP_FS / "unified").is_dir():
         return "v1 (hybrid: v1 controllers + v2 at /sys/fs/cgroup/unified)"
     return "v1 (legacy)"
-
-
-def own_cpu_cgroup():
-    """This process's cgroup in the CPU accounting hierarchy (the v2 entry or
-    v1's cpuacct one of /proc/self/cgroup), or None."""
-    found = None
-    for line in read("/proc/self/cgroup", "").splitlines():
-        _, ctrls, path = line.split(":", 2)
-        if (UNIFIED and ctrls == "") or (not UNIFIED and "cpuacct" in ctrls.split(",")):
-            found = CPUACCT / path.lstrip("/")
-    return found
-
-
-def namespace_cgroups(ns):
-    """The cgroups runc made for a containerd namespace (/<ns> in the unified
-    hierarchy, or in each v1 hierarchy that has one)."""
-    tops = [CGROUP_FS] if UNIFIED else list(CGROUP_FS.iterdir())
-    return [c / ns for c in tops if (c / ns).is_dir()]

@@ -18,7 +18,7 @@ from . import cgroup
 from .chart import make_chart
 from .harness import Bench
 from .report import fmt_val, summarize, write_report
-from .sandbox import GO_SHIM, RUNC, run_owned
+from .sandbox import GO_SHIM, RUNC, in_testenv, run_inside
 from .util import MIB, NCPU, REPO, T0, log, read
 
 DESCRIPTION = "Side-by-side benchmark of tether and containerd-shim-runc-v2 (B1-B7)."
@@ -67,7 +67,7 @@ def machine_info():
     return dict(
         nproc=NCPU, cpu=cpu, memory_gib=round(int(mem.split()[1]) / MIB, 1) if mem else None,
         kernel=platform.release(), os=osr, cgroup=cgroup.mode(),
-        containerd=ver(["containerd", "--version"]).split("\n")[0],
+        containerd=ver([os.environ.get("CONTAINERD_BIN", "containerd"), "--version"]).split("\n")[0],
         runc=ver([str(RUNC), "--version"]).split("\n")[0],
         go_shim=f"{GO_SHIM} ({GO_SHIM.stat().st_size / MIB:.1f} MiB, dynamically linked)",
         tether=f"commit {commit}{' + uncommitted changes in src/' if dirty else ''}",
@@ -80,6 +80,8 @@ def main():
         return report_from_json(args)
     if os.geteuid() != 0:
         sys.exit("bench: must run as root")
+    if not in_testenv():
+        sys.exit("bench: run inside a testenv environment: bash bench/run.sh")
     for tool in ["ctr", "containerd", "gcc"]:
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} not found")
@@ -106,7 +108,7 @@ def main():
             if wanted:
                 with bench.measure_noise(name):
                     fn(bench)
-    rc = run_owned(bench, run_steps)
+    rc = run_inside(bench, run_steps)
     if rc != 0:
         return rc
     duration = time.monotonic() - T0 + float(os.environ.get("BENCH_BUILD_SECONDS", "0"))

@@ -17,7 +17,6 @@ class EventStream:
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(bench.ctr_cmd(impl, "events"), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        bench.side_procs.append(self.proc)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 

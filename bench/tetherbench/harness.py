@@ -120,13 +120,6 @@ class Bench(Sandbox):
     def cg_usage(self, name):
         return cgroup.cpu_seconds(self.cg_root / name)
 
-    def my_cpu(self):
-        """CPU seconds used so far by everything of ours (cgroup accounted)."""
-        total = sum(self.cg_usage(n) for n in ["harness", "tether", "go", "runc"])
-        for impl in self.impls:  # containers: runc puts them under /<ns>/<id>
-            total += cgroup.cpu_seconds(cgroup.CPUACCT / impl.ns)
-        return total
-
     # ---------------------------------------------------------- noise meter
 
     def measure_noise(self, name):
@@ -136,14 +129,14 @@ class Bench(Sandbox):
             def __enter__(self):
                 self.t = time.monotonic()
                 self.busy, self.steal = proc_stat_cpu()
-                self.mine = bench.my_cpu()
+                self.mine = bench.our_cpu()
                 self.load = os.getloadavg()[0]
                 return self
 
             def __exit__(self, *exc):
                 wall = time.monotonic() - self.t
                 busy, steal = proc_stat_cpu()
-                mine = bench.my_cpu()
+                mine = bench.our_cpu()
                 foreign = max(0.0, (busy - self.busy) - (mine - self.mine))
                 bench.noise[name] = dict(
                     wall_s=round(wall, 1),

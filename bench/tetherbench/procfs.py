@@ -14,15 +14,6 @@ def proc_pids():
             yield int(name)
 
 
-def proc_ppid_map():
-    m = {}
-    for pid in proc_pids():
-        s = read(f"/proc/{pid}/stat")
-        if s:
-            m[pid] = int(s[s.rindex(")") + 2:].split()[1])
-    return m
-
-
 def proc_exe(pid):
     try:
         return os.readlink(f"/proc/{pid}/exe")

@@ -1,11 +1,11 @@
 //! `testenv exec [OPTIONS] -- COMMAND...`: runs COMMAND inside a private
 //! containerd's environment (see the library) and tears it down; exits with
 //! COMMAND's status (2 when the environment could not be set up, 128+N when
-//! a signal N stopped it). `testenv config [OPTIONS] DIR` writes a
-//! containerd config into DIR: a private containerd's (its dirs under DIR),
-//! or with `--system` the system containerd's (a node's containerd.service),
-//! with the CRI and its handlers or without. `testenv __init PLAN` is the
-//! environment's init.
+//! a signal N stopped it); no descriptor above stderr is passed on.
+//! `testenv config [OPTIONS] DIR` writes a containerd config into DIR: a
+//! private containerd's (its dirs under DIR), or with `--system` the system
+//! containerd's (a node's containerd.service), with the CRI and its handlers
+//! or without. `testenv __init PLAN` is the environment's init.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{SigSet, Signal};
 use testenv::config::{Cri, Handler, Settings};
 use testenv::{Env, Options};
@@ -129,7 +130,24 @@ struct ConfigArgs {
     dir: PathBuf,
 }
 
+/// Marks every descriptor above stderr close-on-exec, so that nothing the
+/// caller leaked (a shell's or a CI runner's pipes) reaches containerd, its
+/// shims or the command: the benchmarks count the shims' descriptors.
+fn drop_inherited_fds() -> Result<(), String> {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| format!("/proc/self/fd: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // The listing's own descriptor is closed by now (EBADF): ignored.
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    }
+    Ok(())
+}
+
 fn exec(a: ExecArgs) -> Result<i32, String> {
+    drop_inherited_fds()?;
     let mut mirrors = a.mirrors;
     if mirrors.is_empty() {
         mirrors = Options::default().mirrors;

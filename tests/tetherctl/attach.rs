@@ -4,7 +4,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::{code, stderr, tetherctl, under_pty_steps, Ctl};
+use super::terminal::under_pty_steps;
+use super::{code, stderr, tetherctl, Ctl};
 
 /// Output is relayed live, input reaches the container's stdin, the detach
 /// keys leave it running, a second attach works, the local stdin ending

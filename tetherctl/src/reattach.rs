@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use super::attach::{resize, RawMode};
 use super::driver::{FRAME_DROPPED, FRAME_STDERR};
 use super::exit_code;
+use super::spec::BundleSpec;
 use super::store::{ctx, rpc_err, Store};
 
 /// `attach`'s options.
@@ -129,10 +130,10 @@ pub async fn attach(store: &Store, args: AttachArgs) -> Result<u8> {
         bail!("container {id} is not running ({status:?})");
     }
     let bundle = store.bundle(id);
-    let spec: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(bundle.join("config.json")).context("reading the container's spec")?,
-    )?;
-    let tty = spec["process"]["terminal"].as_bool().unwrap_or(false);
+    let tty = BundleSpec::read(&bundle)
+        .context("reading the container's spec")?
+        .process
+        .terminal;
     let conn = UnixStream::connect(store.attach_socket(id))
         .await
         .map_err(|_| {

@@ -13,7 +13,7 @@ use super::commands::remove;
 use super::detached::{self, DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE};
 use super::exit_code;
 use super::parse::{parse_size, parse_user};
-use super::spec::{self, ProcessOptions};
+use super::spec::{self, BundleSpec, Process, ProcessOptions};
 use super::store::{ctx, rpc_err, write_atomic, ShimHandle, Store};
 
 /// `run`'s options.
@@ -127,24 +127,17 @@ fn write_spec(args: &RunArgs, bundle: &Path) -> Result<()> {
             .bundle
             .as_ref()
             .expect("clap requires --rootfs or --bundle");
-        let path = dir.join("config.json");
-        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let mut spec: serde_json::Value =
-            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let root = spec["root"]["path"]
-            .as_str()
-            .unwrap_or("rootfs")
-            .to_string();
+        let mut spec = BundleSpec::read(dir)?;
         let root = dir
-            .join(root)
+            .join(spec.root.path.as_deref().unwrap_or("rootfs"))
             .canonicalize()
             .context("resolving the bundle's root")?;
-        spec["root"]["path"] = root.display().to_string().into();
-        spec["process"]["terminal"] = args.tty.into();
+        spec.root.path = Some(root.display().to_string());
+        spec.process.terminal = args.tty;
         if !args.command.is_empty() {
-            spec["process"]["args"] = args.command.clone().into();
+            spec.process.args = Some(args.command.clone());
         }
-        spec
+        serde_json::to_value(spec)?
     };
     let data = serde_json::to_vec_pretty(&spec)?;
     write_atomic(&bundle.join("config.json"), &data, 0o600).context("writing config.json")?;
@@ -320,12 +313,11 @@ pub async fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
     });
     tether::client::validate_id("exec id", &exec_id)?;
     let bundle = store.bundle(&args.id);
-    let config =
-        std::fs::read(bundle.join("config.json")).context("reading the container's spec")?;
-    let config: serde_json::Value = serde_json::from_slice(&config)?;
-    let mut process = config["process"].clone();
-    process["args"] = args.command.clone().into();
-    process["terminal"] = args.tty.into();
+    let mut process = BundleSpec::read(&bundle)
+        .context("reading the container's spec")?
+        .process;
+    process.args = Some(args.command.clone());
+    process.terminal = args.tty;
     // The exec's FIFOs are named after it: if they exist, that exec id is
     // in use (by a running `tetherctl exec`).
     if bundle.join(format!("{exec_id}-stdin")).exists() {
@@ -343,7 +335,7 @@ pub async fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
 async fn exec_in(
     shim: &ShimHandle,
     exec_id: &str,
-    process: serde_json::Value,
+    process: Process,
     fifos: &Fifos,
     tty: bool,
 ) -> Result<u8> {

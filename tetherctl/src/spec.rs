@@ -1,7 +1,63 @@
-//! The OCI runtime spec `tetherctl run --rootfs` writes: what `runc spec`
-//! gives, made non-interactive and filled from the command line.
+//! The OCI runtime spec: the one `tetherctl run --rootfs` writes (what
+//! `runc spec` gives, made non-interactive and filled from the command
+//! line), and [`BundleSpec`], the one reader of a bundle's config.json.
 
-use serde_json::{json, Value};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// A bundle's config.json as tetherctl reads it: the fields it looks at or
+/// changes, typed; every other field kept as it was, so writing it back or
+/// passing its process on loses nothing.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BundleSpec {
+    /// The container's root.
+    #[serde(default)]
+    pub root: Root,
+    /// The container's process.
+    #[serde(default)]
+    pub process: Process,
+    /// The rest of the spec.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// `root`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Root {
+    /// The root filesystem, absolute or relative to the bundle (none: the
+    /// bundle's `rootfs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The rest of `root` (`readonly`).
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// `process`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Process {
+    /// Whether the process has a terminal.
+    #[serde(default)]
+    pub terminal: bool,
+    /// Command and arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// The rest of `process` (env, cwd, user, capabilities, ...).
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl BundleSpec {
+    /// Reads `bundle`/config.json.
+    pub fn read(bundle: &Path) -> Result<BundleSpec> {
+        let path = bundle.join("config.json");
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
 
 /// What the command line says about the container's process.
 #[derive(Debug, Clone, Default)]
@@ -137,5 +193,37 @@ mod tests {
         let long = "x".repeat(76);
         let s = spec(&long, "/srv/rootfs", &p, None);
         assert_eq!(s["hostname"], "x".repeat(64));
+    }
+
+    #[test]
+    fn bundle_spec_keeps_what_it_does_not_type() {
+        let p = ProcessOptions {
+            args: vec!["true".into()],
+            terminal: true,
+            ..ProcessOptions::default()
+        };
+        let written = spec("c1", "/srv/rootfs", &p, None);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), written.to_string()).unwrap();
+        let read = BundleSpec::read(dir.path()).unwrap();
+        assert!(read.process.terminal);
+        assert_eq!(
+            read.process.args.as_deref(),
+            Some(&["true".to_string()][..])
+        );
+        assert_eq!(read.root.path.as_deref(), Some("/srv/rootfs"));
+        assert_eq!(serde_json::to_value(&read).unwrap(), written);
+    }
+
+    #[test]
+    fn bundle_spec_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), r#"{"ociVersion": "1.0.2"}"#).unwrap();
+        let read = BundleSpec::read(dir.path()).unwrap();
+        assert!(!read.process.terminal);
+        assert_eq!(read.process.args, None);
+        assert_eq!(read.root.path, None);
+        let err = BundleSpec::read(&dir.path().join("missing")).unwrap_err();
+        assert!(format!("{err:#}").contains("config.json"), "{err:#}");
     }
 }
