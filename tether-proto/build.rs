@@ -21,6 +21,8 @@ const PROTOS: &[&str] = &[
     "proto/introspection.proto",
     "proto/cgroup1_metrics.proto",
     "proto/cgroup2_metrics.proto",
+    "proto/platform.proto",
+    "proto/sandbox.proto",
 ];
 
 fn main() {

@@ -32,4 +32,7 @@ generated!(
     introspection,
     cgroup1_metrics,
     cgroup2_metrics,
+    platform,
+    sandbox,
+    sandbox_ttrpc,
 );
