@@ -23,6 +23,7 @@ const PROTOS: &[&str] = &[
     "proto/cgroup2_metrics.proto",
     "proto/platform.proto",
     "proto/sandbox.proto",
+    "proto/cri_pod.proto",
 ];
 
 fn main() {

@@ -35,4 +35,5 @@ generated!(
     platform,
     sandbox,
     sandbox_ttrpc,
+    cri_pod,
 );

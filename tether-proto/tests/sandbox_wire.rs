@@ -85,3 +85,48 @@ fn status_fields_are_numbered_as_containerd_reads_them() {
         [0x08, 0xac, 0x02, 0x12, 2, 0x08, 1]
     );
 }
+
+#[test]
+fn a_pod_config_decodes_with_cris_numbers_and_keeps_what_it_does_not_name() {
+    use tether_proto::cri_pod::{NamespaceMode, PodSandboxConfig};
+    assert_eq!(
+        PodSandboxConfig::descriptor().full_name(),
+        "runtime.v1.PodSandboxConfig"
+    );
+    // hostname (2) "h"; a port mapping (5) with container_port 80, which
+    // this trimmed schema does not name; linux (8) { security_context (2) {
+    // namespace_options (1) { pid (2) = NODE (2), userns_options (5) {
+    // uids (2) { host_id 1000, container_id 0, length 65536 } } } },
+    // sysctls (3) { "a" = "b" } }.
+    let uid_map = [0x08, 0xe8, 0x07, 0x10, 0x00, 0x18, 0x80, 0x80, 0x04];
+    let mut userns = vec![0x12, uid_map.len() as u8];
+    userns.extend_from_slice(&uid_map);
+    let mut ns = vec![0x10, 0x02, 0x2a, userns.len() as u8];
+    ns.extend_from_slice(&userns);
+    let mut sc = vec![0x0a, ns.len() as u8];
+    sc.extend_from_slice(&ns);
+    let sysctl = [0x0a, 1, b'a', 0x12, 1, b'b'];
+    let mut linux = vec![0x12, sc.len() as u8];
+    linux.extend_from_slice(&sc);
+    linux.extend_from_slice(&[0x1a, sysctl.len() as u8]);
+    linux.extend_from_slice(&sysctl);
+    let mut bytes = vec![0x12, 1, b'h', 0x2a, 2, 0x10, 80, 0x42, linux.len() as u8];
+    bytes.extend_from_slice(&linux);
+
+    let c = PodSandboxConfig::parse_from_bytes(&bytes).unwrap();
+    assert_eq!(c.hostname, "h");
+    let ns = &c.linux.security_context.namespace_options;
+    assert_eq!(ns.pid.enum_value(), Ok(NamespaceMode::NODE));
+    assert_eq!(ns.network.enum_value(), Ok(NamespaceMode::POD));
+    let m = &ns.userns_options.uids[0];
+    assert_eq!((m.host_id, m.container_id, m.length), (1000, 0, 65536));
+    assert_eq!(c.linux.sysctls["a"], "b");
+    // The port mapping survives a round trip as an unknown field.
+    let again = c.write_to_bytes().unwrap();
+    assert_eq!(
+        PodSandboxConfig::parse_from_bytes(&again).unwrap(),
+        c,
+        "decoding what was encoded gives the same config"
+    );
+    assert!(again.windows(4).any(|w| w == [0x2a, 2, 0x10, 80]));
+}
