@@ -58,9 +58,13 @@ pub fn run(plan: &Plan) -> io::Result<i32> {
     }
     fs::write(plan.dir.join("ready"), "")?;
     if plan.command.is_empty() {
-        // Held until the supervisor kills the cgroup.
+        // Held until the supervisor kills the cgroup, reaping its children
+        // meanwhile (a containerd the supervisor SIGKILLs is gone, not a
+        // zombie).
         loop {
-            thread::park();
+            if let Err(nix::errno::Errno::ECHILD) = nix::sys::wait::wait() {
+                thread::park();
+            }
         }
     }
     let mut cmd = Command::new(&plan.command[0]);
@@ -244,23 +248,31 @@ fn containerd(d: &Daemon, plan: &Plan) -> io::Result<()> {
     if let Some(name) = &d.cgroup {
         join(name)?;
     }
+    let spawned = spawn_daemon(Command::new(&d.binary), d);
+    if d.cgroup.is_some() {
+        join("")?;
+    }
+    spawned.map(drop)
+}
+
+/// Starts containerd `d` with `cmd` (its binary, or something that execs
+/// it: `testenv enter`), writes its PID file and waits until its socket
+/// answers. Its log is appended to.
+pub(crate) fn spawn_daemon(mut cmd: Command, d: &Daemon) -> io::Result<Child> {
     let (out, err) = log_file(&d.log)?;
-    let spawned = Command::new(&d.binary)
-        .arg("--config")
+    cmd.arg("--config")
         .arg(&d.config)
         .env("PATH", &d.path)
+        .envs(d.env.iter().map(|(k, v)| (k, v)))
         .env_remove("CONTAINERD_ADDRESS")
         .env_remove("CONTAINERD_NAMESPACE")
         .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err)
-        .spawn();
-    if d.cgroup.is_some() {
-        join("")?;
-    }
-    let mut child = spawned.map_err(|e| ctx(e, &d.binary))?;
+        .stderr(err);
+    let mut child = cmd.spawn().map_err(|e| ctx(e, &d.binary))?;
     fs::write(&d.pid_file, child.id().to_string())?;
     wait_for(&mut child, "containerd", &d.log, || {
         UnixStream::connect(&d.address).is_ok()
-    })
+    })?;
+    Ok(child)
 }

@@ -42,7 +42,7 @@ pub struct Registry {
 }
 
 /// containerd.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Daemon {
     /// The binary.
     pub binary: PathBuf,
@@ -52,6 +52,9 @@ pub struct Daemon {
     pub address: PathBuf,
     /// Its PATH (the handlers' shims and runc first).
     pub path: String,
+    /// More variables it runs with (e.g. `NOTIFY_SOCKET`).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
     /// Its log (appended to).
     pub log: PathBuf,
     /// Where its PID goes.
