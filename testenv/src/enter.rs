@@ -79,7 +79,7 @@ pub fn join(dir: &Path) -> io::Result<()> {
     }
     let cwd = std::env::current_dir().ok();
     let me = std::process::id().to_string();
-    for f in &plan.cgroup_procs {
+    for f in &plan.member_procs {
         fs::write(f, &me).map_err(|e| ctx(e, f))?;
     }
     for (fd, flag, path) in fds {

@@ -204,6 +204,7 @@ impl Env {
         let cgroup = Cgroup::create(&name)?;
         let plan = Plan {
             cgroup_procs: cgroup.procs_files(),
+            member_procs: cgroup.member_procs_files(),
             ..plan
         };
         env.cgroup = Some(cgroup);
@@ -338,6 +339,7 @@ impl Env {
             command: command.to_vec(),
             env: self.vars.clone(),
             cgroup_procs: Vec::new(),
+            member_procs: Vec::new(),
             hierarchies: Hierarchy::parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo")?)
                 .into_iter()
                 .map(|(h, _)| h)

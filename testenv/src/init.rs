@@ -48,6 +48,7 @@ pub fn run(plan: &Plan) -> io::Result<i32> {
             | CloneFlags::CLONE_NEWUTS,
     )?;
     mounts(plan)?;
+    join_cgroup(plan, None)?;
     run_quiet(Command::new("ip").args(["link", "set", "lo", "up"]))?;
     uplink()?;
     if let Some(r) = &plan.registry {
@@ -232,25 +233,33 @@ fn registry(r: &Registry) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves this process into cgroup `/NAME` (as seen inside), or with `None`
+/// to its home: the environment's cgroup in a v1 hierarchy, its leaf
+/// `V2_LEAF` in a v2 one (see `cgroup`).
+fn join_cgroup(plan: &Plan, name: Option<&str>) -> io::Result<()> {
+    for h in &plan.hierarchies {
+        let dir = match name {
+            Some(n) => h.mountpoint.join(n.trim_start_matches('/')),
+            None if h.fstype == "cgroup2" => h.mountpoint.join(crate::cgroup::V2_LEAF),
+            None => h.mountpoint.clone(),
+        };
+        fs::create_dir_all(&dir)?;
+        crate::cgroup::inherit_cpuset(&dir, &h.mountpoint)?;
+        fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
+            .map_err(|e| ctx(e, &dir))?;
+    }
+    Ok(())
+}
+
 fn containerd(d: &Daemon, plan: &Plan) -> io::Result<()> {
     // containerd in a cgroup of its own (`/NAME` as it sees it), when asked:
     // this process moves there for the spawn and back.
-    let join = |sub: &str| -> io::Result<()> {
-        for h in &plan.hierarchies {
-            let dir = h.mountpoint.join(sub);
-            fs::create_dir_all(&dir)?;
-            crate::cgroup::inherit_cpuset(&dir, &h.mountpoint)?;
-            fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
-                .map_err(|e| ctx(e, &dir))?;
-        }
-        Ok(())
-    };
     if let Some(name) = &d.cgroup {
-        join(name)?;
+        join_cgroup(plan, Some(name))?;
     }
     let spawned = spawn_daemon(Command::new(&d.binary), d);
     if d.cgroup.is_some() {
-        join("")?;
+        join_cgroup(plan, None)?;
     }
     spawned.map(drop)
 }

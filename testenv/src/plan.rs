@@ -18,6 +18,10 @@ pub struct Plan {
     pub env: Vec<(String, String)>,
     /// The environment cgroup's `cgroup.procs` files (host paths).
     pub cgroup_procs: Vec<PathBuf>,
+    /// Those a process joining the running environment writes to (host
+    /// paths; see `Cgroup::member_procs_files`).
+    #[serde(default)]
+    pub member_procs: Vec<PathBuf>,
     /// The cgroup filesystems to mount again inside.
     pub hierarchies: Vec<Hierarchy>,
     /// The local registry, if any.
