@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use common::specs::{assert_tether_passes_where_runc_does, compare, SpecResults};
@@ -36,11 +36,19 @@ fn panic_with_running_container(kill_containerd: bool) {
         let proc0 = ProcInfo::read(task.pid as i32).expect("container process exists");
         let shims: Vec<i32> = cd.shim_processes().iter().map(|p| p.pid).collect();
         assert!(!shims.is_empty(), "no shim process found");
+        // What the checks read is the environment's: its own /run (a
+        // mount of its namespace) holds the shim socket, the host's not.
+        let socket = cd.shim_socket(&id);
+        assert!(cd
+            .mounts_under(Path::new("/run"))
+            .contains(&"/run".to_string()));
+        assert!(cd.host_path(&socket).exists(), "{}", socket.display());
+        assert!(!socket.exists(), "{} on the host", socket.display());
         *seen.lock().expect("lock") = Some(Seen {
             pid: task.pid as i32,
             starttime: proc0.starttime,
             shims,
-            socket: cd.host_path(cd.shim_socket(&id)),
+            socket: cd.host_path(&socket),
             dir: cd.dir().to_path_buf(),
             pids: cd.env().cgroup().expect("a cgroup").pids(),
             cgroups: (cd.env().cgroup().expect("a cgroup").dirs.iter())
