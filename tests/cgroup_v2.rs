@@ -97,9 +97,13 @@ fn ctr_metrics_are_v2_and_match_the_cgroup_files() {
     let hold = "/bin/dd if=/dev/zero bs=60M count=1 | /bin/sleep 1000";
     let task = cd.run_detached(&rootfs, &id, &["/bin/sh", "-c", hold]);
     let dir = cgroup_dir(task.pid);
+    // ctr's default cgroup path, in containerd's environment.
+    let proc = common::ProcInfo::read(task.pid as i32).expect("the container's init");
     assert_eq!(
-        dir,
-        Path::new("/sys/fs/cgroup").join(cd.namespace()).join(&id)
+        cd.cgroup_paths_inside(&proc),
+        [format!("/{}/{id}", cd.namespace())],
+        "{}",
+        dir.display()
     );
     let rows = common::poll_until(Duration::from_secs(30), || {
         let rows = metrics_table(&cd, &id);

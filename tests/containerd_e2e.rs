@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use common::{
     compare_stream, describe_output, poll_until, process_alive, pseudo_random_bytes,
-    socket_path_of_address, sockets_of, spawn_and_wait, Containerd, ProcInfo, Rootfs,
-    SocketDirSnapshot, CTR_TIMEOUT, SETTLE_TIMEOUT,
+    socket_path_of_address, sockets_of, spawn_and_wait, Containerd, ProcInfo, Rootfs, CTR_TIMEOUT,
+    SETTLE_TIMEOUT,
 };
 
 /// How long `ctr task ls` may take to show a reloaded task right after a
@@ -51,7 +51,7 @@ fn run_rm_forwards_stdout_stderr_and_exit_status() {
     let rootfs = Rootfs::new();
     let cd = Containerd::start();
     let id = cd.unique_id("stdio");
-    let sockets_before = SocketDirSnapshot::take();
+    let sockets_before = cd.socket_dir_snapshot();
     let out = cd.run(
         &["--rm"],
         &rootfs,
@@ -103,7 +103,7 @@ fn large_stdout_is_complete_and_exact_when_container_exits_right_after() {
     let data = Arc::new(pseudo_random_bytes(SIZE, 0x7e7e_4e12_5eed_0001));
     rootfs.write_file("data.bin", &data);
     let cd = Containerd::start();
-    let sockets_before = SocketDirSnapshot::take();
+    let sockets_before = cd.socket_dir_snapshot();
 
     let mut failures = Vec::new();
     let mut ids = Vec::new();
@@ -350,7 +350,9 @@ fn shim_socket_is_private_and_not_abstract() {
     cd.shim_socket(&id); // remembered for cleanup
     let mut problems = Vec::new();
 
-    match fs::symlink_metadata(&socket) {
+    // (The socket is in the environment's /run; the host reaches it
+    // through the environment's init.)
+    match fs::symlink_metadata(cd.host_path(&socket)) {
         Ok(m) => {
             if !m.file_type().is_socket() {
                 problems.push(format!("{} is not a socket", socket.display()));
@@ -366,7 +368,7 @@ fn shim_socket_is_private_and_not_abstract() {
         Err(e) => problems.push(format!("stat {}: {e}", socket.display())),
     }
     let dir = socket.parent().expect("socket has a parent").to_path_buf();
-    match fs::metadata(&dir) {
+    match fs::metadata(cd.host_path(&dir)) {
         Ok(m) => {
             let mode = m.permissions().mode() & 0o7777;
             if mode != 0o700 {
@@ -449,7 +451,7 @@ fn missing_executable_fails_cleanly() {
             }
         })
     };
-    let sockets_before = SocketDirSnapshot::take();
+    let sockets_before = cd.socket_dir_snapshot();
     let out = cd.run(&["--rm"], &rootfs, &id, &["/nonexistent-binary"]);
     stop.store(true, Ordering::SeqCst);
     watcher.join().expect("address watcher panicked");
@@ -485,10 +487,10 @@ fn missing_executable_fails_cleanly() {
         "ctr run --rm left container {id}"
     );
     assert!(
-        common::mounts_under(cd.dir()).is_empty(),
+        cd.mounts_under(cd.dir()).is_empty(),
         "mounts left under {}: {:?}",
         cd.dir().display(),
-        common::mounts_under(cd.dir())
+        cd.mounts_under(cd.dir())
     );
     eprintln!("shim addresses seen during the failed run: {seen:?}");
 }

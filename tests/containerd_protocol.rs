@@ -78,7 +78,7 @@ fn shim_cgroup_from_runtime_options() {
     let cd = Containerd::start();
     let id = cd.unique_id("shimcg");
     let cgroup = format!("/{}-shims", cd.namespace());
-    let dirs = make_cgroup(&cgroup);
+    let dirs = make_cgroup(&cd, &cgroup);
     let config = cd.dir().join("runtime-options.toml");
     fs::write(&config, format!("ShimCgroup = \"{cgroup}\"\n")).expect("writing options");
     let config = config.display().to_string();
@@ -98,7 +98,7 @@ fn shim_cgroup_from_runtime_options() {
     let shims = cd.shim_processes();
     assert!(!shims.is_empty(), "no shim\n{}", cd.diagnostics());
     for shim in &shims {
-        let paths = shim.cgroup_paths();
+        let paths = cd.cgroup_paths_inside(shim);
         assert!(
             paths.contains(&cgroup),
             "shim pid {} is not in {cgroup}: {paths:?}",
@@ -111,15 +111,17 @@ fn shim_cgroup_from_runtime_options() {
     }
 }
 
-/// Creates `cgroup` in every cgroup v1 hierarchy (or the unified one).
-fn make_cgroup(cgroup: &str) -> Vec<PathBuf> {
+/// Creates `cgroup` (as containerd's environment sees it) in every cgroup
+/// v1 hierarchy (or the unified one).
+fn make_cgroup(cd: &Containerd, cgroup: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let base = cd.host_path("/sys/fs/cgroup");
+    let unified = base.join("cgroup.controllers").exists();
     let roots: Vec<PathBuf> = if unified {
-        vec![PathBuf::from("/sys/fs/cgroup")]
+        vec![base]
     } else {
-        fs::read_dir("/sys/fs/cgroup")
-            .expect("reading /sys/fs/cgroup")
+        fs::read_dir(&base)
+            .expect("reading the environment's /sys/fs/cgroup")
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.join("cgroup.procs").exists() && !p.is_symlink())
@@ -148,6 +150,7 @@ fn same_id_reused_at_once() {
     let cd = Containerd::start();
     let id = cd.unique_id("again");
     let socket = cd.conventional_socket_path(&id);
+    let host_socket = cd.host_path(&socket);
     for round in 0..20 {
         let text = format!("round {round}");
         let out = cd.run(&["--rm"], &rootfs, &id, &["/bin/echo", &text]);
@@ -159,7 +162,7 @@ fn same_id_reused_at_once() {
         );
         if is_tether() {
             assert!(
-                fs::symlink_metadata(&socket).is_err(),
+                fs::symlink_metadata(&host_socket).is_err(),
                 "round {round}: the shim socket {} still exists after `ctr run --rm` returned",
                 socket.display()
             );
@@ -295,11 +298,16 @@ fn socket_in_containerd_socket_dir() {
         "shim socket {}",
         socket.display()
     );
-    let mode = |p: &Path| fs::metadata(p).expect("stat").mode() & 0o7777;
+    // (In the environment's /run, the host reaches it through its init.)
+    let mode = |p: &Path| fs::metadata(cd.host_path(p)).expect("stat").mode() & 0o7777;
     assert_eq!(mode(&socket), 0o600, "socket mode");
     assert_eq!(mode(&want), 0o700, "socket directory mode");
     cd.kill_and_remove(&id, &rootfs);
-    assert!(!socket.exists(), "socket {} left", socket.display());
+    assert!(
+        !cd.host_path(&socket).exists(),
+        "socket {} left",
+        socket.display()
+    );
 }
 
 crate::containerd_matrix!(

@@ -161,16 +161,17 @@ fn pause_freezes_and_resume_thaws() {
     cd.run_detached(&rootfs, &id, &["/bin/sleep", "1000"]);
     cd.ctr_ok(&["task", "pause", &id]);
     let t = cd.wait_task(&id, Duration::from_secs(10), |t| t.status == "PAUSED");
-    let freezer = format!(
+    // The container's cgroup as containerd's environment sees it.
+    let freezer = cd.host_path(format!(
         "/sys/fs/cgroup/freezer/{}/{id}/freezer.state",
         cd.namespace()
-    );
+    ));
     let state = std::fs::read_to_string(&freezer)
         .or_else(|_| {
-            std::fs::read_to_string(format!(
+            std::fs::read_to_string(cd.host_path(format!(
                 "/sys/fs/cgroup/{}/{id}/cgroup.freeze",
                 cd.namespace()
-            ))
+            )))
         })
         .unwrap();
     assert!(

@@ -1,15 +1,17 @@
 //! Self-test of the end-to-end harness: a test that panics while its
 //! container runs must still leave nothing behind (shim, container process,
-//! shim socket, runc state, cgroups, temp dir), whether containerd is still
-//! running or was SIGKILLed. Uses the same runtime as the other tests.
+//! any process of containerd's environment, the environment's cgroups, its
+//! /run with the shim socket and runc's state, its dir), whether containerd
+//! is still running or was SIGKILLed. Uses the same runtime as the other
+//! tests.
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use common::specs::{assert_tether_passes_where_runc_does, compare, SpecResults};
-use common::{process_alive, runc_root, Containerd, ProcInfo, Rootfs};
+use common::{alive, process_alive, Containerd, ProcInfo, Rootfs};
 
 /// What the panicking test saw before it panicked.
 struct Seen {
@@ -18,7 +20,10 @@ struct Seen {
     shims: Vec<i32>,
     socket: PathBuf,
     dir: PathBuf,
-    namespace: String,
+    /// Every process of the environment.
+    pids: Vec<i32>,
+    /// The environment's cgroup, in every hierarchy (host paths).
+    cgroups: Vec<PathBuf>,
 }
 
 fn panic_with_running_container(kill_containerd: bool) {
@@ -31,13 +36,24 @@ fn panic_with_running_container(kill_containerd: bool) {
         let proc0 = ProcInfo::read(task.pid as i32).expect("container process exists");
         let shims: Vec<i32> = cd.shim_processes().iter().map(|p| p.pid).collect();
         assert!(!shims.is_empty(), "no shim process found");
+        // What the checks read is the environment's: its own /run (a
+        // mount of its namespace) holds the shim socket, the host's not.
+        let socket = cd.shim_socket(&id);
+        assert!(cd
+            .mounts_under(Path::new("/run"))
+            .contains(&"/run".to_string()));
+        assert!(cd.host_path(&socket).exists(), "{}", socket.display());
+        assert!(!socket.exists(), "{} on the host", socket.display());
         *seen.lock().expect("lock") = Some(Seen {
             pid: task.pid as i32,
             starttime: proc0.starttime,
             shims,
-            socket: cd.shim_socket(&id),
+            socket: cd.host_path(&socket),
             dir: cd.dir().to_path_buf(),
-            namespace: cd.namespace().to_string(),
+            pids: cd.env().cgroup().expect("a cgroup").pids(),
+            cgroups: (cd.env().cgroup().expect("a cgroup").dirs.iter())
+                .map(|(_, d)| d.clone())
+                .collect(),
         });
         if kill_containerd {
             cd.kill9();
@@ -68,17 +84,16 @@ fn panic_with_running_container(kill_containerd: bool) {
         seen.socket.display()
     );
     assert!(!seen.dir.exists(), "temp dir {} left", seen.dir.display());
-    let runc_root = runc_root(&seen.namespace);
+    assert!(seen.pids.contains(&seen.pid), "{:?}", seen.pids);
+    let left: Vec<&i32> = seen.pids.iter().filter(|p| alive(**p as u32)).collect();
     assert!(
-        !runc_root.exists(),
-        "runc state {} left",
-        runc_root.display()
+        left.is_empty(),
+        "processes of the environment left: {left:?}"
     );
-    for h in std::fs::read_dir("/sys/fs/cgroup")
-        .expect("reading /sys/fs/cgroup")
-        .flatten()
-    {
-        let cg = h.path().join(&seen.namespace);
+    // The containers' cgroups were below the environment's, runc's state
+    // and the shim sockets on its own /run.
+    assert!(!seen.cgroups.is_empty());
+    for cg in &seen.cgroups {
         assert!(!cg.exists(), "cgroup {} left", cg.display());
     }
 }

@@ -15,6 +15,12 @@
 //! directory and by PID from every v1 `cgroup.procs`), thaw every freezer
 //! cgroup of it (a paused container dies only once thawed), until the subtree
 //! is empty; then [`Cgroup::remove`].
+//!
+//! In a cgroup v2 hierarchy a cgroup whose children have controllers takes
+//! no process of its own (only the real root may): the environment's own
+//! processes (init, containerd, what joins later) live in its leaf
+//! [`V2_LEAF`] there, so runc may enable controllers for the containers'
+//! cgroups beside it.
 
 use std::fs;
 use std::io;
@@ -24,6 +30,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+/// The leaf of the environment's cgroup, in a v2 hierarchy, where its own
+/// processes are (`/init` as they see it).
+pub const V2_LEAF: &str = "init";
 
 /// A cgroup filesystem as mounted on the host.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -123,8 +133,12 @@ fn path_in(h: &Hierarchy, proc_cgroup: &str) -> Option<String> {
 }
 
 /// Gives a new v1 cpuset cgroup `dir` its parent's CPUs and memory nodes
-/// (it starts with none, and no process could join it); elsewhere a no-op.
+/// (it starts with none, and no process could join it); elsewhere (v2,
+/// where an empty set is the parent's) a no-op.
 pub fn inherit_cpuset(dir: &Path, parent: &Path) -> io::Result<()> {
+    if dir.join("cgroup.controllers").exists() {
+        return Ok(());
+    }
     for f in ["cpuset.cpus", "cpuset.mems"] {
         if fs::read_to_string(dir.join(f)).is_ok_and(|v| v.trim().is_empty()) {
             fs::write(dir.join(f), fs::read_to_string(parent.join(f))?)?;
@@ -173,6 +187,19 @@ impl Cgroup {
         self.dirs
             .iter()
             .map(|(_, d)| d.join("cgroup.procs"))
+            .collect()
+    }
+
+    /// The `cgroup.procs` files a process joining the running environment
+    /// writes its PID to: the environment's directory in a v1 hierarchy,
+    /// its leaf [`V2_LEAF`] in a v2 one.
+    pub fn member_procs_files(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|(h, d)| match h.fstype.as_str() {
+                "cgroup2" => d.join(V2_LEAF).join("cgroup.procs"),
+                _ => d.join("cgroup.procs"),
+            })
             .collect()
     }
 

@@ -5,6 +5,13 @@
 //! and the dir. Nothing on the host is diffed or restored: what the
 //! environment did to mounts, network, IPC and cgroups was inside its own
 //! namespaces and cgroup.
+//!
+//! While it runs, the host sees inside through init:
+//! [`Env::inside_path`] (`/proc/INIT/root/...`, the environment's mount
+//! namespace), `/proc/INIT/mountinfo` and `/proc/INIT/net/unix`; processes
+//! keep their host PIDs. [`Env::command`] runs a program inside (its
+//! namespaces and cgroup, through `testenv enter`), which is how containerd
+//! is started again after [`Env::kill_containerd`].
 
 use std::fs;
 use std::io;
@@ -16,8 +23,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cgroup::{Cgroup, Hierarchy};
 use crate::config::{self, Cni, Cri, Dirs, Handler, Settings, Version};
+use crate::enter::INIT_PID_FILE;
 use crate::init::code;
 use crate::plan::{Daemon, Plan, Registry};
+
+mod containerd;
 
 /// How long teardown waits for the cgroup to empty and go.
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +69,9 @@ pub struct Options {
     pub log: Option<PathBuf>,
     /// containerd in a cgroup `/NAME` of its own (as seen inside).
     pub containerd_cgroup: Option<String>,
+    /// More variables containerd runs with (and its shims inherit), e.g.
+    /// `NOTIFY_SOCKET` as systemd would set it.
+    pub containerd_env: Vec<(String, String)>,
     /// Keep the private dir.
     pub keep: bool,
 }
@@ -80,6 +93,7 @@ impl Default for Options {
             log_level: "info".into(),
             log: None,
             containerd_cgroup: None,
+            containerd_env: Vec::new(),
             keep: false,
         }
     }
@@ -91,6 +105,13 @@ pub struct Env {
     dir: PathBuf,
     cgroup: Option<Cgroup>,
     init: Option<Child>,
+    init_pid: u32,
+    /// The `testenv` binary (init, and `testenv enter`).
+    init_bin: PathBuf,
+    /// containerd as init started it, to start it again.
+    daemon: Option<Daemon>,
+    /// containerd when [`Env::restart_containerd`] started it.
+    containerd: Option<Child>,
     keep: bool,
     /// The version of its containerd.
     pub version: Version,
@@ -149,6 +170,17 @@ impl Env {
     /// command, right after init started). `init_bin` is the `testenv`
     /// binary.
     pub fn start(o: &Options, init_bin: &Path, command: &[String]) -> io::Result<Env> {
+        Env::start_configured(o, init_bin, command, |_| {})
+    }
+
+    /// Like [`Env::start`], with `configure` changing containerd's settings
+    /// (made from `o`) before the config is written.
+    pub fn start_configured(
+        o: &Options,
+        init_bin: &Path,
+        command: &[String],
+        configure: impl FnOnce(&mut Settings),
+    ) -> io::Result<Env> {
         let name = unique_name();
         let dir = std::env::temp_dir().join(&name);
         fs::create_dir(&dir).map_err(|e| ctx(e, &dir))?;
@@ -156,6 +188,10 @@ impl Env {
             dir: dir.clone(),
             cgroup: None,
             init: None,
+            init_pid: 0,
+            init_bin: init_bin.to_path_buf(),
+            daemon: None,
+            containerd: None,
             keep: o.keep,
             version: Version { major: 0, minor: 0 },
             address: PathBuf::new(),
@@ -163,10 +199,12 @@ impl Env {
         };
         let (bin, version, full) = containerd_bins(o)?;
         env.version = version;
-        let plan = env.prepare(o, &bin, &full, command)?;
+        let plan = env.prepare(o, &bin, &full, command, configure)?;
+        env.daemon = plan.containerd.clone();
         let cgroup = Cgroup::create(&name)?;
         let plan = Plan {
             cgroup_procs: cgroup.procs_files(),
+            member_procs: cgroup.member_procs_files(),
             ..plan
         };
         env.cgroup = Some(cgroup);
@@ -180,7 +218,9 @@ impl Env {
             .arg(&plan_file)
             .spawn()
             .map_err(|e| ctx(e, init_bin))?;
+        env.init_pid = child.id();
         env.init = Some(child);
+        fs::write(dir.join(INIT_PID_FILE), env.init_pid.to_string())?;
         if command.is_empty() {
             env.wait_ready()?;
         }
@@ -211,6 +251,7 @@ impl Env {
         containerd: &Path,
         full_version: &str,
         command: &[String],
+        configure: impl FnOnce(&mut Settings),
     ) -> io::Result<Plan> {
         let dir = self.dir.clone();
         let bin_dir = dir.join("bin");
@@ -228,12 +269,8 @@ impl Env {
                 }
             }
         }
-        let dirs = Dirs::in_dir(&dir);
         let mut s = Settings::in_dir(&dir);
         s.log_level = Some(o.log_level.clone());
-        for d in [&dirs.root, &dirs.state] {
-            fs::create_dir_all(d)?;
-        }
         let mut registry = None;
         if o.registry {
             registry = Some(self.registry(o)?);
@@ -257,6 +294,11 @@ impl Env {
             });
         } else {
             s.disable_cri(self.version);
+        }
+        configure(&mut s);
+        let dirs = s.dirs.clone().unwrap_or_else(|| Dirs::in_dir(&dir));
+        for d in [&dirs.root, &dirs.state] {
+            fs::create_dir_all(d)?;
         }
         let config = config::write(&s, self.version, &dir)?;
         let log = o.log.clone().unwrap_or_else(|| dir.join("containerd.log"));
@@ -297,6 +339,7 @@ impl Env {
             command: command.to_vec(),
             env: self.vars.clone(),
             cgroup_procs: Vec::new(),
+            member_procs: Vec::new(),
             hierarchies: Hierarchy::parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo")?)
                 .into_iter()
                 .map(|(h, _)| h)
@@ -307,6 +350,7 @@ impl Env {
                 config,
                 address: dirs.address,
                 path,
+                env: o.containerd_env.clone(),
                 log,
                 pid_file,
                 cgroup: o.containerd_cgroup.clone(),
@@ -392,6 +436,29 @@ impl Env {
         self.cgroup.as_ref()
     }
 
+    /// Init's PID (a host PID, as every PID of the environment).
+    pub fn init_pid(&self) -> u32 {
+        self.init_pid
+    }
+
+    /// Where the host finds `path` of the environment's mount namespace:
+    /// `/proc/INIT/root/PATH` (e.g. a shim socket under /run/containerd/s,
+    /// or a cgroup directory under /sys/fs/cgroup as containerd sees it).
+    pub fn inside_path(&self, path: impl AsRef<Path>) -> PathBuf {
+        let rel = path.as_ref().strip_prefix("/").unwrap_or(path.as_ref());
+        PathBuf::from(format!("/proc/{}/root", self.init_pid)).join(rel)
+    }
+
+    /// A command that runs `program` inside the environment: in its cgroup
+    /// and init's namespaces (through `testenv enter`; see module `enter`),
+    /// in the caller's working directory. Arguments and variables added to
+    /// it go to `program`.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(&self.init_bin);
+        cmd.arg("enter").arg(&self.dir).arg("--").arg(program);
+        cmd
+    }
+
     /// Waits for init (its command) to end; returns its exit code.
     pub fn wait(&mut self) -> io::Result<i32> {
         let init = self.init.as_mut().expect("init was started");
@@ -403,6 +470,9 @@ impl Env {
     pub fn teardown(&mut self) -> io::Result<()> {
         if let Some(cg) = &self.cgroup {
             cg.kill_all(TEARDOWN_TIMEOUT)?;
+        }
+        if let Some(mut c) = self.containerd.take() {
+            c.wait()?;
         }
         if let Some(mut init) = self.init.take() {
             init.wait()?;
@@ -424,3 +494,6 @@ impl Drop for Env {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

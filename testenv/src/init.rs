@@ -48,6 +48,7 @@ pub fn run(plan: &Plan) -> io::Result<i32> {
             | CloneFlags::CLONE_NEWUTS,
     )?;
     mounts(plan)?;
+    join_cgroup(plan, None)?;
     run_quiet(Command::new("ip").args(["link", "set", "lo", "up"]))?;
     uplink()?;
     if let Some(r) = &plan.registry {
@@ -58,9 +59,13 @@ pub fn run(plan: &Plan) -> io::Result<i32> {
     }
     fs::write(plan.dir.join("ready"), "")?;
     if plan.command.is_empty() {
-        // Held until the supervisor kills the cgroup.
+        // Held until the supervisor kills the cgroup, reaping its children
+        // meanwhile (a containerd the supervisor SIGKILLs is gone, not a
+        // zombie).
         loop {
-            thread::park();
+            if let Err(nix::errno::Errno::ECHILD) = nix::sys::wait::wait() {
+                thread::park();
+            }
         }
     }
     let mut cmd = Command::new(&plan.command[0]);
@@ -228,39 +233,55 @@ fn registry(r: &Registry) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves this process into cgroup `/NAME` (as seen inside), or with `None`
+/// to its home: the environment's cgroup in a v1 hierarchy, its leaf
+/// `V2_LEAF` in a v2 one (see `cgroup`).
+fn join_cgroup(plan: &Plan, name: Option<&str>) -> io::Result<()> {
+    for h in &plan.hierarchies {
+        let dir = match name {
+            Some(n) => h.mountpoint.join(n.trim_start_matches('/')),
+            None if h.fstype == "cgroup2" => h.mountpoint.join(crate::cgroup::V2_LEAF),
+            None => h.mountpoint.clone(),
+        };
+        fs::create_dir_all(&dir)?;
+        crate::cgroup::inherit_cpuset(&dir, &h.mountpoint)?;
+        fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
+            .map_err(|e| ctx(e, &dir))?;
+    }
+    Ok(())
+}
+
 fn containerd(d: &Daemon, plan: &Plan) -> io::Result<()> {
     // containerd in a cgroup of its own (`/NAME` as it sees it), when asked:
     // this process moves there for the spawn and back.
-    let join = |sub: &str| -> io::Result<()> {
-        for h in &plan.hierarchies {
-            let dir = h.mountpoint.join(sub);
-            fs::create_dir_all(&dir)?;
-            crate::cgroup::inherit_cpuset(&dir, &h.mountpoint)?;
-            fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
-                .map_err(|e| ctx(e, &dir))?;
-        }
-        Ok(())
-    };
     if let Some(name) = &d.cgroup {
-        join(name)?;
+        join_cgroup(plan, Some(name))?;
     }
+    let spawned = spawn_daemon(Command::new(&d.binary), d);
+    if d.cgroup.is_some() {
+        join_cgroup(plan, None)?;
+    }
+    spawned.map(drop)
+}
+
+/// Starts containerd `d` with `cmd` (its binary, or something that execs
+/// it: `testenv enter`), writes its PID file and waits until its socket
+/// answers. Its log is appended to.
+pub(crate) fn spawn_daemon(mut cmd: Command, d: &Daemon) -> io::Result<Child> {
     let (out, err) = log_file(&d.log)?;
-    let spawned = Command::new(&d.binary)
-        .arg("--config")
+    cmd.arg("--config")
         .arg(&d.config)
         .env("PATH", &d.path)
+        .envs(d.env.iter().map(|(k, v)| (k, v)))
         .env_remove("CONTAINERD_ADDRESS")
         .env_remove("CONTAINERD_NAMESPACE")
         .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err)
-        .spawn();
-    if d.cgroup.is_some() {
-        join("")?;
-    }
-    let mut child = spawned.map_err(|e| ctx(e, &d.binary))?;
+        .stderr(err);
+    let mut child = cmd.spawn().map_err(|e| ctx(e, &d.binary))?;
     fs::write(&d.pid_file, child.id().to_string())?;
     wait_for(&mut child, "containerd", &d.log, || {
         UnixStream::connect(&d.address).is_ok()
-    })
+    })?;
+    Ok(child)
 }

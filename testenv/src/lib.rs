@@ -11,7 +11,8 @@
 //! - `cgroup`: the environment's cgroup, and what it catches;
 //! - `init`: the first process inside, which makes the namespaces and their
 //!   mounts and starts the registry, containerd and the command;
-//! - `plan`: what the supervisor hands init.
+//! - `plan`: what the supervisor hands init;
+//! - [`enter`]: a process joining a running environment (`testenv enter`).
 //!
 //! The `testenv` binary is the command form:
 //! `testenv exec --containerd 2.3.7 --cri -- critest ...`.
@@ -20,6 +21,7 @@
 
 pub mod cgroup;
 pub mod config;
+pub mod enter;
 mod env;
 pub mod init;
 pub mod plan;

@@ -5,7 +5,9 @@
 //! `testenv config [OPTIONS] DIR` writes a containerd config into DIR: a
 //! private containerd's (its dirs under DIR), or with `--system` the system
 //! containerd's (a node's containerd.service), with the CRI and its handlers
-//! or without. `testenv __init PLAN` is the environment's init.
+//! or without. `testenv enter DIR -- COMMAND...` runs COMMAND inside the
+//! running environment of DIR (`$TESTENV_DIR`): its cgroup and namespaces.
+//! `testenv __init PLAN` is the environment's init.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +37,15 @@ enum Cmd {
     /// Write a containerd config (and its side files) into DIR for that
     /// containerd's version; print its path.
     Config(ConfigArgs),
+    /// Run COMMAND inside the running environment of DIR (its cgroup and
+    /// namespaces), in the current directory.
+    Enter {
+        /// The environment's dir (`$TESTENV_DIR`).
+        dir: PathBuf,
+        /// The command.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// The environment's init (internal).
     #[command(name = "__init", hide = true)]
     Init { plan: PathBuf },
@@ -167,6 +178,7 @@ fn exec(a: ExecArgs) -> Result<i32, String> {
         log_level: a.log_level,
         log: a.log,
         containerd_cgroup: a.containerd_cgroup,
+        containerd_env: Vec::new(),
         keep: a.keep,
     };
     // INT, TERM and HUP end the environment: a thread waits for them and
@@ -235,6 +247,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Exec(a) => exec(*a),
         Cmd::Config(a) => config(a),
+        Cmd::Enter { dir, command } => Err(testenv::enter::enter(&dir, &command).to_string()),
         Cmd::Init { plan } => std::fs::read_to_string(&plan)
             .map_err(|e| format!("{}: {e}", plan.display()))
             .and_then(|t| toml::from_str(&t).map_err(|e| e.to_string()))

@@ -18,6 +18,10 @@ pub struct Plan {
     pub env: Vec<(String, String)>,
     /// The environment cgroup's `cgroup.procs` files (host paths).
     pub cgroup_procs: Vec<PathBuf>,
+    /// Those a process joining the running environment writes to (host
+    /// paths; see `Cgroup::member_procs_files`).
+    #[serde(default)]
+    pub member_procs: Vec<PathBuf>,
     /// The cgroup filesystems to mount again inside.
     pub hierarchies: Vec<Hierarchy>,
     /// The local registry, if any.
@@ -42,7 +46,7 @@ pub struct Registry {
 }
 
 /// containerd.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Daemon {
     /// The binary.
     pub binary: PathBuf,
@@ -52,6 +56,9 @@ pub struct Daemon {
     pub address: PathBuf,
     /// Its PATH (the handlers' shims and runc first).
     pub path: String,
+    /// More variables it runs with (e.g. `NOTIFY_SOCKET`).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
     /// Its log (appended to).
     pub log: PathBuf,
     /// Where its PID goes.

@@ -1,24 +1,25 @@
-//! `Containerd`: a private containerd daemon in a temporary directory
-//! (start, SIGKILL, restart) and what belongs to it on the host (bundles,
-//! shim sockets and processes, container processes). The leftover check
-//! after a task and the cleanup its `Drop` does are in `containerd/cleanup.rs`,
-//! `ctr` invocations in `ctr.rs`.
+//! `Containerd`: a private containerd daemon in a testenv environment (its
+//! own cgroup and mount, network, cgroup, IPC and UTS namespaces; start,
+//! SIGKILL, restart inside) and what belongs to it (bundles, shim sockets
+//! and processes, container processes), seen from the host: processes keep
+//! their host PIDs, and what the environment has of its own (/run with the
+//! shim sockets and runc's state, its cgroup tree under /sys/fs/cgroup, its
+//! mounts) is reached through its init (`host_path`, `mounts_under`). The
+//! leftover check after a task and the teardown its `Drop` does are in
+//! `containerd/cleanup.rs`, `ctr` invocations in `ctr.rs`.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-use super::environment::{require_environment, runtime, runtime_binary};
+use super::environment::{require_environment, runtime, runtime_binary, SHIM};
 use super::events::EventStream;
 use super::matrix::{current_bins, current_runc_dir, current_runc_version, ContainerdBins};
-use super::procs::{all_processes, kill_and_reap, ProcInfo};
+use super::procs::{all_processes, ProcInfo};
 use super::sockets::socket_path_of_address;
 use super::util::{next_serial, poll_until, sha256_hex, unique_name};
 use super::{RUNC_ROOT, SETTLE_TIMEOUT, SHIM_SOCKET_DIR};
@@ -27,10 +28,12 @@ mod cleanup;
 
 const LOG_TAIL_LINES: usize = 200;
 
-/// A private containerd: its config, root, state, socket, log and fifo dir all
-/// live in one temporary directory, and it serves one unique namespace.
+/// A private containerd in an environment of its own: its config, root,
+/// state, socket, log and fifo dir all live in the environment's directory,
+/// and it serves one unique namespace.
 pub struct Containerd {
-    tmp: Option<tempfile::TempDir>,
+    /// `None` once torn down.
+    env: Option<testenv::Env>,
     dir: PathBuf,
     namespace: String,
     /// containerd's grpc socket (`ctr --address`).
@@ -40,7 +43,8 @@ pub struct Containerd {
     log: PathBuf,
     /// `ctr run --fifo-dir`.
     pub fifo_dir: PathBuf,
-    child: Option<Child>,
+    /// Whether containerd runs (`kill9`/`stop` end it, `restart` starts it).
+    running: bool,
     /// Every shim socket seen, so `Drop` can remove it if the shim could not.
     known_sockets: Mutex<BTreeSet<PathBuf>>,
     /// Every id `unique_id` gave out: the sockets of this test's shims.
@@ -50,9 +54,24 @@ pub struct Containerd {
     /// The directory of the runc under test, when it is not the one in
     /// $PATH.
     pub runc_dir: Option<PathBuf>,
-    /// The socket of `NOTIFY_SOCKET`, which containerd gets as under
-    /// systemd (its unit is `Type=notify`), and so its shims too.
-    notify: Option<std::os::unix::net::UnixDatagram>,
+    /// The socket of `NOTIFY_SOCKET` (a host path, which the environment
+    /// shares), which containerd gets as under systemd (its unit is
+    /// `Type=notify`), and so its shims too.
+    notify: (PathBuf, std::os::unix::net::UnixDatagram),
+}
+
+/// The `testenv` binary: testenv is another crate of the workspace, so
+/// cargo gives these tests no `CARGO_BIN_EXE_testenv`; the workspace's build
+/// puts it next to the shim (`cargo test --test NAME` alone needs `cargo
+/// build -p testenv` first).
+pub fn testenv_binary() -> PathBuf {
+    let bin = Path::new(SHIM).with_file_name("testenv");
+    assert!(
+        bin.is_file(),
+        "no testenv at {}: build it with the workspace (`cargo build -p testenv`)",
+        bin.display()
+    );
+    bin
 }
 
 impl Containerd {
@@ -68,26 +87,35 @@ impl Containerd {
     pub fn start_configured(configure: impl FnOnce(&mut testenv::config::Settings)) -> Containerd {
         require_environment();
         let bins = current_bins();
-        let tmp = tempfile::Builder::new()
-            .prefix("tether-e2e-")
-            .tempdir()
-            .expect("creating a temporary directory for containerd");
-        let dir = fs::canonicalize(tmp.path()).expect("canonicalizing the temp dir");
+        let runc_dir = current_runc_dir();
         let namespace = unique_name("tether-test");
+        // containerd as systemd runs it: with NOTIFY_SOCKET set, which its
+        // shims inherit. (runc given that variable makes `start` wait for the
+        // container's own READY=1, so a shim must not pass it on.)
+        let notify_path = std::env::temp_dir().join(format!("{namespace}.notify"));
+        let _ = fs::remove_file(&notify_path);
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path)
+            .expect("binding the NOTIFY_SOCKET socket");
+        let o = testenv::Options {
+            containerd: bins.containerd.display().to_string(),
+            // The runc under test first in containerd's PATH: Debian's
+            // containerd lives in /usr/bin, next to Debian's runc.
+            runc: runc_dir.as_ref().map(|d| d.join("runc")),
+            log_level: "debug".into(),
+            containerd_env: vec![("NOTIFY_SOCKET".into(), notify_path.display().to_string())],
+            ..testenv::Options::default()
+        };
+        let env = testenv::Env::start_configured(&o, &testenv_binary(), &[], configure)
+            .unwrap_or_else(|e| {
+                let _ = fs::remove_file(&notify_path);
+                panic!(
+                    "starting containerd {} in an environment: {e}",
+                    bins.version
+                )
+            });
+        let dir = env.dir().to_path_buf();
         let fifo_dir = dir.join("fifo");
-        let (major, minor) = bins.line();
-        let version = testenv::config::Version { major, minor };
-        let mut settings = testenv::config::Settings::in_dir(&dir);
-        settings.log_level = Some("debug".into());
-        settings.disable_cri(version);
-        configure(&mut settings);
-        let dirs = settings.dirs.clone().expect("a private containerd's dirs");
-        for d in [&dirs.root, &dirs.state, &fifo_dir] {
-            fs::create_dir_all(d).expect("creating containerd directories");
-        }
-        let config = testenv::config::write(&settings, version, &dir)
-            .unwrap_or_else(|e| panic!("writing the config of containerd {major}.{minor}: {e}"));
-        let (address, state, log) = (dirs.address, dirs.state, dir.join("containerd.log"));
+        fs::create_dir_all(&fifo_dir).expect("creating the fifo dir");
         eprintln!(
             "[harness] containerd {} with runc {} in {} (namespace {namespace}); runtime under test: {} ({})",
             bins.version,
@@ -97,46 +125,56 @@ impl Containerd {
             runtime_binary().display()
         );
         let mut c = Containerd {
-            tmp: Some(tmp),
+            address: env.address.clone(),
+            config: dir.join("config.toml"),
+            state: dir.join("state"),
+            log: dir.join("containerd.log"),
+            env: Some(env),
             dir,
             namespace,
-            address,
-            config,
-            state,
-            log,
             fifo_dir,
-            child: None,
+            running: true,
             known_sockets: Mutex::new(BTreeSet::new()),
             issued_ids: Mutex::new(Vec::new()),
             bins,
-            runc_dir: current_runc_dir(),
-            notify: None,
+            runc_dir,
+            notify: (notify_path, notify),
         };
-        c.spawn_daemon();
+        c.check_runc_in_path();
+        c.wait_ready();
         c
     }
 
-    fn spawn_daemon(&mut self) {
-        assert!(self.child.is_none(), "containerd is already running");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("opening containerd log");
-        let log2 = log.try_clone().expect("cloning log handle");
-        let mut path = format!(
-            "{}:{}",
-            self.bins.dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        // The runc under test first: Debian's containerd lives in /usr/bin,
-        // next to Debian's runc.
-        if let Some(runc) = &self.runc_dir {
-            path = format!("{}:{path}", runc.display());
+    /// The environment (until the teardown).
+    pub fn env(&self) -> &testenv::Env {
+        self.env.as_ref().expect("the environment is torn down")
+    }
+
+    /// Where the host reaches `path` of the environment: through its init
+    /// (`/proc/INIT/root/...`) under what the environment has of its own
+    /// (/run, /sys, /dev/shm), as it is elsewhere (the environment's dir,
+    /// the rootfs and other temporary dirs are the host's).
+    pub fn host_path(&self, path: impl AsRef<Path>) -> PathBuf {
+        let path = path.as_ref();
+        let own = ["/run", "/sys", "/dev/shm", "/var/lib/cni"];
+        if own.iter().any(|o| path.starts_with(o)) {
+            self.env().inside_path(path)
+        } else {
+            path.to_path_buf()
         }
-        // Both shims run the first `runc` of this PATH: make sure it is the
-        // one under test.
-        // (Compared as files: Debian's /usr/bin/runc links to /usr/sbin/runc.)
+    }
+
+    /// Both shims run the first `runc` of containerd's PATH: it must be the
+    /// one under test. (Compared as files: Debian's /usr/bin/runc links to
+    /// /usr/sbin/runc.)
+    fn check_runc_in_path(&self) {
+        let path = self
+            .env()
+            .vars
+            .iter()
+            .find(|(k, _)| k == "CONTAINERD_PATH")
+            .map(|(_, v)| v.clone())
+            .expect("the environment's CONTAINERD_PATH");
         let first = std::env::split_paths(&path)
             .map(|d| d.join("runc"))
             .find(|p| p.is_file())
@@ -147,43 +185,16 @@ impl Containerd {
         }
         .and_then(|p| fs::canonicalize(p).ok());
         assert_eq!(first, want, "containerd's PATH would run another runc");
-        // containerd as systemd runs it: with NOTIFY_SOCKET set, which its
-        // shims inherit. (runc given that variable makes `start` wait for the
-        // container's own READY=1, so a shim must not pass it on.)
-        let notify_path = self.dir.join("notify.sock");
-        if self.notify.is_none() {
-            let _ = fs::remove_file(&notify_path);
-            self.notify = Some(
-                std::os::unix::net::UnixDatagram::bind(&notify_path)
-                    .expect("binding the NOTIFY_SOCKET socket"),
-            );
-        }
-        let child = Command::new(&self.bins.containerd)
-            .env("PATH", path)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .arg("--config")
-            .arg(&self.config)
-            .env_remove("CONTAINERD_ADDRESS")
-            .env_remove("CONTAINERD_NAMESPACE")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .expect("spawning containerd");
-        self.child = Some(child);
-        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
         let ready = poll_until(SETTLE_TIMEOUT, || {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    panic!(
-                        "containerd exited during startup ({status})\n{}",
-                        self.log_tail()
-                    );
-                }
+            let pid = self.env().containerd_pid();
+            if !pid.is_some_and(|p| super::procs::alive(p as u32)) {
+                panic!(
+                    "containerd (pid {pid:?}) exited during startup\n{}",
+                    self.log_tail()
+                );
             }
             Command::new(&self.bins.ctr)
                 .arg("--address")
@@ -208,7 +219,7 @@ impl Containerd {
         &self.namespace
     }
 
-    /// The temporary directory holding everything of this instance.
+    /// The environment's directory, holding everything of this instance.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -253,9 +264,10 @@ impl Containerd {
             .join(&self.namespace)
     }
 
-    /// `/run/containerd/runc/<namespace>`.
+    /// `/run/containerd/runc/<namespace>` of the environment, as the host
+    /// reaches it.
     pub fn runc_root(&self) -> PathBuf {
-        Path::new(RUNC_ROOT).join(&self.namespace)
+        self.host_path(Path::new(RUNC_ROOT).join(&self.namespace))
     }
 
     /// The shim address containerd recorded in the bundle of `id` (e.g.
@@ -271,9 +283,17 @@ impl Containerd {
         Some(v.get("address")?.as_str()?.to_string())
     }
 
-    /// The filesystem path of the shim socket of `id` (panics if the bundle
-    /// has no `address` file or it is not a `unix://` path address), which
-    /// is remembered so `Drop` can remove it if the shim does not.
+    /// The address the test process connects to the shim of `id` by:
+    /// `unix://` and the `host_path` of its socket.
+    pub fn shim_host_address(&self, id: &str) -> Option<String> {
+        let path = socket_path_of_address(&self.shim_address(id)?)?;
+        Some(format!("unix://{}", self.host_path(path).display()))
+    }
+
+    /// The filesystem path of the shim socket of `id` as containerd and the
+    /// shim name it (inside the environment: `host_path` reaches it; panics
+    /// if the bundle has no `address` file or it is not a `unix://` path
+    /// address), which is remembered for the leftover checks.
     pub fn shim_socket(&self, id: &str) -> PathBuf {
         let addr = self.shim_address(id).unwrap_or_else(|| {
             panic!("bundle of {id} has no address file\n{}", self.diagnostics())
@@ -288,8 +308,9 @@ impl Containerd {
     }
 
     /// The socket path containerd 1.6's own shims derive for `id`:
-    /// `/run/containerd/s/<hex sha256 of "<address>/<namespace>/<id>">`.
-    /// Other shims may name their socket differently.
+    /// `/run/containerd/s/<hex sha256 of "<address>/<namespace>/<id>">`
+    /// (inside the environment). Other shims may name their socket
+    /// differently.
     pub fn conventional_socket_path(&self, id: &str) -> PathBuf {
         let key = format!("{}/{}/{}", self.address.display(), self.namespace, id);
         Path::new(SHIM_SOCKET_DIR).join(sha256_hex(key.as_bytes()))
@@ -301,32 +322,40 @@ impl Containerd {
         EventStream::start(self)
     }
 
-    /// SIGKILLs containerd by PID and reaps it.
+    /// SIGKILLs containerd by PID (its shims live on).
     pub fn kill9(&mut self) {
-        kill_and_reap(self.child.take().expect("containerd is not running"));
+        assert!(self.running, "containerd is not running");
+        self.running = false;
+        let e = self
+            .env
+            .as_mut()
+            .expect("the environment")
+            .kill_containerd();
+        e.unwrap_or_else(|e| panic!("SIGKILL of containerd: {e}"));
     }
 
-    /// Stops containerd with SIGTERM (SIGKILL after 10 s) by PID and reaps it.
+    /// Stops containerd with SIGTERM (SIGKILL after 10 s) by PID.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let exited = poll_until(Duration::from_secs(10), || match child.try_wait() {
-                Ok(None) => None,
-                Ok(Some(_)) | Err(_) => Some(()),
-            });
-            if exited.is_none() {
-                kill_and_reap(child);
-            }
+        if std::mem::take(&mut self.running) {
+            let env = self.env.as_mut().expect("the environment");
+            let e = env.stop_containerd(Duration::from_secs(10));
+            e.unwrap_or_else(|e| panic!("stopping containerd: {e}"));
         }
     }
 
-    /// Starts containerd again with the same config and directories.
+    /// Starts containerd again, inside the environment, with the same
+    /// config, directories, PATH and variables.
     pub fn restart(&mut self) {
         assert!(
-            self.child.is_none(),
+            !self.running,
             "restart() while containerd still runs: call kill9() or stop() first"
         );
-        self.spawn_daemon();
+        let env = self.env.as_mut().expect("the environment");
+        if let Err(e) = env.restart_containerd() {
+            panic!("restarting containerd: {e}\n{}", self.log_tail());
+        }
+        self.running = true;
+        self.wait_ready();
     }
 
     /// containerd's log file (shims' logs land in it too).
@@ -393,18 +422,42 @@ impl Containerd {
     }
 
     fn is_container_process(&self, p: &ProcInfo) -> bool {
-        p.cgroup_paths()
+        self.cgroup_paths_inside(p)
             .iter()
             .any(|c| c.split('/').nth(1) == Some(self.namespace.as_str()))
     }
 
-    /// True if `p` belongs to this test in any way: a shim or container
-    /// process, a process rooted or working under the temp dir, or one
-    /// mentioning the namespace or temp dir on its command line (including
-    /// ctr clients).
+    /// The cgroup paths of `p` as the environment sees them (`/NS/ID` for a
+    /// container of namespace NS): those below the environment's cgroup,
+    /// relative to it.
+    pub fn cgroup_paths_inside(&self, p: &ProcInfo) -> Vec<String> {
+        let name = format!("/{}", self.env_name());
+        p.cgroup_paths()
+            .iter()
+            .filter_map(|c| {
+                let (_, rest) = c.split_once(&name)?;
+                (rest.is_empty() || rest.starts_with('/'))
+                    .then(|| if rest.is_empty() { "/" } else { rest }.to_string())
+            })
+            .collect()
+    }
+
+    /// The environment's name (of its dir and its cgroup).
+    fn env_name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    }
+
+    /// True if `p` belongs to this test in any way: a process of the
+    /// environment's cgroup, a shim or container process, a process rooted
+    /// or working under the environment's dir, or one mentioning the
+    /// namespace or the dir on its command line (including ctr clients).
     fn is_related(&self, p: &ProcInfo) -> bool {
         let dir = self.dir.to_string_lossy();
-        p.has_arg(&self.namespace)
+        !self.cgroup_paths_inside(p).is_empty()
+            || p.has_arg(&self.namespace)
             || p.cmdline.iter().any(|a| mentions_dir(a, &dir))
             || p.is_rooted_under(&self.dir)
             || self.is_container_process(p)

@@ -19,9 +19,22 @@ pub struct TaskRow {
 }
 
 impl Containerd {
-    /// A `ctr --address A --namespace NS` command with stdin from /dev/null.
+    /// A `ctr --address A --namespace NS` command with stdin from /dev/null,
+    /// run inside containerd's environment: ctr makes the fifos of `task
+    /// exec`, `task start` and `run` (without `--fifo-dir`) under
+    /// /run/containerd/fifo, where the shims must find them.
     pub fn ctr_command(&self) -> Command {
-        let mut cmd = Command::new(&self.bins.ctr);
+        self.ctr_command_with(self.env().command(&self.bins.ctr))
+    }
+
+    /// The same run on the host, for the calls that hand the shims no path
+    /// (listing, killing, deleting; `run` with `--fifo-dir`): one process
+    /// fewer than through the environment.
+    fn host_ctr_command(&self) -> Command {
+        self.ctr_command_with(Command::new(&self.bins.ctr))
+    }
+
+    fn ctr_command_with(&self, mut cmd: Command) -> Command {
         cmd.arg("--address")
             .arg(&self.address)
             .arg("--namespace")
@@ -32,9 +45,20 @@ impl Containerd {
         cmd
     }
 
-    /// Runs `ctr --address A --namespace NS <args>` (stdin /dev/null).
+    /// Runs `ctr --address A --namespace NS <args>` (stdin /dev/null),
+    /// inside the environment when it may make fifos (see `ctr_command`).
     pub fn ctr(&self, args: &[&str]) -> Output {
-        output_with_timeout(self.ctr_command().args(args), CTR_TIMEOUT)
+        let fifos = match args {
+            ["run", rest @ ..] => !rest.contains(&"--fifo-dir"),
+            ["task" | "tasks" | "t", sub, ..] => ["exec", "start", "attach"].contains(sub),
+            _ => false,
+        };
+        let mut cmd = if fifos {
+            self.ctr_command()
+        } else {
+            self.host_ctr_command()
+        };
+        output_with_timeout(cmd.args(args), CTR_TIMEOUT)
     }
 
     /// Like `ctr`, but panics (with containerd's log) unless it succeeds.
@@ -67,7 +91,8 @@ impl Containerd {
 
     /// A ready-to-spawn `ctr run` command (see `run_args`).
     pub fn run_command(&self, opts: &[&str], rootfs: &Rootfs, id: &str, argv: &[&str]) -> Command {
-        let mut cmd = self.ctr_command();
+        // (Its fifos are in `fifo_dir`, which the environment shares.)
+        let mut cmd = self.host_ctr_command();
         cmd.args(self.run_args(opts, rootfs, id, argv));
         cmd
     }

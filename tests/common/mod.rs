@@ -1,19 +1,20 @@
-//! The support module of every integration test: a private containerd, a
-//! shim driven directly over ttrpc, busybox root filesystems, helpers to
-//! inspect processes, mounts, sockets and runc state on the host, and the
-//! check scripts' runner.
+//! The support module of every integration test: a private containerd (in a
+//! testenv environment of its own), a shim driven directly over ttrpc,
+//! busybox root filesystems, helpers to inspect processes, mounts, sockets
+//! and runc state, and the check scripts' runner.
 //!
 //! Everything a test starts is owned by a guard (`Containerd`, `Rootfs`,
 //! `EventStream`, `direct::Fixture`) whose `Drop` stops it by PID and removes
-//! what it left, so a panicking test cleans up too. Nothing here ever
-//! signals a process by name.
+//! what it left, so a panicking test cleans up too; a `Containerd`'s is its
+//! environment's teardown (kill its cgroup, drop its namespaces, remove its
+//! dir). Nothing here ever signals a process by name.
 //!
 //! The runtime under test in the containerd tests is `TETHER_TEST_RUNTIME`
 //! when set (a runtime name such as `io.containerd.runc.v2`, or an absolute
 //! path to a shim binary) and the tether shim built by cargo otherwise.
 //!
 //! Layout: `environment` (runtime under test, prerequisites), `containerd`
-//! (the private daemon and its cleanup), `ctr` (`ctr` invocations and their
+//! (the private daemon in its environment, and its teardown), `ctr` (`ctr` invocations and their
 //! parsing), `direct` (the shim without containerd: `Fixture`, `Exec`),
 //! `rootfs`, `events` (`ctr events`), `hanging_runc` (a runc wrapper that
 //! hangs on command), `procs` (/proc scanning, waiting for
@@ -57,7 +58,7 @@ mod util;
 // harness (the same reason for `dead_code` above).
 #[allow(unused_imports)]
 pub use self::{
-    containerd::Containerd,
+    containerd::{testenv_binary, Containerd},
     ctr::{parse_delete_exit_code, parse_task_ls, TaskRow},
     environment::{
         find_in_path, require_environment, require_root_and_runc, runtime, runtime_binary,
@@ -69,7 +70,7 @@ pub use self::{
         bins, current_bins, current_runc_dir, current_runc_version, current_version, run_on,
         run_on_with_runc, runc_binary, runc_dir, ContainerdBins, MATRIX, NEWEST_RUNC,
     },
-    mounts::{mounted_under, mounts_under, unmount_all_under},
+    mounts::{mounted_under, mounts_in_under, mounts_under, unmount_all_under},
     payloads::{linux_resources, oci_process, process_spec, runc_options},
     procs::{
         alive, all_processes, fd_count, fd_targets, gone_within, kill_processes_where,
@@ -79,8 +80,9 @@ pub use self::{
     runc::{runc_delete_force, runc_knows, runc_root},
     scenarios::oom_reported_once_before_exit,
     sockets::{
-        bound_unix_paths, probe_connect, refused_for, refused_for_gid, socket_dir_entries,
-        socket_path_of_address, sockets_of, unix_sockets, SocketDirSnapshot, UnixSocket,
+        bound_unix_paths, bound_unix_paths_of_netns, probe_connect, refused_for, refused_for_gid,
+        socket_dir_entries, socket_path_of_address, sockets_of, unix_sockets,
+        unix_sockets_of_netns, SocketDirSnapshot, UnixSocket,
     },
     util::{
         compare_stream, describe_output, env_or, eventually, output_in_pty, output_in_pty_paced,
@@ -95,9 +97,11 @@ pub const CTR_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long to wait for asynchronous state (task status, events, process
 /// exit, cleanup) to settle before declaring failure.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Directory containerd's v2 shims put their sockets in.
+/// Directory containerd's v2 shims put their sockets in (for a
+/// `Containerd`, in its environment's /run: `Containerd::host_path`).
 pub const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
-/// Machine-wide runc state root used by containerd shims (one dir per namespace).
+/// runc state root used by containerd shims (one dir per namespace; for a
+/// `Containerd`, in its environment's /run).
 pub const RUNC_ROOT: &str = "/run/containerd/runc";
 
 /// Interval between two checks of `poll_until`.

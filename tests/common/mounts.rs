@@ -1,5 +1,6 @@
-//! Mounts in this process's mount namespace (from /proc/self/mountinfo):
-//! listing them under a directory and lazily unmounting leftovers.
+//! Mounts in this process's mount namespace (from /proc/self/mountinfo) or
+//! another's (/proc/<pid>/mountinfo): listing them under a directory and
+//! lazily unmounting leftovers.
 
 use std::fs;
 use std::path::Path;
@@ -27,7 +28,13 @@ pub(super) fn unescape_mountinfo(s: &str) -> String {
 
 /// Mount points (in this process's mount namespace) at or under `dir`.
 pub fn mounts_under(dir: &Path) -> Vec<String> {
-    fs::read_to_string("/proc/self/mountinfo")
+    mounts_in_under(Path::new("/proc/self/mountinfo"), dir)
+}
+
+/// Mount points at or under `dir` in the mount namespace whose mountinfo
+/// is `mountinfo` (`/proc/<pid>/mountinfo`).
+pub fn mounts_in_under(mountinfo: &Path, dir: &Path) -> Vec<String> {
+    fs::read_to_string(mountinfo)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4).map(unescape_mountinfo))

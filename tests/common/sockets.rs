@@ -1,6 +1,6 @@
-//! Unix sockets on the host (from /proc/net/unix and /proc/<pid>/fd), the
-//! shim socket directory /run/containerd/s, and connecting to a socket as
-//! another user.
+//! Unix sockets (from /proc/<pid>/net/unix, the network namespace of a
+//! process, and /proc/<pid>/fd), the shim socket directory
+//! /run/containerd/s, and connecting to a socket as another user.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::procs::ProcInfo;
-use super::SHIM_SOCKET_DIR;
 
 /// `unix:///path` (or a bare absolute path) to the path; `None` for
 /// abstract (`unix://@...`) or other addresses.
@@ -29,7 +28,17 @@ pub struct UnixSocket {
 
 /// Parses /proc/net/unix (this network namespace).
 pub fn unix_sockets() -> Vec<UnixSocket> {
-    fs::read_to_string("/proc/net/unix")
+    unix_sockets_in("/proc/net/unix")
+}
+
+/// Parses the /proc/net/unix of the network namespace of process `pid`
+/// (`/proc/<pid>/net/unix`).
+pub fn unix_sockets_of_netns(pid: u32) -> Vec<UnixSocket> {
+    unix_sockets_in(&format!("/proc/{pid}/net/unix"))
+}
+
+fn unix_sockets_in(file: &str) -> Vec<UnixSocket> {
+    fs::read_to_string(file)
         .unwrap_or_default()
         .lines()
         .skip(1)
@@ -44,53 +53,46 @@ pub fn unix_sockets() -> Vec<UnixSocket> {
         .collect()
 }
 
-/// Paths that some live socket is bound to.
+/// Paths that some live socket of this network namespace is bound to.
 pub fn bound_unix_paths() -> HashSet<String> {
     unix_sockets().into_iter().filter_map(|s| s.path).collect()
 }
 
-/// Sockets of /proc/net/unix owned (by fd) by process `pid`.
+/// Paths that some live socket of the network namespace of process `pid`
+/// is bound to (as the binding process named them).
+pub fn bound_unix_paths_of_netns(pid: u32) -> HashSet<String> {
+    unix_sockets_of_netns(pid)
+        .into_iter()
+        .filter_map(|s| s.path)
+        .collect()
+}
+
+/// Sockets owned (by fd) by process `pid`, from its network namespace's
+/// /proc/net/unix.
 pub fn sockets_of(pid: i32) -> Vec<UnixSocket> {
     let Some(p) = ProcInfo::read(pid) else {
         return Vec::new();
     };
     let inodes: HashSet<u64> = p.socket_inodes().into_iter().collect();
-    unix_sockets()
+    unix_sockets_of_netns(pid as u32)
         .into_iter()
         .filter(|s| inodes.contains(&s.inode))
         .collect()
 }
 
-/// The entries of /run/containerd/s at one moment.
+/// The entries of a shim socket directory at one moment (the paths as the
+/// shims name them: `Containerd::socket_dir_snapshot` takes one of its
+/// environment's /run/containerd/s).
 #[derive(Debug, Clone, Default)]
 pub struct SocketDirSnapshot(pub BTreeSet<PathBuf>);
 
-impl SocketDirSnapshot {
-    /// Lists /run/containerd/s now.
-    pub fn take() -> SocketDirSnapshot {
-        SocketDirSnapshot(socket_dir_entries())
-    }
-
-    /// Entries of /run/containerd/s among `own` (the paths the test's own
-    /// shims would use; other tests create shims there at the same time)
-    /// that were not in the snapshot and that no live socket is bound to (a
-    /// shim that exited and left its file).
-    pub fn stale_new(&self, own: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
-        let bound = bound_unix_paths();
-        socket_dir_entries()
-            .into_iter()
-            .filter(|p| own.contains(p) && !self.0.contains(p))
-            .filter(|p| !bound.contains(&p.display().to_string()))
-            .collect()
-    }
-}
-
-/// Entries of /run/containerd/s.
-pub fn socket_dir_entries() -> BTreeSet<PathBuf> {
-    match fs::read_dir(SHIM_SOCKET_DIR) {
-        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+/// The entries of `host_dir` (where the host reaches the directory), named
+/// as under `dir` (where the shims see it).
+pub fn socket_dir_entries(dir: &Path, host_dir: &Path) -> BTreeSet<PathBuf> {
+    match fs::read_dir(host_dir) {
+        Ok(entries) => entries.flatten().map(|e| dir.join(e.file_name())).collect(),
         Err(e) if e.kind() == ErrorKind::NotFound => BTreeSet::new(),
-        Err(e) => panic!("reading {SHIM_SOCKET_DIR}: {e}"),
+        Err(e) => panic!("reading {}: {e}", host_dir.display()),
     }
 }
 

@@ -1,31 +1,66 @@
-//! What a `Containerd` leaves: the check that a task left nothing, and the
-//! cleanup its `Drop` does.
+//! What a `Containerd` leaves: the check that a task left nothing (seen
+//! through the environment: its mounts, its /run, its network namespace's
+//! sockets), and the teardown its `Drop` does, which is the environment's
+//! (kill its cgroup, drop its namespaces, remove its dir): nothing on the
+//! host is searched or diffed.
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::thread;
-use std::time::Duration;
 
-use super::super::matrix::runc_binary;
-use super::super::mounts::{mounts_under, unmount_all_under};
-use super::super::procs::{kill_processes_where, processes_rooted_under};
+use super::super::mounts::{mounts_in_under, mounts_under};
+use super::super::procs::processes_rooted_under;
 use super::super::rootfs::Rootfs;
-use super::super::sockets::{bound_unix_paths, socket_path_of_address, SocketDirSnapshot};
-use super::super::util::{output_with_timeout, poll_until};
+use super::super::sockets::{bound_unix_paths_of_netns, socket_dir_entries, SocketDirSnapshot};
+use super::super::util::poll_until;
 use super::super::{SETTLE_TIMEOUT, SHIM_SOCKET_DIR};
 use super::Containerd;
 
 impl Containerd {
+    /// The entries of the environment's /run/containerd/s now.
+    pub fn socket_dir_snapshot(&self) -> SocketDirSnapshot {
+        SocketDirSnapshot(self.socket_dir_entries())
+    }
+
+    fn socket_dir_entries(&self) -> BTreeSet<PathBuf> {
+        let dir = Path::new(SHIM_SOCKET_DIR);
+        socket_dir_entries(dir, &self.host_path(dir))
+    }
+
+    /// Mount points at or under `dir` in the environment's mount namespace
+    /// (where containerd and the shims mount).
+    pub fn mounts_under(&self, dir: &Path) -> Vec<String> {
+        let init = self.env().init_pid();
+        mounts_in_under(Path::new(&format!("/proc/{init}/mountinfo")), dir)
+    }
+
+    /// Entries of the environment's /run/containerd/s among `own` (the paths
+    /// the test's own shims would use) that were not in `snapshot` and that
+    /// no live socket of the environment is bound to (a shim that exited
+    /// and left its file).
+    fn stale_new_sockets(
+        &self,
+        snapshot: &SocketDirSnapshot,
+        own: &BTreeSet<PathBuf>,
+    ) -> Vec<PathBuf> {
+        let bound = bound_unix_paths_of_netns(self.env().init_pid());
+        self.socket_dir_entries()
+            .into_iter()
+            .filter(|p| own.contains(p) && !snapshot.0.contains(p))
+            .filter(|p| !bound.contains(&p.display().to_string()))
+            .collect()
+    }
+
     /// Panics unless, within `SETTLE_TIMEOUT`, everything task `id` had is
     /// gone: shim and container processes of this namespace, processes
-    /// rooted in `rootfs`, mounts under the bundle and the rootfs, the bundle
-    /// directory, the task in `ctr task ls`, and the shim socket: `socket`
-    /// if given, the containerd-convention path, and, if `since` is given,
-    /// every socket file that appeared in /run/containerd/s after that
-    /// snapshot and that no live socket is bound to.
+    /// rooted in `rootfs`, mounts under the bundle and the rootfs (in the
+    /// environment's mount namespace and in the host's), the bundle
+    /// directory, the task in `ctr task ls`, and the shim socket (paths as
+    /// the shims name them): `socket` if given, the containerd-convention
+    /// path, and, if `since` is given, every socket file that appeared in
+    /// the environment's /run/containerd/s after that snapshot and that no
+    /// live socket is bound to.
     pub fn assert_no_leftovers(
         &self,
         id: &str,
@@ -50,22 +85,27 @@ impl Containerd {
                     p.describe()
                 ));
             }
-            for m in mounts_under(&bundle)
-                .into_iter()
-                .chain(mounts_under(rootfs.path()))
-            {
-                problems.push(format!("mount left: {m}"));
+            for dir in [&bundle, rootfs.path()] {
+                for m in self.mounts_under(dir) {
+                    problems.push(format!("mount left: {m}"));
+                }
+                for m in mounts_under(dir) {
+                    problems.push(format!("mount left on the host: {m}"));
+                }
             }
             if bundle.exists() {
                 problems.push(format!("bundle directory left: {}", bundle.display()));
             }
             for s in socket.into_iter().chain([conventional.as_path()]) {
-                if fs::symlink_metadata(s).is_ok() {
+                if fs::symlink_metadata(self.host_path(s)).is_ok() {
                     problems.push(format!("shim socket file left: {}", s.display()));
                 }
             }
             let own = self.own_sockets();
-            for s in since.map(|snap| snap.stale_new(&own)).unwrap_or_default() {
+            for s in since
+                .map(|snap| self.stale_new_sockets(snap, &own))
+                .unwrap_or_default()
+            {
                 problems.push(format!(
                     "socket file of this test's shims in {SHIM_SOCKET_DIR} appeared since the \
                      snapshot and no live socket is bound to it: {}",
@@ -86,89 +126,16 @@ impl Containerd {
         }
     }
 
-    /// Stops containerd and removes everything of this instance: processes
-    /// (by PID), runc state and cgroups of the namespace, stale shim sockets,
-    /// mounts and the temporary directory.
-    fn cleanup(&mut self) {
-        // Remember every shim socket before anything goes away.
-        let mut sockets: BTreeSet<PathBuf> = self
-            .known_sockets
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default();
-        if let Ok(entries) = fs::read_dir(self.tasks_state_dir()) {
-            for e in entries.flatten() {
-                let addr = self.shim_address(&e.file_name().to_string_lossy());
-                if let Some(p) = addr.as_deref().and_then(socket_path_of_address) {
-                    sockets.insert(p);
-                }
+    /// The environment's teardown: every process of its cgroup killed (its
+    /// namespaces, mounts and /run go with the last), its cgroup and dir
+    /// removed; then the NOTIFY_SOCKET file.
+    fn teardown(&mut self) {
+        if let Some(mut env) = self.env.take() {
+            if let Err(e) = env.teardown() {
+                eprintln!("[harness] teardown of {}: {e}", self.dir.display());
             }
         }
-
-        self.stop();
-
-        // Safety net: kill whatever of this test still runs, by PID.
-        let namespace = self.namespace.clone();
-        let dir = self.dir.clone();
-        let killed = kill_processes_where(|p| self.is_related(p));
-        if !killed.is_empty() {
-            eprintln!("[harness] killed leftover processes of namespace {namespace}: {killed:?}");
-        }
-
-        // runc state of this namespace only.
-        let runc_root = self.runc_root();
-        if let Ok(entries) = fs::read_dir(&runc_root) {
-            for e in entries.flatten() {
-                let id = e.file_name().to_string_lossy().to_string();
-                eprintln!("[harness] runc state left for {namespace}/{id}; deleting it");
-                let _ = output_with_timeout(
-                    Command::new(runc_binary())
-                        .arg("--root")
-                        .arg(&runc_root)
-                        .args(["delete", "--force", &id])
-                        .stdin(Stdio::null()),
-                    Duration::from_secs(30),
-                );
-            }
-        }
-        let _ = fs::remove_dir(&runc_root);
-
-        // Empty cgroups `/<namespace>/<id>` that ctr's default cgroup path
-        // created in every hierarchy.
-        if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
-            for h in hierarchies.flatten() {
-                let ns_dir = h.path().join(&namespace);
-                if let Ok(children) = fs::read_dir(&ns_dir) {
-                    for c in children.flatten() {
-                        if c.file_type().is_ok_and(|t| t.is_dir()) {
-                            let _ = fs::remove_dir(c.path());
-                        }
-                    }
-                    let _ = fs::remove_dir(&ns_dir);
-                }
-            }
-        }
-
-        // Socket files of shims that were killed above cannot have been
-        // removed by them; remove them unless something still listens.
-        let bound = bound_unix_paths();
-        for s in sockets {
-            let is_socket = fs::symlink_metadata(&s).is_ok_and(|m| m.file_type().is_socket());
-            if is_socket
-                && s.starts_with(SHIM_SOCKET_DIR)
-                && !bound.contains(&s.display().to_string())
-            {
-                eprintln!("[harness] removing stale shim socket {}", s.display());
-                let _ = fs::remove_file(&s);
-            }
-        }
-
-        unmount_all_under(&dir);
-        if let Some(tmp) = self.tmp.take() {
-            if let Err(e) = tmp.close() {
-                eprintln!("[harness] removing {}: {e}", dir.display());
-            }
-        }
+        let _ = fs::remove_file(&self.notify.0);
     }
 }
 
@@ -180,6 +147,6 @@ impl Drop for Containerd {
                 self.diagnostics()
             );
         }
-        self.cleanup();
+        self.teardown();
     }
 }
