@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io;
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -46,15 +47,21 @@ impl Env {
         let deadline = Instant::now() + wait;
         loop {
             // Init reaps the containerd it started; this one, the others.
+            // Gone means reaped: a zombie still holds its PID.
             let gone = match self.containerd.as_mut() {
                 Some(c) if c.id() as i32 == pid => c.try_wait()?.is_some(),
-                _ => !running(pid),
+                _ => !Path::new(&format!("/proc/{pid}")).exists(),
             };
             if gone {
                 self.containerd = None;
                 return Ok(true);
             }
             if Instant::now() > deadline {
+                if !running(pid) {
+                    return Err(io::Error::other(format!(
+                        "containerd {pid} died but nobody reaped it"
+                    )));
+                }
                 return Ok(false);
             }
             thread::sleep(Duration::from_millis(20));
