@@ -125,6 +125,11 @@ pub struct Handler {
     /// The cgroup the shim moves itself into (`ShimCgroup`), e.g. a slice's
     /// `/tether-shims.slice`.
     pub shim_cgroup: Option<String>,
+    /// The CRI's sandbox controller for the handler's pods (`sandboxer`):
+    /// `shim` (the shim serves containerd's Sandbox API: no pause
+    /// container) or `podsandbox` (containerd's own, the pause container);
+    /// `None`: containerd's default, `podsandbox`. containerd 2.x only.
+    pub sandboxer: Option<String>,
 }
 
 impl Handler {
@@ -132,7 +137,8 @@ impl Handler {
     /// `runc=io.containerd.runc.v2`,
     /// `tether=io.containerd.tether.v2:/usr/bin/containerd-shim-tether-v2`
     /// or `tether=io.containerd.tether.v2::/usr/sbin/runc,SystemdCgroup=true,ShimCgroup=/tether-shims.slice`.
-    /// The options are `SystemdCgroup` (`true` or `false`) and `ShimCgroup`.
+    /// The options are `SystemdCgroup` (`true` or `false`), `ShimCgroup`
+    /// and `Sandboxer` (`shim` or `podsandbox`).
     pub fn parse(text: &str) -> Result<Handler, String> {
         const FORM: &str = "NAME=TYPE[:SHIM[:BINARY]][,OPTION=VALUE...]";
         let mut items = text.split(',');
@@ -154,6 +160,7 @@ impl Handler {
             binary_name: nonempty(parts.next()),
             systemd_cgroup: false,
             shim_cgroup: None,
+            sandboxer: None,
         };
         for item in items {
             match item.split_once('=') {
@@ -163,8 +170,12 @@ impl Handler {
                     })?;
                 }
                 Some(("ShimCgroup", v)) if !v.is_empty() => h.shim_cgroup = Some(v.to_string()),
+                Some(("Sandboxer", v @ ("shim" | "podsandbox"))) => {
+                    h.sandboxer = Some(v.to_string());
+                }
                 _ => {
-                    let want = "SystemdCgroup=true|false or ShimCgroup=PATH";
+                    let want =
+                        "SystemdCgroup=true|false, ShimCgroup=PATH or Sandboxer=shim|podsandbox";
                     return Err(format!("handler {name}: {item:?} is not {want}"));
                 }
             }
@@ -272,6 +283,23 @@ pub enum ConfigError {
         minor: u32,
         /// The setting.
         what: &'static str,
+    },
+    /// A handler with a sandbox controller (`sandboxer`) on containerd 1.x,
+    /// whose CRI has none to choose (1.7's experimental `sandbox_mode` is
+    /// not written).
+    #[error(
+        "handler {handler}: Sandboxer={sandboxer} needs containerd 2.x (config version 3); \
+         containerd {major}.{minor} has no sandboxer setting"
+    )]
+    NoSandboxer {
+        /// The handler's name.
+        handler: String,
+        /// What it asked for.
+        sandboxer: String,
+        /// The version's major.
+        major: u32,
+        /// The version's minor.
+        minor: u32,
     },
     /// The structs did not serialize (a non-UTF-8 path).
     #[error("serializing the config: {0}")]

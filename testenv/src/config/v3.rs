@@ -118,6 +118,10 @@ struct Runtime<'a> {
     runtime_type: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     runtime_path: Option<&'a Path>,
+    /// The CRI's sandbox controller for this handler's pods: `shim` (the
+    /// shim's Sandbox API) or `podsandbox` (containerd's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sandboxer: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     options: Option<RuncOptions<'a>>,
 }
@@ -224,6 +228,7 @@ fn runtime(h: &Handler) -> Runtime<'_> {
     Runtime {
         runtime_type: &h.runtime_type,
         runtime_path: h.shim.as_deref(),
+        sandboxer: h.sandboxer.as_deref(),
         options,
     }
 }
