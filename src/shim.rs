@@ -233,6 +233,16 @@ impl Shim {
             .ok_or_else(|| Error::NotFound(format!("sandbox {id:?} not found")))
     }
 
+    /// The sandbox, whatever its id (for a live upgrade).
+    pub fn current_sandbox(&self) -> Option<Arc<Sandbox>> {
+        self.table().sandbox.clone()
+    }
+
+    /// Takes the sandbox an earlier binary served.
+    pub fn adopt_sandbox(&self, s: Sandbox) {
+        self.table().sandbox = Some(Arc::new(s));
+    }
+
     /// Forgets the sandbox (it was shut down).
     pub fn remove_sandbox(&self, id: &str) {
         let mut t = self.table();

@@ -272,3 +272,54 @@ async fn delete_after_the_shim_died_kills_the_holder_and_cleans_up() {
     // Idempotent: a second delete finds nothing to do.
     spawn.delete().expect("a second delete");
 }
+
+/// A live upgrade with CRI's WaitSandbox pending: the new binary serves the
+/// same sandbox (same holder, READY), and answers that Wait when the pod
+/// stops.
+#[tokio::test(flavor = "current_thread")]
+async fn a_live_upgrade_carries_the_sandbox_and_its_pending_wait() {
+    let pod = Pod::new().await;
+    let pid = pod.create_and_start().await;
+    let wait = {
+        let client = pod.client.clone();
+        let req = WaitSandboxRequest {
+            sandbox_id: pod.id.clone(),
+            ..Default::default()
+        };
+        tokio::spawn(async move { client.wait_sandbox(ctx(), &req).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let shim = nix::unistd::Pid::from_raw(pod.shim_pid as i32);
+    nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGUSR2).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pod.upgrades().await < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upgrade did not complete: {}",
+            pod.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = pod.status().await;
+    assert_eq!(
+        (st.pid, st.state.as_str()),
+        (pid, "SANDBOX_READY"),
+        "{}",
+        pod.log()
+    );
+    assert!(!wait.is_finished(), "WaitSandbox answered by the upgrade");
+    let stop = StopSandboxRequest {
+        sandbox_id: pod.id.clone(),
+        ..Default::default()
+    };
+    pod.client
+        .stop_sandbox(ctx(), &stop)
+        .await
+        .expect("StopSandbox");
+    let waited = tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("WaitSandbox answered after the upgrade")
+        .unwrap()
+        .expect("WaitSandbox");
+    assert_eq!(waited.exit_status, 137);
+}

@@ -15,6 +15,7 @@ pub mod files;
 pub mod holder;
 pub mod plan;
 pub mod record;
+pub mod snapshot;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -48,7 +49,7 @@ pub struct CreateSandbox {
 }
 
 /// Where a sandbox is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     /// Created, not started.
     Created,

@@ -26,6 +26,7 @@ pub struct Pod {
     pub namespace: String,
     pub netns_holder: Child,
     pub client: SandboxClient,
+    pub tasks: tether::protos::shim_ttrpc::TaskClient,
     pub shim_pid: u32,
     pub cgroup_parent: String,
 }
@@ -88,6 +89,7 @@ impl Pod {
             namespace,
             netns_holder,
             client: SandboxClient::new(ttrpc),
+            tasks,
             shim_pid,
             cgroup_parent,
         }
@@ -100,6 +102,17 @@ impl Pod {
             .join(CONTROLLER)
             .join(&self.namespace)
             .join(&self.id)
+    }
+
+    /// How many times the daemon says it was upgraded in place.
+    pub async fn upgrades(&self) -> u32 {
+        let req = tether::protos::shim::ConnectRequest::default();
+        let v = self.tasks.connect(ctx(), &req).await.unwrap().version;
+        v.split("(upgraded ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no upgrade count in {v:?}"))
     }
 
     /// The daemon's log.
