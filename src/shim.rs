@@ -170,7 +170,12 @@ impl Shim {
                 .containers
                 .insert(c.id().to_string(), c.clone());
         };
-        Container::create(req, &self.namespace, self.services.clone(), list).await
+        let (id, bundle) = (req.id.clone(), req.bundle.clone());
+        let pid = Container::create(req, &self.namespace, self.services.clone(), list).await?;
+        if let Some(s) = self.current_sandbox() {
+            s.join(&id, &bundle);
+        }
+        Ok(pid)
     }
 
     /// Deletes an exec, or a container and forgets it.
@@ -179,6 +184,9 @@ impl Shim {
         let deleted = c.delete(exec_id).await?;
         if exec_id.is_empty() {
             self.table().containers.remove(id);
+            if let Some(s) = self.current_sandbox() {
+                s.leave(id);
+            }
         }
         Ok(deleted)
     }

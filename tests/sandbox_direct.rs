@@ -11,6 +11,7 @@ use std::fs;
 use std::time::Duration;
 
 use tether::client::ShimSpawn;
+
 use tether::protos::sandbox::*;
 
 mod common;
@@ -245,11 +246,28 @@ async fn unknown_ids_bad_requests_and_update_get_clear_codes() {
 }
 
 /// The shim SIGKILLed: containerd runs `delete` in the sandbox bundle. The
-/// holder goes, and so do the pod's files and mounts.
+/// holder goes, and so do the pod's files and mounts, and a container of
+/// the pod with a PID namespace of its own, which would otherwise outlive
+/// its shim (containerd 2.3 runs no `delete` for it).
 #[tokio::test(flavor = "current_thread")]
-async fn delete_after_the_shim_died_kills_the_holder_and_cleans_up() {
+async fn delete_after_the_shim_died_kills_the_holder_and_the_pod() {
     let pod = Pod::new().await;
     let pid = pod.create_and_start().await;
+    let member = format!("{}-c1", pod.id);
+    let bundle = pod.dir.path().join(&member);
+    fs::create_dir(&bundle).unwrap();
+    make_bundle(&bundle, &["sleep", "600"], |_| {});
+    let create = tether::protos::shim::CreateTaskRequest {
+        id: member.clone(),
+        bundle: bundle.display().to_string(),
+        ..Default::default()
+    };
+    let init = pod.tasks.create(ctx(), &create).await.expect("Create").pid;
+    let start = tether::protos::shim::StartRequest {
+        id: member.clone(),
+        ..Default::default()
+    };
+    pod.tasks.start(ctx(), &start).await.expect("Start");
     sigkill(pod.shim_pid);
     assert!(gone_within(pod.shim_pid, Duration::from_secs(10)));
     let spawn = ShimSpawn {
@@ -267,6 +285,11 @@ async fn delete_after_the_shim_died_kills_the_holder_and_cleans_up() {
         gone_within(pid, Duration::from_secs(5)),
         "the holder outlived delete"
     );
+    assert!(
+        gone_within(init, Duration::from_secs(5)),
+        "the pod's container outlived delete"
+    );
+    assert!(!runc_knows(&runc_root(&pod.namespace), &member));
     assert!(!pod.cri_root().exists() && !pod.cri_state().exists());
     assert!(!mounted_under(pod.dir.path()), "mounts left under the pod");
     // Idempotent: a second delete finds nothing to do.

@@ -135,6 +135,27 @@ fn clean_sandbox(bundle: &Path, r: SandboxRecord) -> u32 {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    // Its containers: with the pod's PID namespace they died with the
+    // holder; without, they would run on with no shim.
+    for m in &r.members {
+        if let Some(rec) = RuntimeRecord::load(&m.bundle) {
+            let mut cmd = Command::new(&rec.binary);
+            cmd.arg("--root")
+                .arg(&rec.root)
+                .args(["delete", "--force", &m.id]);
+            match output_within(&mut cmd, Timeouts::default().delete) {
+                Ok(o) if !o.status.success() => eprintln!(
+                    "{} delete --force {}: {}",
+                    rec.binary,
+                    m.id,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("running {}: {e}", rec.binary),
+            }
+        }
+        crate::mount::unmount_all(&m.bundle.join("rootfs"));
+    }
     match CriFiles::from_bundle(bundle, &r.id, r.shm) {
         Ok(files) => files.remove(),
         Err(e) => eprintln!("the pod's files: {e}"),

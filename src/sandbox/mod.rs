@@ -30,7 +30,7 @@ use crate::records::ExitRecord;
 use files::CriFiles;
 use holder::Holder;
 use plan::PodPlan;
-use record::SandboxRecord;
+use record::{Member, SandboxRecord};
 
 /// How long the holder may take to go once SIGKILLed.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
@@ -106,6 +106,8 @@ struct Inner {
     /// The holder's pid, kept after it went.
     pid: u32,
     started_at: Option<SystemTime>,
+    /// The pod's containers, for `delete` after the shim's death.
+    members: Vec<Member>,
 }
 
 /// A pod sandbox.
@@ -145,10 +147,11 @@ impl Sandbox {
                 holder: None,
                 pid: 0,
                 started_at: None,
+                members: Vec::new(),
             }),
             exit: watch::channel(None).0,
         };
-        s.save_record(0)?;
+        s.save_record()?;
         Ok(s)
     }
 
@@ -170,15 +173,39 @@ impl Sandbox {
         Ok(phase)
     }
 
-    fn save_record(&self, pid: u32) -> Result<()> {
+    fn save_record(&self) -> Result<()> {
+        let (pid, members) = {
+            let inner = self.inner();
+            (inner.pid, inner.members.clone())
+        };
         SandboxRecord {
             id: self.id.clone(),
             pid,
             pid_start: record::start_time(pid).unwrap_or_default(),
             cgroup_leaf: self.leaf.clone(),
             shm: self.plan.ipc,
+            members,
         }
         .save(&self.bundle)
+    }
+
+    /// Records a container of the pod (created by this shim).
+    pub fn join(&self, id: &str, bundle: &std::path::Path) {
+        self.inner().members.push(Member {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+        });
+        if let Err(e) = self.save_record() {
+            tracing::warn!(container = id, error = %e, "recording a container of the pod");
+        }
+    }
+
+    /// Forgets a container of the pod (deleted).
+    pub fn leave(&self, id: &str) {
+        self.inner().members.retain(|m| m.id != id);
+        if let Err(e) = self.save_record() {
+            tracing::warn!(container = id, error = %e, "recording a container of the pod");
+        }
     }
 
     /// Starts the holder, writes the pod's files, and puts the holder in
@@ -208,7 +235,8 @@ impl Sandbox {
             (Some(parent), Some(leaf)) if early.is_none() => cgroup::place(parent, leaf, pid),
             _ => Ok(()),
         };
-        if let Err(e) = placed.and_then(|()| self.save_record(pid)) {
+        self.inner().pid = pid;
+        if let Err(e) = placed.and_then(|()| self.save_record()) {
             holder::kill(&h);
             services.router.forget(pid);
             return Err(e);
@@ -217,7 +245,6 @@ impl Sandbox {
         {
             let mut inner = self.inner();
             inner.holder = Some(h);
-            inner.pid = pid;
             inner.started_at = Some(at);
         }
         self.advance(Op::Started)?;

@@ -28,6 +28,21 @@ pub struct SandboxRecord {
     pub cgroup_leaf: Option<String>,
     /// Whether the pod has a shm of its own.
     pub shm: bool,
+    /// The pod's containers this shim created, with their bundles: with
+    /// the shim dead, `delete` of the sandbox removes them too (containerd
+    /// 2.3 runs no `delete` for a container it reached through the
+    /// sandbox's shim).
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// A container of the pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its id.
+    pub id: String,
+    /// Its bundle.
+    pub bundle: std::path::PathBuf,
 }
 
 impl SandboxRecord {
@@ -74,6 +89,10 @@ mod tests {
             pid_start: start_time(me).unwrap(),
             cgroup_leaf: Some("/kubepods/pod".into()),
             shm: true,
+            members: vec![Member {
+                id: "c1".into(),
+                bundle: "/b/c1".into(),
+            }],
         };
         r.save(dir.path()).unwrap();
         let back = SandboxRecord::load(dir.path()).unwrap();

@@ -36,6 +36,9 @@ pub struct SandboxRec {
     pub started_at: Option<Duration>,
     /// Its exit, once it went.
     pub exit: Option<ExitRec>,
+    /// The pod's containers.
+    #[serde(default)]
+    pub members: Vec<super::record::Member>,
 }
 
 impl Sandbox {
@@ -55,6 +58,7 @@ impl Sandbox {
                 .started_at
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()),
             exit: self.exit.borrow().map(|e| e.record()),
+            members: inner.members.clone(),
         }
     }
 
@@ -91,6 +95,7 @@ impl Sandbox {
                 holder,
                 pid: rec.pid,
                 started_at: rec.started_at.map(|d| SystemTime::UNIX_EPOCH + d),
+                members: rec.members,
             }),
             exit: watch::channel(rec.exit.as_ref().map(Exit::from_record)).0,
         };

@@ -203,6 +203,9 @@ impl Drop for Pod {
         if alive(self.shim_pid) {
             sigkill(self.shim_pid);
         }
+        let root = runc_root(&self.namespace);
+        runc_delete_force(&root, &format!("{}-c1", self.id));
+        let _ = fs::remove_dir_all(&root);
         let _ = self.netns_holder.kill();
         let _ = self.netns_holder.wait();
         for m in [self.cri_state().join("shm"), self.bundle().join("shm")] {
