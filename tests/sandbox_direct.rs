@@ -11,7 +11,6 @@ use std::fs;
 use std::time::Duration;
 
 use tether::client::ShimSpawn;
-
 use tether::protos::sandbox::*;
 
 mod common;
