@@ -24,7 +24,7 @@
 //! sandboxes ls` but no container in `ctr containers ls`, no process runs
 //! pause, one shim serves the pod and the sandbox pid is its holder.
 //!
-//! Needs root; the run takes about a minute.
+//! Needs root; the run takes about 15 s.
 
 mod common;
 
