@@ -228,6 +228,10 @@ check_handler() {
     for line in "nameserver 192.0.2.53" "search tether.test pods.tether.test" "options ndots:2"; do
         grep -qxF "$line" <<<"$resolv" || why+="resolv.conf lacks '$line' ($(tr '\n' '|' <<<"$resolv")); "
     done
+    # CRI's own text for a dns_config, byte for byte
+    cmp -s "$cri_root/$pod/resolv.conf" \
+        <(printf 'search tether.test pods.tether.test\nnameserver 192.0.2.53\noptions ndots:2\n') ||
+        why+="CRI's resolv.conf is not the pause path's text; "
     local f
     for f in hosts hostname resolv.conf; do
         if [[ ! -s "$cri_root/$pod/$f" ]]; then
