@@ -60,6 +60,10 @@ async fn a_pod_lives_in_its_holder_and_goes_with_stop_and_shutdown() {
     let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let leaf = format!("{}/{}", pod.cgroup_parent, pod.id);
     assert!(cgroups.lines().any(|l| l.ends_with(&leaf)), "{cgroups}");
+    assert!(
+        cgroup_dirs(&leaf).iter().all(|d| d.is_dir()),
+        "a hierarchy without the leaf"
+    );
 
     // The files CRI mounts into every container.
     let root = pod.cri_root();

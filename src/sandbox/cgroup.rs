@@ -47,29 +47,16 @@ pub fn leaf_path(parent: &str, id: &str) -> String {
     }
 }
 
-/// Makes the leaf in every hierarchy that has the parent, and moves `pid`
-/// into it.
-pub fn place(parent: &str, leaf: &str, pid: u32) -> Result<()> {
-    let parents = hierarchy_dirs(&parent_path(parent))?;
-    let leaves = hierarchy_dirs(leaf)?;
-    let mut made = 0;
-    for (p, l) in parents.iter().zip(&leaves) {
-        if !p.is_dir() {
-            continue;
-        }
-        match fs::DirBuilder::new().mode(0o755).create(l) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::io("mkdir", l)(e))
-            }
-            _ => {}
-        }
-        fill_cpuset(l)?;
-        made += 1;
-    }
-    if made == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "the pod's cgroup parent {parent:?} does not exist"
-        )));
+/// Makes the leaf, and the parent if it is missing (as runc does for a
+/// pause container), in every hierarchy, and moves `pid` into it.
+pub fn place(leaf: &str, pid: u32) -> Result<()> {
+    for l in hierarchy_dirs(leaf)? {
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .recursive(true)
+            .create(&l)
+            .map_err(Error::io("mkdir", &l))?;
+        fill_cpuset(&l)?;
     }
     crate::cgroup::add_pid(leaf, pid).map(drop)
 }

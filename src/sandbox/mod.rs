@@ -231,8 +231,8 @@ impl Sandbox {
             exec: String::new(),
         };
         let early = services.router.register(pid, key);
-        let placed = match (&self.plan.cgroup_parent, &self.leaf) {
-            (Some(parent), Some(leaf)) if early.is_none() => cgroup::place(parent, leaf, pid),
+        let placed = match &self.leaf {
+            Some(leaf) if early.is_none() => cgroup::place(leaf, pid),
             _ => Ok(()),
         };
         self.inner().pid = pid;

@@ -61,9 +61,7 @@ impl Pod {
             .spawn()
             .unwrap();
         let cgroup_parent = format!("/tether-sandbox-test-{}-{n}", std::process::id());
-        for d in cgroup_dirs(&cgroup_parent) {
-            fs::create_dir_all(d).unwrap();
-        }
+        // No parent made: the holder makes it (as runc does for pause).
         let spawn = ShimSpawn {
             binary: &shim_binary(),
             bundle: &bundle,
@@ -203,6 +201,19 @@ impl Drop for Pod {
         if alive(self.shim_pid) {
             sigkill(self.shim_pid);
         }
+        // What containerd does after a shim's death: its `delete`, which
+        // kills a holder left running.
+        let bundle = self.bundle();
+        let spawn = ShimSpawn {
+            binary: &shim_binary(),
+            bundle: &bundle,
+            namespace: &self.namespace,
+            id: &self.id,
+            address: "/run/containerd/containerd.sock",
+            ttrpc_address: "",
+            options: &[],
+        };
+        let _ = spawn.delete();
         let root = runc_root(&self.namespace);
         runc_delete_force(&root, &format!("{}-c1", self.id));
         let _ = fs::remove_dir_all(&root);
@@ -214,7 +225,10 @@ impl Drop for Pod {
         for d in cgroup_dirs(&self.cgroup_parent).iter().rev() {
             for leaf in fs::read_dir(d).into_iter().flatten().flatten() {
                 if leaf.path().is_dir() {
-                    let _ = fs::remove_dir(leaf.path());
+                    // Empty once the killed holder has exited.
+                    let _ = poll_until(std::time::Duration::from_secs(5), || {
+                        fs::remove_dir(leaf.path()).ok()
+                    });
                 }
             }
             let _ = fs::remove_dir(d);
@@ -229,11 +243,18 @@ pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
     if root.join("cgroup.controllers").exists() {
         return vec![root.join(path.trim_start_matches('/'))];
     }
-    ["memory", "cpu,cpuacct", "pids", "cpuset"]
-        .iter()
-        .map(|c| root.join(c))
-        .filter(|d| d.is_dir())
-        .map(|d| d.join(path.trim_start_matches('/')))
+    // Every v1 hierarchy (the links such as cpu -> cpu,cpuacct are left
+    // out, and so is hybrid mode's unified v2 mount).
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .filter(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|r| r.starts_with("cgroup "))
+        })
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|point| Path::new(point).join(path.trim_start_matches('/')))
         .collect()
 }
 
