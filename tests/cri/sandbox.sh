@@ -10,7 +10,8 @@
 # (it needs the environment critest.sh --exec sets: CRICTL, CTR, CRI_TMP,
 # CRI_BUSYBOX_IMAGE, CRI_SHIM, CONTAINERD_ROOT, CONTAINERD_STATE ...).
 #
-# One pod per handler (hostname, dns_config, pid namespace POD) with two
+# One pod per handler (hostname, dns_config, pid namespace POD, a cgroup
+# parent that does not exist yet, as runc makes it for pause) with two
 # busybox containers: `main` (sleep 1000, in the pod's pid namespace) and
 # `own` (sleep 1001, pid namespace CONTAINER). One line a check and handler:
 # `PASS|FAIL HANDLER CHECK [why]`; `SEEN HANDLER CHECK ...` for what is only
@@ -67,21 +68,10 @@ note() { echo "     $*" >&2; }
 # verdict HANDLER CHECK WHY: PASS when WHY is empty
 verdict() { if [[ -z "$3" ]]; then pass "$1" "$2"; else fail "$1" "$2" "${3%; }"; fi; }
 
-# The pod's cgroup parent, made beforehand in every hierarchy, as the kubelet
-# does (runc would make a missing one for a pause container; tether-sandbox's
-# holder needs it to exist).
-make_parent() {
-    local d
-    if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then mkdir -p "/sys/fs/cgroup/k8s.io/$1"; return; fi
-    for d in /sys/fs/cgroup/*/; do
-        [[ -L "${d%/}" ]] || mkdir -p "$d/k8s.io/$1"
-    done
-}
 # run_pod HANDLER NAME: prints the pod id; the config is $work/NAME.pod.json
 run_pod() {
     local h="$1" name="$2"
     mkdir -p "$work/logs/$name"
-    make_parent "tether-sandbox-$name"
     cat >"$work/$name.pod.json" <<EOF
 {
   "metadata": {"name": "$name", "namespace": "tether-sandbox", "uid": "uid-$name-$$", "attempt": 0},
