@@ -45,6 +45,18 @@ fn go_arch() -> &'static str {
     }
 }
 
+/// `info["info"]` of a verbose SandboxStatus: JSON that CRI decodes into
+/// its own sandbox info (so `crictl inspectp` shows `.info.pid`), with only
+/// the scalars it knows; CRI adds the rest (config, netns, runtime).
+fn verbose_info(st: &crate::sandbox::Status) -> String {
+    let process = match st.phase {
+        Phase::Created | Phase::Starting => "created",
+        Phase::Ready => "running",
+        Phase::Stopped => "stopped",
+    };
+    serde_json::json!({ "pid": st.pid, "processStatus": process }).to_string()
+}
+
 fn create_request(req: CreateSandboxRequest) -> Result<CreateSandbox> {
     crate::ids::validate("sandbox id", &req.sandbox_id)?;
     let bundle = PathBuf::from(&req.bundle_path);
@@ -154,9 +166,14 @@ impl SandboxApi for SandboxService {
     ) -> ttrpc::Result<SandboxStatusResponse> {
         handle("SandboxStatus", (&req.sandbox_id, ""), async {
             let st = self.shim.sandbox(&req.sandbox_id)?.status();
+            let mut info = std::collections::HashMap::new();
+            if req.verbose {
+                info.insert("info".to_string(), verbose_info(&st));
+            }
             Ok(SandboxStatusResponse {
                 sandbox_id: req.sandbox_id.clone(),
                 pid: st.pid,
+                info,
                 state: if st.phase == Phase::Ready {
                     READY
                 } else {

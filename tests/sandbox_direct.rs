@@ -81,10 +81,21 @@ async fn a_pod_lives_in_its_holder_and_goes_with_stop_and_shutdown() {
     // Status and Platform as CRI reads them; a restarted containerd's
     // clean-up is undone on the next Status.
     let st = pod.status().await;
+    assert!(st.info.is_empty(), "info without verbose: {:?}", st.info);
     assert_eq!(
         (st.sandbox_id.as_str(), st.pid, st.state.as_str()),
         (pod.id.as_str(), pid, "SANDBOX_READY")
     );
+    // Verbose: the JSON CRI decodes into its sandbox info.
+    let req = SandboxStatusRequest {
+        sandbox_id: pod.id.clone(),
+        verbose: true,
+        ..Default::default()
+    };
+    let verbose = pod.client.sandbox_status(ctx(), &req).await.unwrap();
+    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
+    assert_eq!(info["pid"], pid);
+    assert_eq!(info["processStatus"], "running");
     fs::write(pod.cri_state().join("shm").join("marker"), "x").unwrap();
     nix::mount::umount2(
         &pod.cri_state().join("shm"),

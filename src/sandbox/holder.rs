@@ -108,8 +108,17 @@ pub async fn spawn(plan: &PodPlan, reaper: &Reaper) -> Result<Holder> {
     let pidfd = crate::sys::pidfd_open(pid).map_err(helper)?;
     // The parent half is done once it has written the pid.
     let _ = tokio::time::timeout(HANDSHAKE, exited.wait()).await;
-    if let Err(e) = std::fs::write(format!("/proc/{pid}/oom_score_adj"), OOM_SCORE_ADJ) {
-        tracing::warn!(pid, error = %e, "setting the pod holder's oom_score_adj");
+    match std::fs::write(format!("/proc/{pid}/oom_score_adj"), OOM_SCORE_ADJ) {
+        // Lowering a score takes CAP_SYS_RESOURCE, which the shim may lack
+        // (as runc then does, the holder keeps the score it inherited).
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+            tracing::debug!(
+                pid,
+                "no CAP_SYS_RESOURCE: the holder keeps the shim's oom_score_adj"
+            )
+        }
+        Err(e) => tracing::warn!(pid, error = %e, "setting the pod holder's oom_score_adj"),
+        Ok(()) => {}
     }
     Ok(Holder { pid, pidfd })
 }

@@ -153,16 +153,13 @@ state_mounts() {
     awk -v r="$CONTAINERD_ROOT/" -v s="$CONTAINERD_STATE/" \
         'index($5, r) == 1 || index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort
 }
-# sandbox_pid HANDLER POD: crictl inspectp's info.pid, else (tether-sandbox)
-# the holder under the pod's shim.
+# sandbox_pid HANDLER POD: crictl inspectp's info.pid (for tether-sandbox,
+# from the verbose SandboxStatus's info), empty if there is none.
 sandbox_pid() {
-    local pid shim p
+    local pid
     pid="$(pod_json "$2" "d.get('info', {}).get('pid', '')")"
-    if [[ -n "$pid" && "$pid" != 0 ]]; then echo "$pid"; return; fi
-    note "$1: crictl inspectp has no info.pid; looking for the holder under the pod's shim"
-    for shim in $(pod_shims "$2"); do
-        for p in $(holders); do descends "$p" "$shim" && { echo "$p"; return; }; done
-    done
+    [[ -n "$pid" && "$pid" != 0 ]] || { note "$1: crictl inspectp has no info.pid"; return 0; }
+    echo "$pid"
 }
 rm_pod() {
     crictl stopp "$1" >/dev/null 2>&1
