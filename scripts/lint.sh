@@ -63,6 +63,10 @@ gate_deny() {
     # Advisories are left out: they need the RustSec database from the
     # network, and a check whose verdict changes with the day's database
     # does not belong in a gate that must pass offline.
+    # cargo-deny reads `cargo metadata`, which wants every platform's crates
+    # (windows-sys and the like), not only the ones this host builds: a
+    # fresh machine has fetched only those. Fetched once, from the registry.
+    cargo fetch --locked --quiet
     cargo deny --offline --workspace check licenses bans sources
 }
 

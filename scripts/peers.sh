@@ -113,9 +113,14 @@ build_runc() {
             -o "$tmp/bin/runc" .
     ) >&2
     rm -rf "$tmp/src"
-    "$tmp/bin/runc" --version | grep -q "^runc version $version" ||
-        { echo "peers: the runc built does not say it is $version" >&2; return 1; }
-    "$tmp/bin/runc" --version | grep -q '^libseccomp: ' ||
+    # Read whole, then matched: `runc --version | grep -q` fails under
+    # pipefail whenever grep exits before runc has written its last line
+    # (SIGPIPE), as it did on a fresh CI machine.
+    local said
+    said="$("$tmp/bin/runc" --version)"
+    [[ $'\n'"$said" == *$'\n'"runc version $version"* ]] ||
+        { echo "peers: the runc built does not say it is $version: $said" >&2; return 1; }
+    [[ $'\n'"$said" == *$'\n'"libseccomp: "* ]] ||
         { echo "peers: runc $version was built without seccomp" >&2; return 1; }
     echo "built in $((SECONDS - start)) s on $(date -u +%FT%TZ)" >"$tmp/BUILD-INFO"
     rm -rf "$dest"

@@ -36,7 +36,7 @@ mkdir -p "$work" "$NODE_RESULTS"
 # ------------------------------------------------------------ host state ---
 ports=(6443 10250 10255 10248)
 for p in "${ports[@]}"; do
-    if ss -Hltn "sport = :$p" | grep -q .; then log "port $p is in use"; exit 2; fi
+    if [[ -n "$(ss -Hltn "sport = :$p")" ]]; then log "port $p is in use"; exit 2; fi
 done
 dirs_before=""
 for d in /var/lib/kubelet /var/log/pods /var/log/containers /run/kubernetes; do
@@ -148,7 +148,7 @@ cleanup() {
     diff "$work/host-before.txt" "$work/host-after.txt" >"$NODE_RESULTS/host-diff.txt"
     [[ -s "$NODE_RESULTS/host-diff.txt" ]] && log "host paths that changed: $(tr '\n' ' ' <"$NODE_RESULTS/host-diff.txt")"
     for p in "${ports[@]}"; do
-        ss -Hltn "sport = :$p" | grep -q . && log "port $p is still in use"
+        [[ -z "$(ss -Hltn "sport = :$p")" ]] || log "port $p is still in use"
     done
     exit "$status"
 }
