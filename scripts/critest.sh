@@ -6,7 +6,9 @@
 # `tether-wrapped` (BinaryName = a wrapper that logs its calls to
 # $CRI_WRAPPED_LOG and runs runc) and, on containerd 2.x only,
 # `tether-sandbox` (the tether shim with sandboxer = "shim": it serves
-# containerd's Sandbox API, so its pods have no pause container).
+# containerd's Sandbox API, so its pods have no pause container; on 2.4 and
+# newer also disable_pause_image_pull = true: CRI pulls no pause image for
+# its pods).
 #
 #   scripts/critest.sh --handler NAME [--containerd VERSION] [--runc VERSION]
 #                      [--shim PATH] [--focus REGEX] [--skip REGEX] [--parallel N]
@@ -148,7 +150,7 @@ else
 fi
 [[ -x "$runc_bin" ]] || { log "no runc at $runc_bin"; exit 2; }
 runc_version="$("$runc_bin" --version | awk 'NR == 1 {print $3}')"
-major="$("$cd_bin/containerd" --version | awk '{sub(/^v/, "", $3); split($3, v, "."); print v[1]}')"
+read -r major minor < <("$cd_bin/containerd" --version | awk '{sub(/^v/, "", $3); split($3, v, "."); print v[1], v[2]}')
 if [[ -n "$default_runtime" && "$major" != 2 ]]; then
     log "--default-runtime needs containerd 2.x"; exit 2
 fi
@@ -232,13 +234,16 @@ args=(--containerd "$cd_bin/containerd" --runc "$runc_bin" --cri --cni --registr
     --images "$images_dir" "${images[@]}" --log "$results/containerd.log" "${keep[@]}"
     --handler runc=io.containerd.runc.v2 --handler "tether=$tether"
     --handler "tether-crun=$tether:crun" --handler "tether-wrapped=$tether:$results/bin/runc-wrapped")
-[[ "$major" == 2 ]] && args+=(--handler "tether-sandbox=$tether,Sandboxer=shim")
+sandbox="$tether,Sandboxer=shim"
+# containerd 2.4 and newer can skip the pause image for these pods; 2.3 pulls it.
+[[ "$major" == 2 && "$minor" -ge 4 ]] && sandbox+=",DisablePauseImagePull=true"
+[[ "$major" == 2 ]] && args+=(--handler "tether-sandbox=$sandbox")
 if [[ -n "$default_runtime" ]]; then
     case "$default_runtime" in
         runc) test_handler=io.containerd.runc.v2 ;;
         tether) test_handler="$tether" ;;
         tether-crun) test_handler="$tether:crun" ;;
-        tether-sandbox) test_handler="$tether,Sandboxer=shim" ;;
+        tether-sandbox) test_handler="$sandbox" ;;
         *) test_handler="$tether:$results/bin/runc-wrapped" ;;
     esac
     args+=(--default-handler "$default_runtime" --handler "test-handler=$test_handler")

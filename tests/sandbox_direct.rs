@@ -262,7 +262,9 @@ async fn unknown_ids_bad_requests_and_update_get_clear_codes() {
 /// The shim SIGKILLed: containerd runs `delete` in the sandbox bundle. The
 /// holder goes, and so do the pod's files and mounts, and a container of
 /// the pod with a PID namespace of its own, which would otherwise outlive
-/// its shim (containerd 2.3 runs no `delete` for it).
+/// its shim (containerd 2.3 runs no `delete` for it), even with its bundle
+/// gone: containerd 2.3's CRI removes that bundle when the dead shim's Task
+/// Delete fails, often before it runs the sandbox's `delete`.
 #[tokio::test(flavor = "current_thread")]
 async fn delete_after_the_shim_died_kills_the_holder_and_the_pod() {
     let pod = Pod::new().await;
@@ -284,6 +286,7 @@ async fn delete_after_the_shim_died_kills_the_holder_and_the_pod() {
     pod.tasks.start(ctx(), &start).await.expect("Start");
     sigkill(pod.shim_pid);
     assert!(gone_within(pod.shim_pid, Duration::from_secs(10)));
+    fs::remove_dir_all(&bundle).unwrap();
     let spawn = ShimSpawn {
         binary: &shim_binary(),
         bundle: &pod.bundle(),

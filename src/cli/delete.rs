@@ -136,9 +136,11 @@ fn clean_sandbox(bundle: &Path, r: SandboxRecord) -> u32 {
         }
     }
     // Its containers: with the pod's PID namespace they died with the
-    // holder; without, they would run on with no shim.
+    // holder; without, they would run on with no shim. (Their bundles may
+    // be gone already: containerd removes one when the dead shim's Task
+    // Delete fails.)
     for m in &r.members {
-        if let Some(rec) = RuntimeRecord::load(&m.bundle) {
+        if let Some(rec) = m.runtime() {
             let mut cmd = Command::new(&rec.binary);
             cmd.arg("--root")
                 .arg(&rec.root)

@@ -189,11 +189,13 @@ impl Sandbox {
         .save(&self.bundle)
     }
 
-    /// Records a container of the pod (created by this shim).
+    /// Records a container of the pod (created by this shim), with the
+    /// runtime its Create recorded in its bundle.
     pub fn join(&self, id: &str, bundle: &std::path::Path) {
         self.inner().members.push(Member {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
+            runtime: crate::records::RuntimeRecord::load(bundle),
         });
         if let Err(e) = self.save_record() {
             tracing::warn!(container = id, error = %e, "recording a container of the pod");

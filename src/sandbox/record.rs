@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::records::write_replacing_now;
+use crate::records::{write_replacing_now, RuntimeRecord};
 
 /// The record's file name in the sandbox bundle.
 pub const SANDBOX_FILE: &str = "tether-sandbox.json";
@@ -43,6 +43,19 @@ pub struct Member {
     pub id: String,
     /// Its bundle.
     pub bundle: std::path::PathBuf,
+    /// Its OCI runtime (binary, root), a copy of the bundle's: containerd
+    /// may remove that bundle before it runs `delete` of the sandbox (its
+    /// CRI does, when the dead shim's Task Delete fails).
+    #[serde(default)]
+    pub runtime: Option<RuntimeRecord>,
+}
+
+impl Member {
+    /// The runtime that runs the container: its bundle's record, or else
+    /// the copy kept here.
+    pub fn runtime(&self) -> Option<RuntimeRecord> {
+        RuntimeRecord::load(&self.bundle).or_else(|| self.runtime.clone())
+    }
 }
 
 impl SandboxRecord {
@@ -92,6 +105,7 @@ mod tests {
             members: vec![Member {
                 id: "c1".into(),
                 bundle: "/b/c1".into(),
+                runtime: None,
             }],
         };
         r.save(dir.path()).unwrap();
@@ -103,5 +117,36 @@ mod tests {
             ..r
         };
         assert!(!stale.holder_alive());
+    }
+
+    /// A member's runtime comes from its bundle while there is one, and
+    /// from the sandbox's copy once containerd removed the bundle.
+    #[test]
+    fn a_member_s_runtime_outlives_its_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let on_disk = RuntimeRecord {
+            binary: "/usr/bin/crun".into(),
+            root: "/run/containerd/crun/k8s.io".into(),
+            systemd_cgroup: false,
+            shim_pid: 7,
+        };
+        on_disk.save(dir.path()).unwrap();
+        let kept = RuntimeRecord {
+            binary: "runc".into(),
+            ..on_disk.clone()
+        };
+        let m = Member {
+            id: "c1".into(),
+            bundle: dir.path().to_path_buf(),
+            runtime: Some(kept.clone()),
+        };
+        assert_eq!(m.runtime(), Some(on_disk));
+        std::fs::remove_file(dir.path().join(crate::records::RUNTIME_FILE)).unwrap();
+        assert_eq!(m.runtime(), Some(kept));
+        let old = Member { runtime: None, ..m };
+        assert_eq!(old.runtime(), None);
+        // A record written before members kept their runtime still reads.
+        let back: Member = serde_json::from_str(r#"{"id":"c1","bundle":"/b/c1"}"#).unwrap();
+        assert_eq!(back.runtime, None);
     }
 }

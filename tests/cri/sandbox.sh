@@ -7,18 +7,23 @@
 # pod's namespaces) and, so that a difference shows, for the pause-based
 # handler `tether`. Run by tests/cri_sandbox.rs as
 #   scripts/critest.sh --containerd 2.3.7 --exec -- bash tests/cri/sandbox.sh
-# (it needs the environment critest.sh --exec sets: CRICTL, CTR, CRI_TMP,
-# CRI_BUSYBOX_IMAGE, CRI_SHIM, CONTAINERD_ROOT, CONTAINERD_STATE ...).
+# and on 2.4.2 (it needs the environment critest.sh --exec sets: CRICTL, CTR,
+# CRI_TMP, CRI_BUSYBOX_IMAGE, CRI_PAUSE_IMAGE, CRI_SHIM, CRI_RESTART,
+# RUNC_BIN, CONTAINERD_ROOT, CONTAINERD_STATE ...).
 #
-# One pod per handler (hostname, dns_config, pid namespace POD, a cgroup
-# parent that does not exist yet, as runc makes it for pause) with two
-# busybox containers: `main` (sleep 1000, in the pod's pid namespace) and
-# `own` (sleep 1001, pid namespace CONTAINER). One line a check and handler:
-# `PASS|FAIL HANDLER CHECK [why]`; `SEEN HANDLER CHECK ...` for what is only
-# shown; then `HANDLER: N passed, M failed` and, last, `N passed, M failed`.
-# Exit status 0 when nothing failed. CRI_SANDBOX_HANDLERS (default
-# "tether-sandbox tether") the handlers, in that order: the first pod runs
-# alone, so "no pause process" means what it says.
+# One line a check and handler: `PASS|FAIL HANDLER CHECK [why]`; `SEEN
+# HANDLER CHECK ...` for what is only shown; then `HANDLER: N passed, M
+# failed` and, last, `N passed, M failed`. Exit status 0 when nothing
+# failed. CRI_SANDBOX_HANDLERS (default "tether-sandbox tether") the
+# handlers, in that order: the first pod runs alone, so "no pause process"
+# means what it says. CRI_SANDBOX_CHECKS (default "smoke restart
+# shim-kill") the groups, run in this order: smoke (below), then restart,
+# shim-kill and no-pause-pull (described in tests/cri/sandbox-groups.sh).
+#
+# smoke: one pod per handler (hostname, dns_config, pid namespace POD, a
+# cgroup parent that does not exist yet, as runc makes it for pause) with
+# two busybox containers: `main` (sleep 1000, in the pod's pid namespace)
+# and `own` (sleep 1001, pid namespace CONTAINER):
 #
 #   run          runp, create + start of both containers, exec works
 #   namespaces   main's net, ipc and uts namespaces are those of the pod's
@@ -44,7 +49,7 @@
 set -uo pipefail
 
 : "${CRICTL:?run through scripts/critest.sh --exec}" "${CTR:?}" "${CRI_TMP:?}" "${CRI_BUSYBOX_IMAGE:?}"
-: "${CRI_SHIM:?}" "${CONTAINERD_ROOT:?}" "${CONTAINERD_STATE:?}"
+: "${CRI_SHIM:?}" "${CONTAINERD_ROOT:?}" "${CONTAINERD_STATE:?}" "${CRI_RESTART:?}" "${RUNC_BIN:?}"
 export CRI_CONFIG_FILE="${CRI_CONFIG_FILE:-$CRI_TMP/crictl.yaml}"
 read -r -a handlers <<<"${CRI_SANDBOX_HANDLERS:-tether-sandbox tether}"
 img="$CRI_BUSYBOX_IMAGE"
@@ -54,6 +59,7 @@ tasks="$CONTAINERD_STATE/io.containerd.runtime.v2.task/k8s.io"
 sb_bundles="$CONTAINERD_STATE/io.containerd.sandbox.controller.v1.shim/k8s.io"
 cri_root="$CONTAINERD_ROOT/io.containerd.grpc.v1.cri/sandboxes"
 cri_state="$CONTAINERD_STATE/io.containerd.grpc.v1.cri/sandboxes"
+runc_root=/run/containerd/runc/k8s.io
 shim_exe="$(realpath "$CRI_SHIM")"
 holder_flag=--tether-pod-holder
 checks=(run namespaces files pid-share no-pause stop-remove)
@@ -68,9 +74,11 @@ note() { echo "     $*" >&2; }
 # verdict HANDLER CHECK WHY: PASS when WHY is empty
 verdict() { if [[ -z "$3" ]]; then pass "$1" "$2"; else fail "$1" "$2" "${3%; }"; fi; }
 
-# run_pod HANDLER NAME: prints the pod id; the config is $work/NAME.pod.json
+# run_pod HANDLER NAME [PIDMODE]: prints the pod id; the config is
+# $work/NAME.pod.json (PIDMODE: the pod's pid mode, 0 POD by default, 1
+# CONTAINER as the kubelet asks without shareProcessNamespace)
 run_pod() {
-    local h="$1" name="$2"
+    local h="$1" name="$2" pidmode="${3:-0}"
     mkdir -p "$work/logs/$name"
     cat >"$work/$name.pod.json" <<EOF
 {
@@ -79,7 +87,7 @@ run_pod() {
   "log_directory": "$work/logs/$name",
   "dns_config": {"servers": ["192.0.2.53"], "searches": ["tether.test", "pods.tether.test"], "options": ["ndots:2"]},
   "linux": {"cgroup_parent": "/k8s.io/tether-sandbox-$name",
-            "security_context": {"namespace_options": {"pid": 0}}}
+            "security_context": {"namespace_options": {"pid": $pidmode}}}
 }
 EOF
     crictl runp --runtime "$h" "$work/$name.pod.json"
@@ -105,6 +113,14 @@ EOF
 # ex CID CMD...: the command's stdout in the container (exec --sync)
 ex() { local c="$1"; shift; crictl exec --sync "$c" "$@" 2>/dev/null; }
 pod_json() { crictl inspectp "$1" 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$2" 2>/dev/null; }
+ctr_json() { crictl inspect "$1" 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$2" 2>/dev/null; }
+# The pod's state in CRI's own store (crictl pods: what CRI's exit monitor,
+# fed by WaitSandbox or the pause task's exit, last recorded), and live
+# (crictl inspectp: the controller's SandboxStatus).
+listed_state() { crictl pods --id "$1" -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["state"])' 2>/dev/null; }
+listed_as() { [[ "$(listed_state "$1")" == "$2" ]]; }
+live_as() { [[ "$(pod_json "$1" "d['status']['state']")" == "$2" ]]; }
+runc_knows() { "$RUNC_BIN" --root "$runc_root" state "$1" >/dev/null 2>&1; }
 cmdline() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline"; }
 ppid_of() { ps -o ppid= -p "$1" 2>/dev/null | tr -d ' '; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
@@ -160,6 +176,27 @@ sandbox_pid() {
     pid="$(pod_json "$2" "d.get('info', {}).get('pid', '')")"
     [[ -n "$pid" && "$pid" != 0 ]] || { note "$1: crictl inspectp has no info.pid"; return 0; }
     echo "$pid"
+}
+# left_behind POD NAME MOUNTS_BEFORE "SHIM..." "CID...": why the removed pod
+# is not all gone (its shims, any holder, mounts made since MOUNTS_BEFORE
+# under containerd's dirs, CRI dirs, bundles, runc state, cgroups); empty
+# when nothing is left
+left_behind() {
+    local pod="$1" name="$2" before="$3" p f c left why=""
+    for p in $4; do wait_for 15 gone "$p" || why+="shim $p alive 15 s after rmp; "; done
+    [[ -z "$(holders)" ]] || why+="holder processes left: $(holders | tr '\n' ' '); "
+    left="$(comm -13 <(echo "$before") <(state_mounts))"
+    [[ -z "$left" ]] || why+="mounts left: $(tr '\n' ' ' <<<"$left"); "
+    for f in "$cri_root/$pod" "$cri_state/$pod" "$sb_bundles/$pod" "$tasks/$pod"; do
+        [[ ! -e "$f" ]] || why+="$f left; "
+    done
+    for c in $5; do
+        [[ ! -e "$tasks/$c" ]] || why+="$tasks/$c left; "
+        ! runc_knows "$c" || why+="runc still knows container ${c:0:12}; "
+    done
+    left="$(find /sys/fs/cgroup -maxdepth 4 -type d -path "*/tether-sandbox-$name/*" 2>/dev/null)"
+    [[ -z "$left" ]] || why+="cgroups left: $(tr '\n' ' ' <<<"$left"); "
+    printf '%s' "$why"
 }
 rm_pod() {
     crictl stopp "$1" >/dev/null 2>&1
@@ -279,24 +316,31 @@ check_handler() {
     crictl rmp "$pod" >/dev/null 2>&1 || why+="rmp failed; "
     crictl inspectp "$pod" >/dev/null 2>&1 && why+="inspectp still knows the pod; "
     grep -qF "$pod" <<<"$(ctr sandboxes ls 2>&1)" && why+="ctr sandboxes ls still lists it; "
-    for p in "${shims[@]}"; do wait_for 15 gone "$p" || why+="shim $p alive 15 s after rmp; "; done
-    [[ -z "$(holders)" ]] || why+="holder processes left: $(holders | tr '\n' ' '); "
-    local left
-    left="$(comm -13 <(echo "$mounts_before") <(state_mounts))"
-    [[ -z "$left" ]] || why+="mounts left: $(tr '\n' ' ' <<<"$left"); "
-    for f in "$cri_root/$pod" "$cri_state/$pod" "$sb_bundles/$pod" "$tasks/$pod" "$tasks/$main"; do
-        [[ ! -e "$f" ]] || why+="$f left; "
-    done
-    left="$(find /sys/fs/cgroup -maxdepth 4 -type d -path "*/tether-sandbox-$name/*" 2>/dev/null)"
-    [[ -z "$left" ]] || why+="cgroups left: $(tr '\n' ' ' <<<"$left"); "
+    why+="$(left_behind "$pod" "$name" "$mounts_before" "${shims[*]}" "$main $own")"
     verdict "$h" stop-remove "$why"
     rm_pod "$pod" "$name"
 }
 
-crictl pull "$img" >/dev/null || { echo "0 passed, 1 failed (could not pull $img)"; exit 1; }
-for h in "${handlers[@]}"; do
-    check_handler "$h"
+# shellcheck source=tests/cri/sandbox-groups.sh
+source "$(dirname "${BASH_SOURCE[0]}")/sandbox-groups.sh"
+groups=" ${CRI_SANDBOX_CHECKS:-smoke restart shim-kill} "
+want() { [[ "$groups" == *" $1 "* ]]; }
+for g in $groups; do
+    [[ " smoke restart shim-kill no-pause-pull " == *" $g "* ]] ||
+        { echo "0 passed, 1 failed (no check group $g)"; exit 2; }
 done
+crictl pull "$img" >/dev/null || { echo "0 passed, 1 failed (could not pull $img)"; exit 1; }
+if want smoke; then
+    for h in "${handlers[@]}"; do check_handler "$h"; done
+fi
+if want restart; then
+    for h in "${handlers[@]}"; do check_restart "$h"; done
+fi
+if want shim-kill; then
+    for h in "${handlers[@]}"; do check_shim_kill "$h"; done
+fi
+# Last: it takes the pause image out of the registry.
+want no-pause-pull && check_no_pause_pull
 for h in "${handlers[@]}"; do
     [[ -n "${npass[$h]:-}${nfail[$h]:-}" ]] && echo "$h: ${npass[$h]:-0} passed, ${nfail[$h]:-0} failed"
 done

@@ -44,6 +44,7 @@ fn critest_settings(version: Version) -> Settings {
         systemd_cgroup: false,
         shim_cgroup: None,
         sandboxer: None,
+        disable_pause_image_pull: false,
     };
     let mut s = Settings::in_dir(tmp);
     s.cri = Some(Cri {
@@ -219,6 +220,7 @@ fn handlers_parse_from_the_command_line_form() {
             systemd_cgroup: false,
             shim_cgroup: None,
             sandboxer: None,
+            disable_pause_image_pull: false,
         }
     );
     let runc = Handler::parse("runc=io.containerd.runc.v2").unwrap();
@@ -243,6 +245,7 @@ fn handlers_parse_with_their_cgroup_options() {
             systemd_cgroup: true,
             shim_cgroup: Some("/tether-shims.slice".into()),
             sandboxer: None,
+            disable_pause_image_pull: false,
         }
     );
     let off = Handler::parse("runc=io.containerd.runc.v2,SystemdCgroup=false").unwrap();
@@ -255,6 +258,9 @@ fn handlers_parse_with_their_cgroup_options() {
         "runc=io.containerd.runc.v2,Sandboxer=vm",
         "runc=io.containerd.runc.v2,Sandboxer=",
         "runc=io.containerd.runc.v2,sandboxer=shim",
+        "runc=io.containerd.runc.v2,DisablePauseImagePull=yes",
+        "runc=io.containerd.runc.v2,DisablePauseImagePull",
+        "runc=io.containerd.runc.v2,disable_pause_image_pull=true",
     ] {
         assert!(Handler::parse(bad).is_err(), "{bad}");
     }

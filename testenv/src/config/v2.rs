@@ -180,6 +180,7 @@ fn runtime<'a>(
             minor: version.minor,
         });
     }
+    h.pause_image_pull_off(version)?;
     let runc = h.options();
     let options = if h.is_runc_type() {
         Options::Runc(runc)
