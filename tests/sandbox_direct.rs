@@ -10,7 +10,6 @@
 use std::fs;
 use std::time::Duration;
 
-use tether::client::ShimSpawn;
 use tether::protos::sandbox::*;
 
 mod common;
@@ -287,16 +286,7 @@ async fn delete_after_the_shim_died_kills_the_holder_and_the_pod() {
     sigkill(pod.shim_pid);
     assert!(gone_within(pod.shim_pid, Duration::from_secs(10)));
     fs::remove_dir_all(&bundle).unwrap();
-    let spawn = ShimSpawn {
-        binary: &shim_binary(),
-        bundle: &pod.bundle(),
-        namespace: &pod.namespace,
-        id: &pod.id,
-        address: "/run/containerd/containerd.sock",
-        ttrpc_address: "",
-        options: &[],
-    };
-    let resp = spawn.delete().expect("delete");
+    let resp = pod.shim_delete().expect("delete");
     assert_eq!((resp.pid, resp.exit_status), (pid, 137));
     assert!(
         gone_within(pid, Duration::from_secs(5)),
@@ -310,7 +300,7 @@ async fn delete_after_the_shim_died_kills_the_holder_and_the_pod() {
     assert!(!pod.cri_root().exists() && !pod.cri_state().exists());
     assert!(!mounted_under(pod.dir.path()), "mounts left under the pod");
     // Idempotent: a second delete finds nothing to do.
-    spawn.delete().expect("a second delete");
+    pod.shim_delete().expect("a second delete");
 }
 
 /// A live upgrade with CRI's WaitSandbox pending: the new binary serves the

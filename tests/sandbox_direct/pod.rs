@@ -102,6 +102,22 @@ impl Pod {
             .join(&self.id)
     }
 
+    /// The shim binary's `delete` in the sandbox bundle, as containerd runs
+    /// it when the shim's connection closed.
+    pub fn shim_delete(&self) -> std::io::Result<tether::protos::shim::DeleteResponse> {
+        let bundle = self.bundle();
+        ShimSpawn {
+            binary: &shim_binary(),
+            bundle: &bundle,
+            namespace: &self.namespace,
+            id: &self.id,
+            address: "/run/containerd/containerd.sock",
+            ttrpc_address: "",
+            options: &[],
+        }
+        .delete()
+    }
+
     /// How many times the daemon says it was upgraded in place.
     pub async fn upgrades(&self) -> u32 {
         let req = tether::protos::shim::ConnectRequest::default();
@@ -203,17 +219,7 @@ impl Drop for Pod {
         }
         // What containerd does after a shim's death: its `delete`, which
         // kills a holder left running.
-        let bundle = self.bundle();
-        let spawn = ShimSpawn {
-            binary: &shim_binary(),
-            bundle: &bundle,
-            namespace: &self.namespace,
-            id: &self.id,
-            address: "/run/containerd/containerd.sock",
-            ttrpc_address: "",
-            options: &[],
-        };
-        let _ = spawn.delete();
+        let _ = self.shim_delete();
         let root = runc_root(&self.namespace);
         runc_delete_force(&root, &format!("{}-c1", self.id));
         let _ = fs::remove_dir_all(&root);
