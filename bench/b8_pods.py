@@ -2,18 +2,22 @@
 """B8: Kubernetes pods through containerd's CRI plugin, tether vs runc.
 
 Run through scripts/critest.sh, which sets up a private containerd with the
-CRI plugin, a local registry, a CNI bridge and the handlers `tether` and
-`runc`, then runs this with CRICTL, CRI_TMP, CONTAINERD_STATE, ... set:
+CRI plugin, a local registry, a CNI bridge and the handlers `tether`, `runc`
+and (containerd 2.x) `tether-sandbox`, then runs this with CRICTL, CRI_TMP,
+CONTAINERD_STATE, ... set:
 
     bash scripts/critest.sh --containerd 2.3.7 --shim target/release/containerd-shim-tether-v2 \\
-        --exec -- python3 bench/b8_pods.py [--rounds N] [--out docs/benchmarks.md]
+        --exec -- python3 bench/b8_pods.py [--rounds N] [--out docs/benchmarks.md] [--handlers tether,runc]
 
-Per round, in alternating handler order (interleaved A/B):
+Per round, in rotating handler order (interleaved):
 - pod start latency: RunPodSandbox + CreateContainer + StartContainer of a
   1-container pod, timed around the three crictl calls (crictl's own start-up
-  is paid by both handlers alike);
-- memory per pod: PSS (smaps_rollup) of the shim process(es) serving a pod
-  with 1 container and with 4 containers, once all are running.
+  is paid by every handler alike);
+- memory per pod: PSS (smaps_rollup) of the pod's own processes, with 1
+  container and with 4 containers, once all are running: its shim(s) and its
+  sandbox process, which is the pause container for `tether` and `runc` and,
+  for `tether-sandbox` (sandboxer = "shim", no pause), the holder the shim
+  forks (`<shim binary> --tether-pod-holder`).
 Writes a section between <!-- B8 start --> and <!-- B8 end --> in --out
 (bench/bench.py keeps it when it rewrites the file).
 """
@@ -31,9 +35,15 @@ from tetherbench.markers import B8_END, B8_START, replace_section
 CRICTL = os.environ["CRICTL"]
 TMP = Path(os.environ["CRI_TMP"])
 STATE = Path(os.environ["CONTAINERD_STATE"]) / "io.containerd.runtime.v2.task" / "k8s.io"
+# A sandbox shim's bundle (its working directory): containerd's sandbox
+# controller's dir, not the task dir.
+SANDBOXES = Path(os.environ["CONTAINERD_STATE"]) / "io.containerd.sandbox.controller.v1.shim" / "k8s.io"
+HOLDER_FLAG = "--tether-pod-holder"
 IMAGE = os.environ["CRI_BUSYBOX_IMAGE"]
 WORK = TMP / "b8"
-SHIM_EXES = {"tether": os.path.realpath(os.environ["CRI_SHIM"])}
+SHIM_EXES = {h: os.path.realpath(os.environ["CRI_SHIM"]) for h in ("tether", "tether-sandbox")}
+# The handlers measured (those of CRI_HANDLERS), in the table's order.
+HANDLERS = ["tether", "tether-sandbox", "runc"]
 
 
 def crictl(*args, timeout=120):
@@ -82,11 +92,31 @@ def remove_pod(pod):
 
 def pod_bundles(pod):
     ids = {pod} | set(crictl("ps", "-q", "--pod", pod).split())
-    return {str(STATE / i) for i in ids}
+    return {str(STATE / i) for i in ids} | {str(SANDBOXES / pod)}
+
+
+def cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def ppid(pid):
+    try:
+        # the fields after the command name, which is in parentheses
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def is_holder(pid):
+    return HOLDER_FLAG.encode() in cmdline(pid)[1:]
 
 
 def shim_pids(handler, pod):
-    """Shim processes whose cwd is one of the pod's bundles."""
+    """Shim processes whose cwd is one of the pod's bundles (not a holder,
+    which runs the shim's binary too)."""
     bundles = pod_bundles(pod)
     pids = []
     for d in Path("/proc").iterdir():
@@ -97,9 +127,32 @@ def shim_pids(handler, pod):
             exe = os.readlink(d / "exe")
         except OSError:
             continue
-        if cwd in bundles and ("containerd-shim" in exe or exe == SHIM_EXES.get(handler)):
+        if cwd in bundles and ("containerd-shim" in exe or exe == SHIM_EXES.get(handler)) \
+                and not is_holder(int(d.name)):
             pids.append(int(d.name))
     return pids
+
+
+def sandbox_pid(pod, shims):
+    """The pod's sandbox process: CRI's info.pid (pause, or the holder when
+    the shim reports it), else a holder among the shims' children."""
+    try:
+        pid = int(json.loads(crictl("inspectp", "-o", "json", pod)).get("info", {}).get("pid") or 0)
+    except (RuntimeError, ValueError, TypeError):
+        pid = 0
+    if pid > 0 and Path(f"/proc/{pid}").exists():
+        return pid
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and ppid(int(d.name)) in shims and is_holder(int(d.name)):
+            return int(d.name)
+    return None
+
+
+def pod_pids(handler, pod):
+    """The pod's own processes: its shim(s) and its sandbox process."""
+    shims = shim_pids(handler, pod)
+    sandbox = sandbox_pid(pod, shims)
+    return shims, ([sandbox] if sandbox else [])
 
 
 def pss_kib(pid):
@@ -117,16 +170,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"))
+    ap.add_argument("--handlers", help="comma-separated, of " + ", ".join(HANDLERS)
+                    + " (default: those of them in CRI_HANDLERS, which critest.sh sets)")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     crictl("pull", IMAGE)
-    handlers = ["tether", "runc"]
+    wanted = args.handlers.split(",") if args.handlers else os.environ.get("CRI_HANDLERS", "tether runc").split()
+    handlers = [h for h in HANDLERS if h in wanted]
+    if "runc" not in handlers or len(handlers) < 2:
+        ap.error(f"--handlers: runc and at least one of {HANDLERS[:2]} (got {wanted})")
     lat = {h: [] for h in handlers}
     mem = {(h, n): [] for h in handlers for n in (1, 4)}
-    shims = {(h, n): [] for h in handlers for n in (1, 4)}
+    procs = {(h, n): [] for h in handlers for n in (1, 4)}
     started = time.time()
     for r in range(args.rounds):
-        order = handlers if r % 2 == 0 else handlers[::-1]
+        order = handlers[r % len(handlers):] + handlers[:r % len(handlers)]
+        if (r // len(handlers)) % 2:
+            order.reverse()
         for h in order:
             for n in (1, 4):
                 name = f"b8-{h}-{n}-{r}"
@@ -134,9 +194,11 @@ def main():
                 if n == 1:
                     lat[h].append(first)
                 time.sleep(0.5)
-                pids = shim_pids(h, pod)
-                shims[(h, n)].append(len(pids))
-                mem[(h, n)].append(sum(pss_kib(p) for p in pids))
+                shims, sandbox = pod_pids(h, pod)
+                if not shims or not sandbox:
+                    raise RuntimeError(f"{h} pod {pod}: shims {shims}, sandbox process {sandbox}")
+                procs[(h, n)].append(len(shims) + len(sandbox))
+                mem[(h, n)].append(sum(pss_kib(p) for p in shims + sandbox))
                 remove_pod(pod)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{h} {lat[h][-1] * 1000:.0f} ms" for h in handlers), file=sys.stderr)
@@ -145,32 +207,46 @@ def main():
     def ratio(a, b):
         return f"{a / b:.2f}x" if b else "n/a"
 
-    lt, lr = median(lat["tether"]) * 1000, median(lat["runc"]) * 1000
-    rows = [
-        ("pod start p50 (runp + create + start)", f"{lt:.0f} ms", f"{lr:.0f} ms", ratio(lt, lr)),
-    ]
+    others = [h for h in handlers if h != "runc"]
+    plural = {1: "1 container", 4: "4 containers"}
+    rows = []  # (metric, {handler: median}, unit)
+    rows.append(("pod start p50 (runp + create + start)", {h: median(lat[h]) * 1000 for h in handlers}, "ms"))
     for n in (1, 4):
-        mt, mr = median(mem[("tether", n)]), median(mem[("runc", n)])
-        rows.append((f"shim PSS per pod, {n} container{'s' if n > 1 else ''}",
-                     f"{mt / 1024:.2f} MiB", f"{mr / 1024:.2f} MiB", ratio(mt, mr)))
-        st, sr = median(shims[("tether", n)]), median(shims[("runc", n)])
-        rows.append((f"shim processes per pod, {n} container{'s' if n > 1 else ''}",
-                     f"{st:g}", f"{sr:g}", ""))
+        rows.append((f"PSS per pod (shim + sandbox process), {plural[n]}",
+                     {h: median(mem[(h, n)]) / 1024 for h in handlers}, "MiB"))
+        rows.append((f"processes per pod (shim + sandbox process), {plural[n]}",
+                     {h: median(procs[(h, n)]) for h in handlers}, ""))
+
+    def cell(v, unit):
+        return {"ms": f"{v:.0f} ms", "MiB": f"{v:.2f} MiB"}.get(unit, f"{v:g}")
+
+    columns = others + ["runc"]
     version = os.environ.get("CONTAINERD_VERSION", "?").split("+")[0]
     L = [B8_START, "", "## B8: Kubernetes pods through CRI (tether vs runc handler)", "",
          f"containerd {version} with its CRI plugin, `bash scripts/critest.sh --containerd "
          f"{version} --shim target/release/containerd-shim-tether-v2 --exec -- python3 bench/b8_pods.py "
-         f"--rounds {args.rounds}`, {time.strftime('%Y-%m-%d', time.gmtime(started))}, "
+         f"--rounds {args.rounds}{' --handlers ' + args.handlers if args.handlers else ''}`, {time.strftime('%Y-%m-%d', time.gmtime(started))}, "
          f"{os.cpu_count()} CPUs, {args.rounds} interleaved rounds ({took:.0f} s). The `runc` handler is "
-         "containerd's `io.containerd.runc.v2` (its Go shim); `tether` is this shim running runc.", "",
-         "| B8 | tether | runc handler | tether / runc |", "|---|---|---|---|"]
-    L += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+         "containerd's `io.containerd.runc.v2` (its Go shim); `tether` is this shim running runc"
+         + ("; `tether-sandbox` is the same shim as the pods' sandbox controller (`sandboxer = \"shim\"`): "
+            "no pause container, a holder process the shim forks holds the pod's namespaces."
+            if "tether-sandbox" in handlers else "."), "",
+         "| B8 | " + " | ".join(h if h != "runc" else "runc handler" for h in columns) + " | "
+         + " | ".join(f"{h} / runc" for h in others) + " |",
+         "|---|" + "---|" * (len(columns) + len(others))]
+    for metric, values, unit in rows:
+        ratios = [ratio(values[h], values["runc"]) if unit else "" for h in others]
+        L.append(f"| {metric} | " + " | ".join(cell(values[h], unit) for h in columns) + " | "
+                 + " | ".join(ratios) + " |")
+    sandboxed = "tether-sandbox" in handlers
     L += ["", "Pod start is timed around the three crictl calls, so it includes crictl's own start-up "
-          "(three processes), the pause container, CNI and containerd, which both handlers pay alike; "
-          "PSS is the sum over the shim processes whose working directory is a bundle of the pod, "
-          "0.5 s after the last container started.", "",
-          "Samples (pod start, ms): tether " + ", ".join(f"{x * 1000:.0f}" for x in lat["tether"])
-          + "; runc " + ", ".join(f"{x * 1000:.0f}" for x in lat["runc"]), "", B8_END]
+          "(three processes), CNI and containerd, which every handler pays alike, and the pause "
+          "container" + (", which `tether-sandbox` does not start" if sandboxed else "")
+          + "; PSS is the sum over the pod's own processes, 0.5 s after the last container started: "
+          "the shim processes whose working directory is a bundle of the pod, and the pod's sandbox "
+          "process (pause" + (", or tether-sandbox's holder" if sandboxed else "") + ").", "",
+          "Samples (pod start, ms): " + "; ".join(
+              f"{h} " + ", ".join(f"{x * 1000:.0f}" for x in lat[h]) for h in columns), "", B8_END]
     out = Path(args.out)
     text = out.read_text() if out.exists() else ""
     out.write_text(replace_section(text, B8_START, B8_END, "\n".join(L)))
@@ -179,7 +255,8 @@ def main():
             (h / "b8-pods").rmdir()
         except OSError:
             pass
-    print("\n".join(f"{a}: tether {b}, runc {c} ({d})" for a, b, c, d in rows))
+    for metric, values, unit in rows:
+        print(f"{metric}: " + ", ".join(f"{h} {cell(values[h], unit)}" for h in columns))
     print(f"wrote {out}")
 
 

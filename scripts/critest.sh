@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs the CRI validation suite (critest, from cri-tools) against a private
-# containerd that has four runtime handlers: `runc` (io.containerd.runc.v2),
+# containerd that has five runtime handlers: `runc` (io.containerd.runc.v2),
 # `tether` (io.containerd.tether.v2, this repository's shim, running runc),
-# `tether-crun` (the same shim with BinaryName = "crun", /usr/bin/crun) and
+# `tether-crun` (the same shim with BinaryName = "crun", /usr/bin/crun),
 # `tether-wrapped` (BinaryName = a wrapper that logs its calls to
-# $CRI_WRAPPED_LOG and runs runc).
+# $CRI_WRAPPED_LOG and runs runc) and, on containerd 2.x only,
+# `tether-sandbox` (the tether shim with sandboxer = "shim": it serves
+# containerd's Sandbox API, so its pods have no pause container; on 2.4 and
+# newer also disable_pause_image_pull = true: CRI pulls no pause image for
+# its pods).
 #
 #   scripts/critest.sh --handler NAME [--containerd VERSION] [--runc VERSION]
 #                      [--shim PATH] [--focus REGEX] [--skip REGEX] [--parallel N]
@@ -14,9 +18,10 @@
 #                      [--default-runtime NAME] [--containerd-cgroup NAME]
 #                      --exec -- CMD [ARGS...]
 #
-#   --handler NAME       runc, tether, tether-crun or tether-wrapped: the
-#                        handler critest uses (with --exec only passed on as
-#                        CRI_HANDLER; default tether)
+#   --handler NAME       runc, tether, tether-crun, tether-wrapped or
+#                        tether-sandbox (containerd 2.x; refused with exit 2
+#                        on 1.x): the handler critest uses (with --exec only
+#                        passed on as CRI_HANDLER; default tether)
 #   --containerd VERSION system (Debian's, /usr/bin/containerd; the default) or
 #                        a version scripts/peers.sh builds, e.g. 2.3.7
 #   --runc VERSION       system (Debian's 1.1.5; the default) or a version
@@ -53,7 +58,8 @@
 #     CRI_BUSYBOX_IMAGE   an image with /bin/sh and the busybox applets
 #                         (registry.k8s.io/e2e-test-images/busybox:1.29-2)
 #     CRI_PAUSE_IMAGE     the sandbox image
-#     CRI_HANDLERS        "runc tether tether-crun tether-wrapped"; CRI_HANDLER
+#     CRI_HANDLERS        "runc tether tether-crun tether-wrapped", plus
+#                         tether-sandbox on 2.x; CRI_HANDLER
 #     CONTAINERD_CGROUP   /NAME of --containerd-cgroup (or empty)
 #     CRI_SHIM            the tether shim binary
 #     CRI_RESTART         scripts/cri/restart-containerd.sh: SIGKILLs
@@ -116,7 +122,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $mode == exec ]] && handler="${handler:-tether}"
 [[ -n "$handler" ]] || usage
-handlers="runc tether tether-crun tether-wrapped"
+handlers="runc tether tether-crun tether-wrapped tether-sandbox"
 for h in "$handler" "${default_runtime:-runc}"; do
     [[ " $handlers " == *" $h "* ]] || { log "handler $h is not one of $handlers"; exit 2; }
 done
@@ -131,7 +137,6 @@ mkdir -p /run/lock
 exec 8>/run/lock/tether-critest.lock
 flock -n 8 || { log "another critest.sh run holds /run/lock/tether-critest.lock; waiting"; flock 8; }
 started=$SECONDS
-cri_bin="$(bash "$here/scripts/cri/build-cri-tools.sh" "$cri_tools_version")"
 if [[ "$containerd_version" == system ]]; then
     cd_bin=/usr/bin
 else
@@ -145,10 +150,19 @@ else
 fi
 [[ -x "$runc_bin" ]] || { log "no runc at $runc_bin"; exit 2; }
 runc_version="$("$runc_bin" --version | awk 'NR == 1 {print $3}')"
-major="$("$cd_bin/containerd" --version | awk '{sub(/^v/, "", $3); split($3, v, "."); print v[1]}')"
+read -r major minor < <("$cd_bin/containerd" --version | awk '{sub(/^v/, "", $3); split($3, v, "."); print v[1], v[2]}')
 if [[ -n "$default_runtime" && "$major" != 2 ]]; then
     log "--default-runtime needs containerd 2.x"; exit 2
 fi
+if [[ "$major" != 2 ]]; then
+    if [[ "$handler" == tether-sandbox ]]; then
+        log "handler tether-sandbox (sandboxer = \"shim\", the Sandbox API) needs containerd 2.x;" \
+            "--containerd $containerd_version is $("$cd_bin/containerd" --version | awk '{print $3}')"
+        exit 2
+    fi
+    handlers="${handlers% tether-sandbox}"
+fi
+cri_bin="$(bash "$here/scripts/cri/build-cri-tools.sh" "$cri_tools_version")"
 
 build() { (cd "$here" && cargo build "$@" >&2); }
 log "cargo build -p testenv"
@@ -220,11 +234,16 @@ args=(--containerd "$cd_bin/containerd" --runc "$runc_bin" --cri --cni --registr
     --images "$images_dir" "${images[@]}" --log "$results/containerd.log" "${keep[@]}"
     --handler runc=io.containerd.runc.v2 --handler "tether=$tether"
     --handler "tether-crun=$tether:crun" --handler "tether-wrapped=$tether:$results/bin/runc-wrapped")
+sandbox="$tether,Sandboxer=shim"
+# containerd 2.4 and newer can skip the pause image for these pods; 2.3 pulls it.
+[[ "$major" == 2 && "$minor" -ge 4 ]] && sandbox+=",DisablePauseImagePull=true"
+[[ "$major" == 2 ]] && args+=(--handler "tether-sandbox=$sandbox")
 if [[ -n "$default_runtime" ]]; then
     case "$default_runtime" in
         runc) test_handler=io.containerd.runc.v2 ;;
         tether) test_handler="$tether" ;;
         tether-crun) test_handler="$tether:crun" ;;
+        tether-sandbox) test_handler="$sandbox" ;;
         *) test_handler="$tether:$results/bin/runc-wrapped" ;;
     esac
     args+=(--default-handler "$default_runtime" --handler "test-handler=$test_handler")

@@ -36,6 +36,9 @@ pub enum Error {
     /// The operation does not fit the process's current state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A request this shim does not serve, on purpose.
+    #[error("{0}")]
+    Unimplemented(String),
     /// The OCI runtime binary could not be started at all.
     #[error("OCI runtime {binary:?} could not be started: {source}")]
     RuntimeMissing {
@@ -156,6 +159,7 @@ impl Error {
             Error::ContainerNotFound(_) | Error::NotFound(_) => Code::NOT_FOUND,
             Error::AlreadyExists(_) => Code::ALREADY_EXISTS,
             Error::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
+            Error::Unimplemented(_) => Code::UNIMPLEMENTED,
             // containerd surfaces these as-is; Unknown is what its own shim sends.
             Error::RuntimeMissing { .. } | Error::Runtime { .. } => Code::UNKNOWN,
             Error::RuntimeTimeout { .. } => Code::DEADLINE_EXCEEDED,

@@ -34,6 +34,8 @@ pub(crate) mod reaper;
 pub(crate) mod records;
 pub(crate) mod router;
 pub(crate) mod runc;
+pub(crate) mod sandbox;
+pub(crate) mod sandbox_service;
 pub(crate) mod service;
 pub(crate) mod shim;
 pub(crate) mod sys;

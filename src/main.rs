@@ -10,6 +10,10 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(cli::USERNS_HOLDER_ARG) {
         return cli::run_userns_holder();
     }
+    // The holder of a pod's namespaces (see `tether::cli::POD_HOLDER_ARG`).
+    if std::env::args().nth(1).as_deref() == Some(cli::POD_HOLDER_ARG) {
+        return cli::run_pod_holder();
+    }
     let flags = match Flags::parse(std::env::args().skip(1)) {
         Ok(f) => f,
         Err(e) => {

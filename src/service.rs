@@ -51,7 +51,7 @@ impl TaskService {
 /// block it moves it into, so each layer held `call` once more (Create's
 /// future was 3 times its call's 7 KiB, and its poll took 34 KiB of the
 /// daemon's stack, which stays resident once touched).
-fn handle<T, F>(
+pub(crate) fn handle<T, F>(
     method: &'static str,
     (id, exec_id): (&str, &str),
     call: F,

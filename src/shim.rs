@@ -15,6 +15,7 @@ use crate::events::Publisher;
 use crate::process::ExitInfo;
 use crate::reaper::Reaper;
 use crate::router::{Notice, Notices};
+use crate::sandbox::{CreateSandbox, Sandbox};
 use crate::tasks::Tasks;
 
 #[derive(Default)]
@@ -26,6 +27,9 @@ struct Table {
     closing: bool,
     /// The socket file containerd reaches this daemon by.
     socket: Option<PathBuf>,
+    /// The pod sandbox this daemon serves, from CreateSandbox to
+    /// ShutdownSandbox.
+    sandbox: Option<Arc<Sandbox>>,
 }
 
 /// Everything the daemon serves.
@@ -127,6 +131,10 @@ impl Shim {
                     let Some(key) = self.services.router.route(exit) else {
                         continue;
                     };
+                    if let Ok(s) = self.sandbox(&key.container) {
+                        s.exited(exit);
+                        continue;
+                    }
                     let handled = self
                         .get(&key.container)
                         .and_then(|c| c.reaped(&key.exec, exit));
@@ -162,7 +170,12 @@ impl Shim {
                 .containers
                 .insert(c.id().to_string(), c.clone());
         };
-        Container::create(req, &self.namespace, self.services.clone(), list).await
+        let (id, bundle) = (req.id.clone(), req.bundle.clone());
+        let pid = Container::create(req, &self.namespace, self.services.clone(), list).await?;
+        if let Some(s) = self.current_sandbox() {
+            s.join(&id, &bundle);
+        }
+        Ok(pid)
     }
 
     /// Deletes an exec, or a container and forgets it.
@@ -171,6 +184,9 @@ impl Shim {
         let deleted = c.delete(exec_id).await?;
         if exec_id.is_empty() {
             self.table().containers.remove(id);
+            if let Some(s) = self.current_sandbox() {
+                s.leave(id);
+            }
         }
         Ok(deleted)
     }
@@ -186,7 +202,7 @@ impl Shim {
     /// handed this one, which is on its way out. Creates are refused from now.
     pub fn shutdown(&self) -> bool {
         let mut t = self.table();
-        let idle = t.containers.is_empty() && t.reserved.is_empty();
+        let idle = t.containers.is_empty() && t.reserved.is_empty() && t.sandbox.is_none();
         if idle {
             t.closing = true;
             if let Some(socket) = t.socket.take() {
@@ -198,6 +214,49 @@ impl Shim {
             self.shutdown.cancel();
         }
         idle
+    }
+
+    /// Creates the pod sandbox this daemon serves (one at most).
+    pub fn create_sandbox(&self, req: CreateSandbox) -> Result<()> {
+        let mut t = self.table();
+        if t.closing {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot create sandbox {:?}: the shim is shutting down",
+                req.id
+            )));
+        }
+        if let Some(s) = &t.sandbox {
+            return Err(Error::AlreadyExists(s.id().to_string()));
+        }
+        t.sandbox = Some(Arc::new(Sandbox::create(req)?));
+        Ok(())
+    }
+
+    /// The sandbox with this id.
+    pub fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
+        self.table()
+            .sandbox
+            .clone()
+            .filter(|s| s.id() == id)
+            .ok_or_else(|| Error::NotFound(format!("sandbox {id:?} not found")))
+    }
+
+    /// The sandbox, whatever its id (for a live upgrade).
+    pub fn current_sandbox(&self) -> Option<Arc<Sandbox>> {
+        self.table().sandbox.clone()
+    }
+
+    /// Takes the sandbox an earlier binary served.
+    pub fn adopt_sandbox(&self, s: Sandbox) {
+        self.table().sandbox = Some(Arc::new(s));
+    }
+
+    /// Forgets the sandbox (it was shut down).
+    pub fn remove_sandbox(&self, id: &str) {
+        let mut t = self.table();
+        if t.sandbox.as_ref().is_some_and(|s| s.id() == id) {
+            t.sandbox = None;
+        }
     }
 
     fn reserve(&self, id: &str) -> Result<Reservation<'_>> {

@@ -9,9 +9,11 @@ use std::process::Command;
 use nix::sys::socket::{getsockopt, sockopt};
 
 mod mount;
+mod ns;
 mod pidfd;
 
 pub use mount::{attach_mount, idmapped_clone, mount_from_dir};
+pub use ns::{fork_single_threaded, owning_user_namespace, Forked};
 pub use pidfd::{pidfd_open, pidfd_pid, pidfd_send_signal};
 
 /// The descriptor number the listening socket is handed over on.

@@ -2,7 +2,9 @@
 //! private containerd's CRI plugin, with containerd's own runc handler and
 //! the tether handler in the same run, on containerd 2.3 with the newest runc
 //! of tests/peers/runc-matrix and on Debian's 1.6.20 with Debian's runc
-//! 1.1.5. Spec by spec, a spec that passes with runc must pass with tether
+//! 1.1.5; on 2.3 also the handler `tether-sandbox` (tether as the pods'
+//! sandbox controller, `sandboxer = "shim"`: no pause container). Spec by
+//! spec, a spec that passes with runc must pass with each tether handler
 //! (failed, skipped or not run alike fail the test); each run must have run
 //! at least `MIN_RAN` specs. With the newest runc, containerd 2.3's CRI
 //! learns from each handler's features (tether's through `-info`) that it
@@ -63,34 +65,60 @@ fn critest(version: &str, runc: &str, handler: &str, results: &Path) -> (SpecRes
     (SpecResults::read(results), summary)
 }
 
-fn compare(version: &str, runc: &str) -> (SpecResults, SpecResults) {
+/// Runs critest with `runc`, then with each of `handlers` (the same runc
+/// run for all), and compares each with the runc run: every spec that
+/// passes with runc must pass with the handler. Every handler runs and is
+/// compared before the first failed comparison fails the test. Returns the
+/// runc results and each handler's, in order.
+fn compare(version: &str, runc: &str, handlers: &[&str]) -> (SpecResults, Vec<SpecResults>) {
     let dir = tempfile::Builder::new()
         .prefix("tether-critest-")
         .tempdir()
         .expect("tempdir");
-    let tether_dir = dir.path().join("tether");
     let (runc_results, runc_line) = critest(version, runc, "runc", &dir.path().join("runc"));
-    let (tether, tether_line) = critest(version, runc, "tether", &tether_dir);
+    let mut runs = Vec::new();
+    for handler in handlers {
+        let results_dir = dir.path().join(handler);
+        let (results, line) = critest(version, runc, handler, &results_dir);
+        eprintln!("containerd {version}: {line}");
+        runs.push((handler, results_dir, results));
+    }
     eprintln!("containerd {version}: {runc_line}");
-    eprintln!("containerd {version}: {tether_line}");
-    let failures = std::fs::read_to_string(tether_dir.join("failures.txt")).unwrap_or_default();
-    assert_tether_passes_where_runc_does(
-        &format!("critest on containerd {version}, runc {runc}"),
-        &runc_results,
-        &tether,
-        MIN_RAN,
-        &failures,
-    );
-    (runc_results, tether)
+    let mut first_failure = None;
+    for (handler, results_dir, results) in &runs {
+        let failures =
+            std::fs::read_to_string(results_dir.join("failures.txt")).unwrap_or_default();
+        let outcome = std::panic::catch_unwind(|| {
+            assert_tether_passes_where_runc_does(
+                &format!("critest on containerd {version}, runc {runc}, handler {handler}"),
+                &runc_results,
+                results,
+                MIN_RAN,
+                &failures,
+            )
+        });
+        if let Err(panic) = outcome {
+            first_failure.get_or_insert(panic);
+        }
+    }
+    if let Some(panic) = first_failure {
+        std::panic::resume_unwind(panic);
+    }
+    (runc_results, runs.into_iter().map(|(_, _, r)| r).collect())
 }
 
+/// The 2.3.7 run also has `tether-sandbox`: the tether shim as the pods'
+/// sandbox controller (`sandboxer = "shim"`, no pause container), held to
+/// the same runc run.
 #[test]
 fn critest_passes_with_tether_wherever_with_runc_containerd_2_3() {
     common::require_environment();
-    let (runc, tether) = compare("2.3.7", common::NEWEST_RUNC);
+    let handlers = ["tether", "tether-sandbox"];
+    let (runc, runs) = compare("2.3.7", common::NEWEST_RUNC, &handlers);
     // The user-namespace specs (critest's `UserNamespaces` context) ran,
-    // and passed, with both handlers.
-    for (name, results) in [("runc", &runc), ("tether", &tether)] {
+    // and passed, with every handler.
+    let all = std::iter::once(("runc", &runc)).chain(handlers.into_iter().zip(&runs));
+    for (name, results) in all {
         let specs = results.matching("usernamespaces");
         eprintln!("user-namespace specs with {name}: {specs:#?}");
         assert!(
@@ -112,5 +140,5 @@ fn critest_passes_with_tether_wherever_with_runc_containerd_2_3() {
 #[test]
 fn critest_passes_with_tether_wherever_with_runc_containerd_1_6() {
     common::require_environment();
-    compare("system", "system");
+    compare("system", "system", &["tether"]);
 }

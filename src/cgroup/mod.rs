@@ -91,21 +91,45 @@ impl Cgroup {
     }
 }
 
+/// The directories of the cgroup at `path` (relative to the hierarchy
+/// roots): one per v1 hierarchy, or the unified one. They need not exist.
+pub fn hierarchy_dirs(path: &str) -> Result<Vec<PathBuf>> {
+    if Path::new(UNIFIED_ROOT).join("cgroup.controllers").exists() {
+        return Ok(vec![join(Path::new(UNIFIED_ROOT), path)]);
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(Error::io("read", "/proc/self/mountinfo"))?;
+    Ok(v1_mounts(&mountinfo)
+        .into_iter()
+        .map(|m| join(&m.point, path))
+        .collect())
+}
+
+impl Cgroup {
+    /// The cgroup at `path` (relative to the hierarchy roots), in every
+    /// hierarchy it is in.
+    pub fn at(path: &str) -> Result<Cgroup> {
+        if Path::new(UNIFIED_ROOT).join("cgroup.controllers").exists() {
+            return Ok(Cgroup::V2(join(Path::new(UNIFIED_ROOT), path)));
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(Error::io("read", "/proc/self/mountinfo"))?;
+        let mut dirs = HashMap::new();
+        for m in v1_mounts(&mountinfo) {
+            let dir = join(&m.point, path);
+            for c in m.controllers {
+                dirs.insert(c, dir.clone());
+            }
+        }
+        Ok(Cgroup::V1(dirs))
+    }
+}
+
 /// Moves `pid` into the cgroup at `path` (relative to the hierarchy roots),
 /// in every hierarchy where that cgroup exists. Returns how many it joined.
 pub fn add_pid(path: &str, pid: u32) -> Result<usize> {
-    let dirs: Vec<PathBuf> = if Path::new(UNIFIED_ROOT).join("cgroup.controllers").exists() {
-        vec![join(Path::new(UNIFIED_ROOT), path)]
-    } else {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-            .map_err(Error::io("read", "/proc/self/mountinfo"))?;
-        v1_mounts(&mountinfo)
-            .into_iter()
-            .map(|m| join(&m.point, path))
-            .collect()
-    };
     let mut joined = 0;
-    for dir in dirs.iter().filter(|d| d.is_dir()) {
+    for dir in hierarchy_dirs(path)?.iter().filter(|d| d.is_dir()) {
         let procs = dir.join("cgroup.procs");
         fs::write(&procs, pid.to_string()).map_err(Error::io("write", &procs))?;
         joined += 1;

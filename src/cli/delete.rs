@@ -20,6 +20,8 @@ use crate::ids::validate;
 use crate::protos::shim::DeleteResponse;
 use crate::records::{read_pid, ExitRecord, RuntimeRecord, INIT_PID_FILE};
 use crate::runc::{record_for, RuntimeOptions, Timeouts};
+use crate::sandbox::files::CriFiles;
+use crate::sandbox::record::{SandboxRecord, SANDBOX_FILE};
 
 /// The exit status reported for a task whose shim is gone: killed.
 const KILLED: u32 = 128 + libc::SIGKILL as u32;
@@ -115,6 +117,58 @@ fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<Output> 
     child.wait_with_output()
 }
 
+/// A sandbox's bundle (its daemon gone, or done): SIGKILLs its holder if it
+/// still runs, and removes the pod's files and the holder's cgroup. Returns
+/// the holder's pid.
+fn clean_sandbox(bundle: &Path, r: SandboxRecord) -> u32 {
+    if r.holder_alive() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(r.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        // Gone once reaped by whoever is its parent now (a subreaper, or
+        // init); a moment, a bounded one.
+        for _ in 0..DEAD_SOCKET_TRIES {
+            if !r.holder_alive() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // Its containers: with the pod's PID namespace they died with the
+    // holder; without, they would run on with no shim. (Their bundles may
+    // be gone already: containerd removes one when the dead shim's Task
+    // Delete fails.)
+    for m in &r.members {
+        if let Some(rec) = m.runtime() {
+            let mut cmd = Command::new(&rec.binary);
+            cmd.arg("--root")
+                .arg(&rec.root)
+                .args(["delete", "--force", &m.id]);
+            match output_within(&mut cmd, Timeouts::default().delete) {
+                Ok(o) if !o.status.success() => eprintln!(
+                    "{} delete --force {}: {}",
+                    rec.binary,
+                    m.id,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("running {}: {e}", rec.binary),
+            }
+        }
+        crate::mount::unmount_all(&m.bundle.join("rootfs"));
+    }
+    match CriFiles::from_bundle(bundle, &r.id, r.shm) {
+        Ok(files) => files.remove(),
+        Err(e) => eprintln!("the pod's files: {e}"),
+    }
+    if let Some(leaf) = &r.cgroup_leaf {
+        crate::sandbox::cgroup::remove(leaf);
+    }
+    let _ = std::fs::remove_file(bundle.join(SANDBOX_FILE));
+    r.pid
+}
+
 /// Runs `delete`.
 pub fn run(flags: &Flags) -> Result<()> {
     validate("namespace", &flags.namespace)?;
@@ -123,6 +177,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         Some(b) => PathBuf::from(b),
         None => std::env::current_dir().context("reading the bundle (cwd)")?,
     };
+    let holder = SandboxRecord::load(&bundle).map(|r| clean_sandbox(&bundle, r));
     let record = RuntimeRecord::load(&bundle)
         .unwrap_or_else(|| record_for(&RuntimeOptions::default(), &flags.namespace));
 
@@ -166,7 +221,9 @@ pub fn run(flags: &Flags) -> Result<()> {
             ..Default::default()
         },
         None => DeleteResponse {
-            pid: read_pid(&bundle.join(INIT_PID_FILE)).unwrap_or(0),
+            pid: holder
+                .or_else(|| read_pid(&bundle.join(INIT_PID_FILE)))
+                .unwrap_or(0),
             exit_status: KILLED,
             exited_at: MessageField::some(timestamp(Some(SystemTime::now()))),
             ..Default::default()

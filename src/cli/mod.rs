@@ -8,6 +8,7 @@ pub mod info;
 /// The user-namespace holder mode (`crate::mount::idmap`): `main` checks for it
 /// before parsing flags.
 pub use crate::mount::idmap::{run_holder as run_userns_holder, HOLDER_ARG as USERNS_HOLDER_ARG};
+pub use crate::sandbox::holder::{run as run_pod_holder, HOLDER_ARG as POD_HOLDER_ARG};
 pub mod serve;
 pub mod start;
 

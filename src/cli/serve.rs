@@ -18,9 +18,11 @@ use ttrpc::r#async::{Server, Service};
 use super::Flags;
 use crate::events::Publisher;
 use crate::ids::validate;
+use crate::protos::sandbox_ttrpc::create_sandbox;
 use crate::protos::shim_ttrpc::create_task;
 use crate::reaper::Reaper;
 use crate::router::Notice;
+use crate::sandbox_service::SandboxService;
 use crate::service::TaskService;
 use crate::shim::Shim;
 use crate::tasks::Tasks;
@@ -131,6 +133,7 @@ async fn serve(
     if let Some(v3) = create_task(service).remove(TASK_V2) {
         services.insert(TASK_V3.to_string(), v3);
     }
+    services.extend(create_sandbox(Arc::new(SandboxService::new(shim.clone()))));
     let (transport, relayed) = Transport::new(tasks.branch());
     let mut server = Server::new()
         .add_listener(relayed)

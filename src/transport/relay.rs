@@ -42,13 +42,17 @@ impl Stops {
     }
 }
 
-/// Whether a stopped connection's unanswered requests are all `Wait`
-/// (which may take forever, and is handed over): decodes their payloads,
-/// which happens only once requests have stopped.
+/// The requests that may wait forever, and are handed over: a task's
+/// `Wait`, and the `WaitSandbox` CRI keeps open for each pod.
+const WAITS: [&str; 2] = ["Wait", "WaitSandbox"];
+
+/// Whether a stopped connection's unanswered requests are all waits (see
+/// [`WAITS`]): decodes their payloads, which happens only once requests have
+/// stopped.
 pub(crate) fn only_waits(unanswered: &Unanswered) -> bool {
     unanswered
         .values()
-        .all(|f| method_of(f).as_deref() == Some("Wait"))
+        .all(|f| method_of(f).is_some_and(|m| WAITS.contains(&m.as_str())))
 }
 
 /// Relays until `stops.all` (returning the client's socket and the requests

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::container::Container;
+use crate::sandbox::Sandbox;
 use crate::shim::Shim;
 use crate::sys::{FdList, FdTable};
 use crate::transport::{Transport, Unsettled};
@@ -162,6 +163,7 @@ impl Daemon {
         for c in self.shim.containers() {
             containers.push(c.snapshot(fds, failed).await);
         }
+        let sandbox = self.shim.current_sandbox().map(|s| s.snapshot(fds));
         State {
             version: snapshot::VERSION,
             tether: env!("CARGO_PKG_VERSION").into(),
@@ -171,6 +173,7 @@ impl Daemon {
             events,
             early_exits: services.router.snapshot(),
             containers,
+            sandbox,
         }
     }
 
@@ -245,6 +248,10 @@ pub fn restore(
     services.router.restore(&state.early_exits);
     for c in state.containers {
         shim.adopt(Container::restore(c, services.clone(), fds)?);
+    }
+    // Before the connections: their pending WaitSandbox is sent again.
+    if let Some(s) = state.sandbox {
+        shim.adopt_sandbox(Sandbox::restore(s, services, fds)?);
     }
     transport.restore(state.conns, fds)?;
     shim.set_upgrades(state.upgrades);

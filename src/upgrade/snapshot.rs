@@ -14,13 +14,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::container::ContainerRec;
 use crate::reaper::ExitRec;
+use crate::sandbox::snapshot::SandboxRec;
 use crate::transport::ConnRec;
 
 /// The version this binary writes, and the newest it reads. Version 2 adds
 /// the processes' pidfds (`ProcessRec::pidfd`): a descriptor a version-1
 /// reader would not know to take, so it must refuse the state rather than
-/// leave the descriptor open and unowned.
-pub const VERSION: u32 = 2;
+/// leave the descriptor open and unowned. Version 3 adds the pod sandbox
+/// (`State::sandbox`), with its holder's pidfd, for the same reason.
+pub const VERSION: u32 = 3;
 
 /// Everything the next binary needs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,6 +43,9 @@ pub struct State {
     pub early_exits: Vec<ExitRec>,
     /// The containers.
     pub containers: Vec<ContainerRec>,
+    /// The pod sandbox, if the shim serves one.
+    #[serde(default)]
+    pub sandbox: Option<SandboxRec>,
 }
 
 /// Writes the state file (0600).
@@ -127,6 +132,7 @@ impl State {
         for c in &self.containers {
             c.descriptors(&mut all);
         }
+        all.extend(self.sandbox.iter().filter_map(|s| s.pidfd));
         all
     }
 }
@@ -155,9 +161,9 @@ mod tests {
     fn refuses_newer_versions_and_garbage_cleanly() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.json");
-        std::fs::write(&p, V1.replace("\"version\":1", "\"version\":3")).unwrap();
+        std::fs::write(&p, V1.replace("\"version\":1", "\"version\":4")).unwrap();
         let e = read(&p).unwrap_err();
-        assert!(matches!(e, StateError::Newer(3)), "{e}");
+        assert!(matches!(e, StateError::Newer(4)), "{e}");
         std::fs::write(&p, "not json").unwrap();
         assert!(matches!(read(&p), Err(StateError::NotState(_))));
         let missing = read(&dir.path().join("missing"));

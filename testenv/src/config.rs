@@ -125,6 +125,16 @@ pub struct Handler {
     /// The cgroup the shim moves itself into (`ShimCgroup`), e.g. a slice's
     /// `/tether-shims.slice`.
     pub shim_cgroup: Option<String>,
+    /// The CRI's sandbox controller for the handler's pods (`sandboxer`):
+    /// `shim` (the shim serves containerd's Sandbox API: no pause
+    /// container) or `podsandbox` (containerd's own, the pause container);
+    /// `None`: containerd's default, `podsandbox`. containerd 2.x only.
+    pub sandboxer: Option<String>,
+    /// CRI does not pull (or look for) the sandbox image before it starts
+    /// one of the handler's pods (`disable_pause_image_pull`): for a
+    /// sandboxer that needs no pause image. containerd 2.4 and newer only;
+    /// older ones always do.
+    pub disable_pause_image_pull: bool,
 }
 
 impl Handler {
@@ -132,7 +142,9 @@ impl Handler {
     /// `runc=io.containerd.runc.v2`,
     /// `tether=io.containerd.tether.v2:/usr/bin/containerd-shim-tether-v2`
     /// or `tether=io.containerd.tether.v2::/usr/sbin/runc,SystemdCgroup=true,ShimCgroup=/tether-shims.slice`.
-    /// The options are `SystemdCgroup` (`true` or `false`) and `ShimCgroup`.
+    /// The options are `SystemdCgroup` (`true` or `false`), `ShimCgroup`,
+    /// `Sandboxer` (`shim` or `podsandbox`) and `DisablePauseImagePull`
+    /// (`true` or `false`).
     pub fn parse(text: &str) -> Result<Handler, String> {
         const FORM: &str = "NAME=TYPE[:SHIM[:BINARY]][,OPTION=VALUE...]";
         let mut items = text.split(',');
@@ -154,22 +166,44 @@ impl Handler {
             binary_name: nonempty(parts.next()),
             systemd_cgroup: false,
             shim_cgroup: None,
+            sandboxer: None,
+            disable_pause_image_pull: false,
+        };
+        let boolean = |key: &str, v: &str| {
+            v.parse()
+                .map_err(|_| format!("handler {name}: {key}={v:?} is not true or false"))
         };
         for item in items {
             match item.split_once('=') {
-                Some(("SystemdCgroup", v)) => {
-                    h.systemd_cgroup = v.parse().map_err(|_| {
-                        format!("handler {name}: SystemdCgroup={v:?} is not true or false")
-                    })?;
-                }
+                Some(("SystemdCgroup", v)) => h.systemd_cgroup = boolean("SystemdCgroup", v)?,
                 Some(("ShimCgroup", v)) if !v.is_empty() => h.shim_cgroup = Some(v.to_string()),
+                Some(("Sandboxer", v @ ("shim" | "podsandbox"))) => {
+                    h.sandboxer = Some(v.to_string());
+                }
+                Some(("DisablePauseImagePull", v)) => {
+                    h.disable_pause_image_pull = boolean("DisablePauseImagePull", v)?;
+                }
                 _ => {
-                    let want = "SystemdCgroup=true|false or ShimCgroup=PATH";
+                    let want = "SystemdCgroup=true|false, ShimCgroup=PATH, \
+                                Sandboxer=shim|podsandbox or DisablePauseImagePull=true|false";
                     return Err(format!("handler {name}: {item:?} is not {want}"));
                 }
             }
         }
         Ok(h)
+    }
+
+    /// Whether CRI skips the sandbox image pull for the handler's pods on
+    /// containerd `version`; refused where CRI cannot (before 2.4).
+    fn pause_image_pull_off(&self, version: Version) -> Result<bool, ConfigError> {
+        if self.disable_pause_image_pull && version < (Version { major: 2, minor: 4 }) {
+            return Err(ConfigError::NoPausePullSwitch {
+                handler: self.name.clone(),
+                major: version.major,
+                minor: version.minor,
+            });
+        }
+        Ok(self.disable_pause_image_pull)
     }
 
     /// containerd's own runc shim types, whose options containerd reads as
@@ -272,6 +306,39 @@ pub enum ConfigError {
         minor: u32,
         /// The setting.
         what: &'static str,
+    },
+    /// A handler with a sandbox controller (`sandboxer`) on containerd 1.x,
+    /// whose CRI has none to choose (1.7's experimental `sandbox_mode` is
+    /// not written).
+    #[error(
+        "handler {handler}: Sandboxer={sandboxer} needs containerd 2.x (config version 3); \
+         containerd {major}.{minor} has no sandboxer setting"
+    )]
+    NoSandboxer {
+        /// The handler's name.
+        handler: String,
+        /// What it asked for.
+        sandboxer: String,
+        /// The version's major.
+        major: u32,
+        /// The version's minor.
+        minor: u32,
+    },
+    /// A handler that turns off CRI's pull of the sandbox image on a
+    /// containerd older than 2.4, whose CRI has no such switch and pulls it
+    /// for every pod.
+    #[error(
+        "handler {handler}: DisablePauseImagePull=true needs containerd 2.4 or newer \
+         (disable_pause_image_pull); containerd {major}.{minor} pulls the sandbox image \
+         for every pod"
+    )]
+    NoPausePullSwitch {
+        /// The handler's name.
+        handler: String,
+        /// The version's major.
+        major: u32,
+        /// The version's minor.
+        minor: u32,
     },
     /// The structs did not serialize (a non-UTF-8 path).
     #[error("serializing the config: {0}")]

@@ -72,8 +72,10 @@ struct CriArgs {
     /// Turn on the CRI plugin.
     #[arg(long)]
     cri: bool,
-    /// NAME=TYPE[:SHIM[:BINARY]][,SystemdCgroup=true][,ShimCgroup=PATH], e.g.
-    /// tether=io.containerd.tether.v2:/path/shim (repeatable).
+    /// NAME=TYPE[:SHIM[:BINARY]][,SystemdCgroup=true][,ShimCgroup=PATH]
+    /// [,Sandboxer=shim|podsandbox][,DisablePauseImagePull=true], e.g.
+    /// tether=io.containerd.tether.v2:/path/shim (repeatable; Sandboxer
+    /// needs containerd 2.x, DisablePauseImagePull 2.4 or newer).
     #[arg(long = "handler", value_parser = Handler::parse, requires = "cri")]
     handlers: Vec<Handler>,
     /// The CRI's default handler (default: the first).

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
+mod sandboxer;
+
 const TMP: &str = "/tmp/tether-critest.abc";
 
 fn today(name: &str) -> toml::Value {
@@ -41,6 +43,8 @@ fn critest_settings(version: Version) -> Settings {
         binary_name: binary,
         systemd_cgroup: false,
         shim_cgroup: None,
+        sandboxer: None,
+        disable_pause_image_pull: false,
     };
     let mut s = Settings::in_dir(tmp);
     s.cri = Some(Cri {
@@ -215,6 +219,8 @@ fn handlers_parse_from_the_command_line_form() {
             binary_name: Some("crun".into()),
             systemd_cgroup: false,
             shim_cgroup: None,
+            sandboxer: None,
+            disable_pause_image_pull: false,
         }
     );
     let runc = Handler::parse("runc=io.containerd.runc.v2").unwrap();
@@ -238,6 +244,8 @@ fn handlers_parse_with_their_cgroup_options() {
             binary_name: Some("/usr/sbin/runc".into()),
             systemd_cgroup: true,
             shim_cgroup: Some("/tether-shims.slice".into()),
+            sandboxer: None,
+            disable_pause_image_pull: false,
         }
     );
     let off = Handler::parse("runc=io.containerd.runc.v2,SystemdCgroup=false").unwrap();
@@ -247,6 +255,12 @@ fn handlers_parse_with_their_cgroup_options() {
         "runc=io.containerd.runc.v2,SystemdCgroup",
         "runc=io.containerd.runc.v2,ShimCgroup=",
         "runc=io.containerd.runc.v2,NoPivotRoot=true",
+        "runc=io.containerd.runc.v2,Sandboxer=vm",
+        "runc=io.containerd.runc.v2,Sandboxer=",
+        "runc=io.containerd.runc.v2,sandboxer=shim",
+        "runc=io.containerd.runc.v2,DisablePauseImagePull=yes",
+        "runc=io.containerd.runc.v2,DisablePauseImagePull",
+        "runc=io.containerd.runc.v2,disable_pause_image_pull=true",
     ] {
         assert!(Handler::parse(bad).is_err(), "{bad}");
     }

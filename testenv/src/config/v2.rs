@@ -119,7 +119,7 @@ pub(super) fn render(
         Some(cri) => {
             let mut runtimes = BTreeMap::new();
             for h in &cri.handlers {
-                runtimes.insert(h.name.as_str(), runtime(h, files_dir, &mut files)?);
+                runtimes.insert(h.name.as_str(), runtime(h, files_dir, &mut files, version)?);
             }
             Some(Cri {
                 sandbox_image: &cri.sandbox_image,
@@ -170,7 +170,17 @@ fn runtime<'a>(
     h: &'a Handler,
     files_dir: &Path,
     files: &mut Vec<(PathBuf, String)>,
+    version: Version,
 ) -> Result<Runtime<'a>, ConfigError> {
+    if let Some(sandboxer) = &h.sandboxer {
+        return Err(ConfigError::NoSandboxer {
+            handler: h.name.clone(),
+            sandboxer: sandboxer.clone(),
+            major: version.major,
+            minor: version.minor,
+        });
+    }
+    h.pause_image_pull_off(version)?;
     let runc = h.options();
     let options = if h.is_runc_type() {
         Options::Runc(runc)

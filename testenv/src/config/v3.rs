@@ -118,6 +118,14 @@ struct Runtime<'a> {
     runtime_type: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     runtime_path: Option<&'a Path>,
+    /// The CRI's sandbox controller for this handler's pods: `shim` (the
+    /// shim's Sandbox API) or `podsandbox` (containerd's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sandboxer: Option<&'a str>,
+    /// CRI skips its pull of the sandbox image for this handler's pods
+    /// (containerd 2.4 and newer).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disable_pause_image_pull: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     options: Option<RuncOptions<'a>>,
 }
@@ -184,8 +192,8 @@ pub(super) fn render(s: &Settings, version: Version) -> Result<Rendered, ConfigE
                 runtimes: cri
                     .handlers
                     .iter()
-                    .map(|h| (h.name.as_str(), runtime(h)))
-                    .collect(),
+                    .map(|h| Ok((h.name.as_str(), runtime(h, version)?)))
+                    .collect::<Result<_, ConfigError>>()?,
             },
             cni: cri.cni.as_ref().map(|c| Cni {
                 bin_dirs: [&c.bin_dir],
@@ -215,15 +223,17 @@ pub(super) fn render(s: &Settings, version: Version) -> Result<Rendered, ConfigE
     })
 }
 
-fn runtime(h: &Handler) -> Runtime<'_> {
+fn runtime(h: &Handler, version: Version) -> Result<Runtime<'_>, ConfigError> {
     let options = (h.is_runc_type()
         || h.binary_name.is_some()
         || h.systemd_cgroup
         || h.shim_cgroup.is_some())
     .then(|| h.options());
-    Runtime {
+    Ok(Runtime {
         runtime_type: &h.runtime_type,
         runtime_path: h.shim.as_deref(),
+        sandboxer: h.sandboxer.as_deref(),
+        disable_pause_image_pull: h.pause_image_pull_off(version)?,
         options,
-    }
+    })
 }
