@@ -2,7 +2,8 @@
 # Kubernetes end to end: a real one-node cluster (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubelet and kubectl, built from the
 # Go module proxy by scripts/kube/build.sh) on a private containerd with the
-# CRI plugin, running pods through the RuntimeClasses `tether` and `runc`;
+# CRI plugin, running pods through the RuntimeClasses `tether`,
+# `tether-sandbox` (pods without pause; containerd 2.x only) and `runc`;
 # the checks are in scripts/kube/checks.sh.
 #
 #   scripts/kube-e2e.sh [--containerd VERSION] [--runc VERSION] [--shim PATH]
@@ -16,7 +17,7 @@
 #   --shim PATH           the tether shim (default: cargo build --release)
 #   --keep                keep the private temp dir
 #
-# Environment: KUBE_HANDLERS (default "tether runc"). Everything runs under a
+# Environment: KUBE_HANDLERS (default "tether tether-sandbox runc"). Everything runs under a
 # private temp dir and is stopped by PID at the end, failure included
 # (scripts/critest.sh --exec does containerd, the registry and CNI;
 # scripts/kube/cluster.sh the Kubernetes components). Needs root, Go, openssl.

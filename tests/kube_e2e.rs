@@ -1,8 +1,9 @@
 //! Kubernetes end to end: `scripts/kube-e2e.sh` builds (or takes from the
 //! cache) etcd and Kubernetes from the Go module proxy, starts a one-node
 //! cluster on a private containerd 2.3.7 with the CRI plugin, and runs pods
-//! through the RuntimeClasses `tether` (this shim) and `runc` (containerd's
-//! Go shim) side by side, both running the newest runc of
+//! through the RuntimeClasses `tether` (this shim), `tether-sandbox` (this
+//! shim as the pods' sandbox, no pause) and `runc` (containerd's Go shim)
+//! side by side, both running the newest runc of
 //! tests/peers/runc-matrix. Every check must pass for both; the checks are
 //! listed in scripts/kube/checks.sh (among them a `hostUsers: false` pod).
 //!
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use common::script_checks;
 
-const HANDLERS: [&str; 2] = ["tether", "runc"];
+const HANDLERS: [&str; 3] = ["tether", "tether-sandbox", "runc"];
 const CHECKS: [&str; 11] = [
     "running",
     "logs",

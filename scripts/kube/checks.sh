@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Kubernetes checks on a one-node cluster (scripts/kube/cluster.sh), run by
 # scripts/kube-e2e.sh inside `scripts/critest.sh --exec` (a private containerd
-# with the CRI plugin and the runtime handlers runc and tether). Needs
+# with the CRI plugin and the runtime handlers runc, tether and
+# tether-sandbox). Needs
 # KUBE_BIN (scripts/kube/build.sh's bin dir) and critest.sh's environment.
 #
 # Every check runs for the RuntimeClass `tether` (handler tether, this
-# repository's shim) and the RuntimeClass `runc` (containerd's Go shim), each
-# in a namespace of its own, in the same run:
+# repository's shim), `tether-sandbox` (the same shim as the pods' sandbox:
+# no pause) and `runc` (containerd's Go shim), each in a namespace of its
+# own, in the same run:
 #
 #   running          a pod reaches Running, and its container is run by the
 #                    handler's shim (CRI's runtimeType and the shim's exe)
@@ -41,9 +43,11 @@ here="$(cd "$(dirname "$0")/../.." && pwd)"
 # shellcheck source=cluster.sh
 source "$here/scripts/kube/cluster.sh"
 export CRI_CONFIG_FILE="${CRI_CONFIG_FILE:-$CRI_TMP/crictl.yaml}"
-read -r -a handlers <<<"${KUBE_HANDLERS:-tether runc}"
+read -r -a handlers <<<"${KUBE_HANDLERS:-tether tether-sandbox runc}"
 img="$CRI_BUSYBOX_IMAGE"
 tasks="$CONTAINERD_STATE/io.containerd.runtime.v2.task/k8s.io"
+# Where containerd puts a shim sandbox's bundle (handler tether-sandbox).
+sandboxes="$CONTAINERD_STATE/io.containerd.sandbox.controller.v1.shim/k8s.io"
 crictl() { "$CRICTL" "$@"; }
 
 total_pass=0 total_fail=0
@@ -242,15 +246,21 @@ check_running() {
 }
 
 # pod_sandbox NS POD: the pod's sandbox id
-pod_sandbox() { crictl pods --namespace "$1" --name "$2" --state ready -q 2>/dev/null | head -n1; }
-# shim_pids EXE ID...: processes running EXE whose cwd is one of the IDs' bundle
+# (crictl's filters are regular expressions: anchored, or e2e-tether would
+# match e2e-tether-sandbox too)
+pod_sandbox() { crictl pods --namespace "^$1\$" --name "^$2\$" --state ready -q 2>/dev/null | head -n1; }
+# shim_pids EXE ID...: processes running EXE whose cwd is one of the IDs'
+# bundle (a task's, or for tether-sandbox the pod's sandbox bundle); the
+# pods' holders (the same binary) are not shims
 shim_pids() {
     local exe="$1" p cwd id; shift
     for p in /proc/[0-9]*; do
         [[ "$(readlink "$p/exe" 2>/dev/null)" == "$exe" ]] || continue
+        [[ "$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" == *--tether-pod-holder* ]] && continue
         cwd="$(readlink "$p/cwd" 2>/dev/null)" || continue
         for id in "$@"; do
-            [[ -n "$id" && "$cwd" == "$tasks/$id" ]] && { echo "${p#/proc/}"; break; }
+            [[ -n "$id" && ( "$cwd" == "$tasks/$id" || "$cwd" == "$sandboxes/$id" ) ]] &&
+                { echo "${p#/proc/}"; break; }
         done
     done
 }

@@ -219,6 +219,11 @@ apiVersion: node.k8s.io/v1
 kind: RuntimeClass
 metadata: {name: runc}
 handler: runc
+---
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: tether-sandbox}
+handler: tether-sandbox
 EOF
     klog "cluster up in $((SECONDS - t0)) s ($("$KUBE_BIN/kubelet" --version))"
 }
