@@ -32,6 +32,20 @@ fn with_sandbox_handler(version: Version) -> Settings {
     s
 }
 
+/// The tether-sandbox handler's own table.
+const SANDBOX_TABLE: &str =
+    "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.tether-sandbox]";
+
+/// The lines of [`SANDBOX_TABLE`] in a rendered config, up to the next table.
+fn handler_table(config: &str) -> Vec<&str> {
+    config
+        .lines()
+        .skip_while(|l| *l != SANDBOX_TABLE)
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .collect()
+}
+
 #[test]
 fn a_sandboxer_is_the_handler_s_key_on_2_x() {
     for version in ["2.0.14", "2.3.7", "2.4.2"] {
@@ -42,17 +56,10 @@ fn a_sandboxer_is_the_handler_s_key_on_2_x() {
         )
         .unwrap();
         // In the handler's own table, under the exact key containerd reads.
-        let table = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.tether-sandbox]";
-        let section: Vec<&str> = r
-            .config
-            .lines()
-            .skip_while(|l| *l != table)
-            .skip(1)
-            .take_while(|l| !l.starts_with('['))
-            .collect();
+        let section = handler_table(&r.config);
         assert!(
             section.contains(&"sandboxer = \"shim\""),
-            "{version}: no sandboxer line under {table}:\n{}",
+            "{version}: no sandboxer line under {SANDBOX_TABLE}:\n{}",
             r.config
         );
         let runtimes =
@@ -131,17 +138,10 @@ fn the_pause_pull_switch_is_the_handler_s_key_on_2_4() {
         .unwrap();
         // In the handler's own table, under the exact key containerd 2.4
         // reads (internal/cri/config/config.go, Runtime.DisablePauseImagePull).
-        let table = "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.tether-sandbox]";
-        let section: Vec<&str> = r
-            .config
-            .lines()
-            .skip_while(|l| *l != table)
-            .skip(1)
-            .take_while(|l| !l.starts_with('['))
-            .collect();
+        let section = handler_table(&r.config);
         assert!(
             section.contains(&"disable_pause_image_pull = true"),
-            "{version}: no disable_pause_image_pull line under {table}:\n{}",
+            "{version}: no disable_pause_image_pull line under {SANDBOX_TABLE}:\n{}",
             r.config
         );
         let runtimes =
