@@ -85,6 +85,31 @@ async fn a_pod_lives_in_its_holder_and_goes_with_stop_and_shutdown() {
         (st.sandbox_id.as_str(), st.pid, st.state.as_str()),
         (pod.id.as_str(), pid, "SANDBOX_READY")
     );
+    // Metrics: the pod's cgroup parent's, as the cgroups Metrics Any.
+    let req = SandboxMetricsRequest {
+        sandbox_id: pod.id.clone(),
+        ..Default::default()
+    };
+    let m = pod
+        .client
+        .sandbox_metrics(ctx(), &req)
+        .await
+        .unwrap()
+        .metrics
+        .unwrap();
+    assert_eq!(m.id, pod.id);
+    let data = m.data.as_ref().unwrap();
+    assert!(
+        data.type_url.starts_with("io.containerd.cgroups.v"),
+        "{}",
+        data.type_url
+    );
+    if data.type_url == "io.containerd.cgroups.v1.Metrics" {
+        // The parent counts the holder, in its leaf.
+        use protobuf::Message;
+        let v1 = tether::protos::cgroup1_metrics::Metrics::parse_from_bytes(&data.value).unwrap();
+        assert_eq!(v1.pids.current, 1, "{v1:?}");
+    }
     // Verbose: the JSON CRI decodes into its sandbox info.
     let req = SandboxStatusRequest {
         sandbox_id: pod.id.clone(),
