@@ -8,6 +8,7 @@
 
 mod log;
 mod pidfd;
+mod pidfd_store;
 mod run;
 mod timeouts;
 

@@ -6,19 +6,23 @@
 //! The binary itself is asked, by what `create --help` and `exec --help`
 //! list, not by its version string: a wrapper script, a distribution's
 //! patched runc or another runtime is judged by what it accepts. The answer
-//! is kept per binary file (path, device, inode, size, modification time)
-//! for the life of the daemon, so a runc replaced on disk is asked again. A
-//! binary whose help cannot be read in time (missing, failing, hanging) is
-//! taken not to; so is any runtime when the kernel has no pidfds (before
-//! 5.3).
+//! is kept per binary file (path, device, inode, size, modification and
+//! change times), so a runc replaced on disk is asked again: in the daemon,
+//! and in a file under [`KNOWN_DIR`] that later shims read instead of
+//! asking (each shim is a new process, and the two `--help` runs cost the
+//! first Create of every pod and every `ctr run` about 10 ms). A binary
+//! whose help cannot be read in time (missing, failing, hanging) is taken
+//! not to, and that answer is not written down; so is any runtime when the
+//! kernel has no pidfds (before 5.3).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::log::Invocation;
+use super::pidfd_store as store;
 use super::Runc;
 
 /// How long one `--help` may take.
@@ -27,11 +31,18 @@ const PROBE_LIMIT: Duration = Duration::from_secs(10);
 /// The flag looked for.
 const FLAG: &[u8] = b"--pidfd-socket";
 
-/// One binary file, as found on disk.
+/// Where the answers are written down for the shims that come later: a
+/// directory of root's own (0700, on /run's tmpfs, so gone at boot), one
+/// file per binary file, named by the hash of its [`Identity`].
+pub const KNOWN_DIR: &str = "/run/tether/runtime-flags";
+
+/// One binary file, as found on disk: its path, and its device, inode,
+/// size, mtime and ctime (seconds, nanoseconds). ctime cannot be set back
+/// by hand, so a file rewritten with the same size and mtime differs too.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Identity {
-    path: PathBuf,
-    file: Option<(u64, u64, u64, i64, i64)>,
+pub(super) struct Identity {
+    pub(super) path: PathBuf,
+    pub(super) file: Option<[i64; 7]>,
 }
 
 static KNOWN: Mutex<BTreeMap<Identity, bool>> = Mutex::new(BTreeMap::new());
@@ -47,16 +58,25 @@ impl Runc {
         if let Some(known) = lock().get(&id) {
             return *known;
         }
+        let dir = Path::new(KNOWN_DIR);
+        if let Some(known) = store::read(dir, &id) {
+            lock().insert(id, known);
+            return known;
+        }
         // Not under the lock: two creates at once may both ask, harmlessly.
         let (create, exec) = tokio::join!(self.lists_flag("create"), self.lists_flag("exec"));
-        let takes = create && exec;
+        let takes = create.unwrap_or(false) && exec.unwrap_or(false);
         tracing::info!(binary, path = %id.path.display(), takes, "whether the runtime takes --pidfd-socket");
+        if create.is_some() && exec.is_some() {
+            store::write(dir, &id, takes);
+        }
         lock().insert(id, takes);
         takes
     }
 
-    /// Whether `<binary> <sub> --help` lists the flag.
-    async fn lists_flag(&self, sub: &'static str) -> bool {
+    /// Whether `<binary> <sub> --help` lists the flag; None when the help
+    /// could not be read.
+    async fn lists_flag(&self, sub: &'static str) -> Option<bool> {
         let mut cmd = Command::new(&self.record.binary);
         cmd.args([sub, "--help"]).env_remove("NOTIFY_SOCKET");
         // No log file: `--help` writes none (and nothing is kept).
@@ -70,10 +90,10 @@ impl Runc {
             "exec --help"
         };
         match self.run_within(op, inv, true, Some(PROBE_LIMIT)).await {
-            Ok(out) => out.stdout.windows(FLAG.len()).any(|w| w == FLAG),
+            Ok(out) => Some(out.stdout.windows(FLAG.len()).any(|w| w == FLAG)),
             Err(e) => {
                 tracing::warn!(error = %e, "asking the runtime for its flags");
-                false
+                None
             }
         }
     }
@@ -91,7 +111,7 @@ fn kernel_has_pidfds() -> bool {
 
 /// The file `binary` runs (looked up in PATH as exec does when it has no
 /// slash), and what tells one version of that file from another.
-fn identity(binary: &str) -> Identity {
+pub(super) fn identity(binary: &str) -> Identity {
     use std::os::unix::fs::MetadataExt;
     let path = if binary.contains('/') {
         PathBuf::from(binary)
@@ -99,18 +119,15 @@ fn identity(binary: &str) -> Identity {
         in_path(binary).unwrap_or_else(|| PathBuf::from(binary))
     };
     let file = std::fs::metadata(&path).ok().map(|m| {
-        let mtime = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .unwrap_or_default();
-        (
-            m.dev(),
-            m.ino(),
-            m.size(),
-            mtime.as_secs() as i64,
-            i64::from(mtime.subsec_nanos()),
-        )
+        [
+            m.dev() as i64,
+            m.ino() as i64,
+            m.size() as i64,
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ]
     });
     Identity { path, file }
 }
