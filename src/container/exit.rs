@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
+use super::inflight::KILLS_GRACE;
 use super::{Container, Op, EXEC_DRAIN_LIMIT};
 use crate::error::Result;
 use crate::events::Event;
@@ -74,6 +75,11 @@ impl Container {
             token
                 .run_until_cancelled(process.drain(Some(EXEC_DRAIN_LIMIT)))
                 .await;
+        }
+        // A Kill that caused this exit answers its caller first.
+        let kills = self.kills.settled(KILLS_GRACE);
+        if token.run_until_cancelled(kills).await == Some(false) {
+            tracing::debug!(id = %self.id, "a Kill is still in flight; reporting the exit anyway");
         }
         let info = ExitInfo {
             status: exit.status,

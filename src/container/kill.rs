@@ -30,6 +30,9 @@ use crate::process::{finished_error, ExitInfo, Phase};
 impl Container {
     /// Sends `signal` to init (or to every process with `all`) or to an exec.
     pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        // Counted from before the signal until the reply: an exit it causes
+        // is published after it (see `inflight`).
+        let _in_flight = self.kills.begin();
         let p = self.process(exec_id)?;
         self.allow(Op::Kill, &p)?;
         if !p.is_init() {

@@ -42,6 +42,7 @@ mod create;
 mod exec;
 mod exit;
 mod gate;
+mod inflight;
 mod kill;
 mod lifecycle;
 mod pidfd;
@@ -98,6 +99,8 @@ pub struct Container {
     /// The operations that change the container through runc, one at a
     /// time, and whether Pause froze it (see the module's doc).
     gate: gate::Gate,
+    /// Its Kills in flight, which its exits wait for (see `inflight`).
+    kills: inflight::Kills,
     /// The container's tasks: its exit handlers, its OOM watch and its
     /// processes' copy loops. Cancelled when the container is deleted or
     /// handed over; a child of the daemon's.
@@ -192,6 +195,7 @@ impl Container {
             kill_all_on_exit: parts.kill_all_on_exit,
             watched: Default::default(),
             gate: gate::Gate::new(parts.paused),
+            kills: inflight::Kills::new(),
             tasks,
             publisher,
             reaper,
