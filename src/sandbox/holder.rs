@@ -44,9 +44,15 @@ pub struct Holder {
     pub pidfd: OwnedFd,
 }
 
-/// Starts a holder for `plan`. Its pid is returned once the holder is in
-/// place; the caller registers it for its exit.
-pub async fn spawn(plan: &PodPlan, reaper: &Reaper) -> Result<Holder> {
+/// Starts a holder for `plan`, in the cgroup `leaf` if given. Its pid is
+/// returned once the holder is in place; the caller registers it for its
+/// exit.
+///
+/// The first half goes into `leaf` before it reads its plan, so the holder
+/// it forks is born there. Joining a v1 cgroup can wait about 10 ms for the
+/// kernel (an RCU grace period); the first half's exec and start-up run in
+/// that time.
+pub async fn spawn(plan: &PodPlan, leaf: Option<&str>, reaper: &Reaper) -> Result<Holder> {
     let exe = std::env::current_exe().map_err(Error::io("finding", "/proc/self/exe"))?;
     let helper = |source| Error::Helper {
         what: "starting the pod holder",
@@ -64,6 +70,12 @@ pub async fn spawn(plan: &PodPlan, reaper: &Reaper) -> Result<Holder> {
     let (mut child, exited) = reaper.spawn(&mut cmd).map_err(helper)?;
     let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
     let group = child.id();
+    if let Some(leaf) = leaf {
+        if let Err(e) = super::cgroup::place(leaf, group) {
+            reaper.kill_group(group);
+            return Err(e);
+        }
+    }
     let talk = async {
         let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
             return Err(std::io::Error::other("no pipes"));

@@ -226,19 +226,15 @@ impl Sandbox {
 
     async fn start_holder(&self, services: &Services) -> Result<(u32, SystemTime)> {
         self.files.prepare(&self.plan)?;
-        let h = holder::spawn(&self.plan, &services.reaper).await?;
+        let h = holder::spawn(&self.plan, self.leaf.as_deref(), &services.reaper).await?;
         let pid = h.pid;
         let key = crate::router::ProcessKey {
             container: self.id.clone(),
             exec: String::new(),
         };
         let early = services.router.register(pid, key);
-        let placed = match &self.leaf {
-            Some(leaf) if early.is_none() => cgroup::place(leaf, pid),
-            _ => Ok(()),
-        };
         self.inner().pid = pid;
-        if let Err(e) = placed.and_then(|()| self.save_record()) {
+        if let Err(e) = self.save_record() {
             holder::kill(&h);
             services.router.forget(pid);
             return Err(e);
