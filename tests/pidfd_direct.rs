@@ -283,3 +283,108 @@ async fn sigkill_of_a_frozen_container_still_goes_through_runc() {
         f.delete().await;
     }
 }
+
+/// Where a shim writes down whether `binary` takes `--pidfd-socket`:
+/// `/run/tether/runtime-flags/<sha256 of its path and its device, inode,
+/// size, mtime and ctime>` (see `runc::pidfd_store`).
+fn known_answer_file(binary: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(binary).unwrap();
+    let mut digest = Sha256::new();
+    digest.update(binary.as_os_str().as_encoded_bytes());
+    let file = [
+        m.dev() as i64,
+        m.ino() as i64,
+        m.size() as i64,
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ];
+    for n in file {
+        digest.update(b"\0");
+        digest.update(n.to_string().as_bytes());
+    }
+    let hex: String = digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Path::new("/run/tether/runtime-flags").join(hex)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_later_shim_reads_the_answer_instead_of_asking_the_runtime_again() {
+    let runc = Recorded::new(&runc_dir(NEWEST_RUNC).join("runc"));
+    let answer = known_answer_file(&runc.wrapper);
+    let (first, _) = running(&runc).await;
+    let asked = runc
+        .calls()
+        .iter()
+        .filter(|c| c.contains(&"--help".into()))
+        .count();
+    assert_eq!(asked, 2, "create and exec --help: {:?}", runc.calls());
+    assert_eq!(std::fs::read_to_string(&answer).unwrap(), "yes\n");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&answer), 0o600);
+    assert_eq!(mode(answer.parent().unwrap()), 0o700);
+
+    // A second shim (a new process, nothing in memory) with the same runtime.
+    let (second, _) = running(&runc).await;
+    let asked_again = runc
+        .calls()
+        .iter()
+        .filter(|c| c.contains(&"--help".into()))
+        .count();
+    assert_eq!(asked_again, 2, "the second shim asked: {:?}", runc.calls());
+    let create = runc.of("create").pop().unwrap();
+    assert!(create.contains(&"--pidfd-socket".into()), "{create:?}");
+    assert_eq!(pidfds_of(second.shim_pid).len(), 1);
+
+    for f in [&first, &second] {
+        kill_init(f).await;
+        f.delete().await;
+    }
+    std::fs::remove_file(&answer).unwrap();
+}
+
+/// containerd deletes a task, and may shut its shim down, when it hears the
+/// exit; a Kill whose reply comes after that fails with "ttrpc: closed". So
+/// an exit caused by a Kill through `runc kill` is published only once that
+/// Kill has returned: here `runc kill` lingers 0.5 s after signalling.
+#[tokio::test(flavor = "current_thread")]
+async fn an_exit_is_published_after_the_kill_that_caused_it_returned() {
+    let system = find_in_path("runc").expect("runc in PATH");
+    let runc = Recorded::new(&system);
+    let done = runc.log.with_file_name("kill-done");
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \" $* \" in\n*\" kill \"*) '{runc}' \"$@\"; rc=$?; sleep 0.5; date +%s%N >> '{done}'; exit $rc;;\nesac\nexec '{runc}' \"$@\"\n",
+        log = runc.log.display(),
+        runc = system.display(),
+        done = done.display(),
+    );
+    std::fs::write(&runc.wrapper, script).unwrap();
+    let (f, _init) = running(&runc).await;
+    kill_init(&f).await;
+    assert!(
+        !runc.of("kill").is_empty(),
+        "through runc: {:?}",
+        runc.calls()
+    );
+    f.wait_for_topic("/tasks/exit", 1).await;
+    // The first `runc kill`'s end (kill_init's second Kill may run another).
+    let stamps = std::fs::read_to_string(&done).unwrap();
+    let killed: i128 = stamps.lines().next().unwrap().parse().unwrap();
+    let published = f.sink.published.lock().unwrap().clone();
+    let (_, exit_at) = published
+        .iter()
+        .find(|(topic, _)| topic == "/tasks/exit")
+        .expect("the exit was published");
+    assert!(
+        *exit_at > killed,
+        "the exit was published {} ms before runc kill returned",
+        (killed - exit_at) / 1_000_000
+    );
+    f.delete().await;
+}

@@ -52,6 +52,9 @@ pub fn ctx() -> ttrpc::context::Context {
 #[derive(Default)]
 pub struct Sink {
     pub got: Mutex<Vec<(String, Any)>>,
+    /// Each event's topic and its envelope's timestamp (when the shim
+    /// published it), in nanoseconds since the epoch.
+    pub published: Mutex<Vec<(String, i128)>>,
 }
 
 #[async_trait::async_trait]
@@ -63,6 +66,9 @@ impl Events for Sink {
     ) -> ttrpc::Result<protobuf::well_known_types::empty::Empty> {
         let env = req.envelope.into_option().expect("an envelope");
         assert!(env.timestamp.seconds > 0, "envelope timestamp must be set");
+        let at =
+            i128::from(env.timestamp.seconds) * 1_000_000_000 + i128::from(env.timestamp.nanos);
+        self.published.lock().unwrap().push((env.topic.clone(), at));
         self.got.lock().unwrap().push((
             env.topic.clone(),
             env.event.into_option().expect("an event"),
