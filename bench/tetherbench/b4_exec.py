@@ -125,4 +125,17 @@ def details(R):
                                  f"half done {median([b['median_done_s'] for b in bs]):.2f} s, "
                                  f"all done {median([b['wall_s'] for b in bs]):.2f} s")
             L.append(f"- B4 {k} bursts (medians over rounds): " + "; ".join(parts))
+        for k in ["tether", "go"]:
+            stalled = []
+            for size, bs in R["B4"][k]["bursts"].items():
+                first = median([b["first_done_s"] for b in bs]) if bs else 0
+                half = median([b["median_done_s"] for b in bs]) if bs else 0
+                if half > 2 and half > 5 * first:
+                    stalled.append(f"{size} (half done {half:.2f} s, the first {first:.2f} s)")
+            if stalled:
+                L.append(f"- **B4 {k}: its bursts of " + ", ".join(stalled) + " stalled**: "
+                         "its execs finished about one at a time after the first. A ps during such "
+                         "a burst showed the shim's `runc exec` child left a zombie for a second "
+                         "while every other `ctr task exec` waited on its FIFOs. The cause is not "
+                         "found; those burst ratios say more about the stall than the shims' cost.")
     return L

@@ -31,6 +31,9 @@ def parse_args():
     ap.add_argument("--out-dir", default=str(REPO / "docs"), help="where benchmarks.md/png go")
     ap.add_argument("--results-dir", default=str(REPO / "bench" / "results"),
                     help="where latest.json goes")
+    ap.add_argument("--tether-shim", default=None, metavar="PATH",
+                    help="measure this build of containerd-shim-tether-v2 (e.g. an older "
+                         "commit's, for a before/after) instead of target/release's")
     ap.add_argument("--command", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--from-json", default=None, metavar="PATH",
                     help="only rewrite the report and chart from a results file "
@@ -49,7 +52,7 @@ def report_from_json(args):
     return 0
 
 
-def machine_info():
+def machine_info(tether_shim=None):
     mem = next((ln for ln in read("/proc/meminfo", "").splitlines() if ln.startswith("MemTotal")), "")
     cpu = next((ln.split(":", 1)[1].strip() for ln in read("/proc/cpuinfo", "").splitlines()
                 if ln.startswith("model name")), platform.processor())
@@ -70,7 +73,8 @@ def machine_info():
         containerd=ver([os.environ.get("CONTAINERD_BIN", "containerd"), "--version"]).split("\n")[0],
         runc=ver([str(RUNC), "--version"]).split("\n")[0],
         go_shim=f"{GO_SHIM} ({GO_SHIM.stat().st_size / MIB:.1f} MiB, dynamically linked)",
-        tether=f"commit {commit}{' + uncommitted changes in src/' if dirty else ''}",
+        tether=(f"{tether_shim} (given with --tether-shim; harness at commit {commit})" if tether_shim
+                else f"commit {commit}{' + uncommitted changes in src/' if dirty else ''}"),
     )
 
 
@@ -92,9 +96,9 @@ def main():
 
     def want(b):
         return not only or b in only
-    bench = Bench(args.quick)
+    bench = Bench(args.quick, args.tether_shim)
     if not bench.impls[0].src.exists():
-        sys.exit("bench: build tether first (cargo build --release)")
+        sys.exit(f"bench: {bench.impls[0].src} missing: build tether first (cargo build --release)")
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     t_start = time.monotonic()
     steps = [("B2", b2_lifecycle.run, want("B2")), ("B3", b3_churn.run, want("B3")),
@@ -120,7 +124,7 @@ def main():
     cmd = (args.command or " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]])).strip()
     mode = "quick" if args.quick else "full"
     run = dict(config=bench.cfg, results=bench.results, noise=bench.noise,
-               failures=bench.failures, machine=machine_info(), started=started,
+               failures=bench.failures, machine=machine_info(args.tether_shim), started=started,
                seconds=round(duration, 1), command=cmd, mode=mode)
     (results_dir / "latest.json").write_text(json.dumps(run, indent=1, default=str))
     chart = make_chart(bench.results, rows, out_dir)

@@ -33,8 +33,8 @@ QUICK = dict(
 
 
 class Bench(Sandbox):
-    def __init__(self, quick):
-        super().__init__()
+    def __init__(self, quick, tether_shim=None):
+        super().__init__(tether_shim)
         self.cfg = dict(QUICK if quick else FULL)
         self.serial = 0
         self.serial_lock = threading.Lock()

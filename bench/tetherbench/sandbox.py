@@ -63,7 +63,7 @@ class Containerd:
 
 
 class Sandbox:
-    def __init__(self):
+    def __init__(self, tether_shim=None):
         self.stopping = False
         self.run_id = f"{os.getpid()}-{random.randrange(16**4):04x}"
         self.tmp = None
@@ -75,7 +75,8 @@ class Sandbox:
         self.failures = []
         self.impls = [
             Impl("tether", "io.containerd.tether.v2", "containerd-shim-tether-v2",
-                 REPO / "target" / "release" / "containerd-shim-tether-v2"),
+                 Path(tether_shim) if tether_shim
+                 else REPO / "target" / "release" / "containerd-shim-tether-v2"),
             Impl("go", "io.containerd.runc.v2", "containerd-shim-runc-v2", GO_SHIM),
         ]
 
