@@ -84,7 +84,8 @@ def test_v2_section_script(tmp_path):
 
 
 def test_b8_script_imports_the_package():
-    env = dict(os.environ, CRICTL="crictl", CRI_TMP="/nonexistent", CONTAINERD_STATE="/nonexistent",
+    env = dict(os.environ, CRICTL="crictl", CRI_ENDPOINT="unix:///nonexistent", CRI_TMP="/nonexistent",
+               CONTAINERD_STATE="/nonexistent",
                CRI_BUSYBOX_IMAGE="busybox", CRI_SHIM="/nonexistent")
     out = subprocess.run([sys.executable, BENCH / "b8_pods.py", "--help"], env=env,
                          capture_output=True, text=True)
