@@ -16,8 +16,9 @@ use std::time::Duration;
 use common::script_checks;
 
 const HANDLERS: [&str; 3] = ["tether", "tether-sandbox", "runc"];
-const CHECKS: [&str; 11] = [
+const CHECKS: [&str; 12] = [
     "running",
+    "describe",
     "logs",
     "exec",
     "liveness",

@@ -12,6 +12,9 @@
 #
 #   running          a pod reaches Running, and its container is run by the
 #                    handler's shim (CRI's runtimeType and the shim's exe)
+#   describe         `kubectl describe pod` of that pod has the fields, states,
+#                    conditions and events (type, reason, source) of the runc
+#                    handler's pod (for runc: it describes at all)
 #   logs             `kubectl logs` shows its stdout and stderr lines
 #   exec             `kubectl exec` returns the command's exit code (7) and output
 #   liveness         an exec liveness probe that starts failing restarts the
@@ -266,6 +269,58 @@ shim_pids() {
 }
 ppid_of() { awk '{sub(/^.*\) /, ""); print $2}' "/proc/$1/stat" 2>/dev/null; }
 
+# describe_shape NS POD: `kubectl describe pod` without what differs from
+# pod to pod: each "Key:" line (indented as shown) with the value kept only
+# for the state keys, and the events as "type reason from"
+describe_shape() {
+    kubectl -n "$1" describe pod "$2" 2>/dev/null | python3 -c '
+import re, sys
+keep = {"Status", "Ready", "State", "Reason", "Restart Count", "QoS Class",
+        "Initialized", "ContainersReady", "PodScheduled", "PodReadyToStartContainers"}
+events, seen = False, set()
+for line in sys.stdin.read().splitlines():
+    if line.startswith("Events:"):
+        events = True
+        continue
+    if events:
+        cols = line.split()
+        if len(cols) >= 4 and cols[0] in ("Normal", "Warning"):
+            # an age may read "5s (x3 over 10s)". Not the runtime'"'"'s doing: the
+            # scheduler'"'"'s (pods made before the node is ready) and the image
+            # pulls (the first pod pulls, and the kubelet'"'"'s pull rate limit may
+            # fail one and retry)
+            grouped = cols[3].startswith("(x") and len(cols) > 6
+            source = cols[6] if grouped else cols[3]
+            message = " ".join(cols[7:] if grouped else cols[4:])
+            if source != "default-scheduler" and cols[1] != "Pulling" \
+                    and "ImagePull" not in message and "pull image" not in message:
+                seen.add(" ".join(["event", cols[0], cols[1], source]))
+        continue
+    line = re.sub(r"kube-api-access-[a-z0-9]+", "kube-api-access-*", line)
+    m = re.match(r"^(\s*)([A-Za-z][\w ./*-]*?):(\s+(.*))?$", line)
+    if m:
+        value = (m.group(4) or "").strip()
+        print(m.group(1) + m.group(2) + (": " + value if m.group(2) in keep else ""))
+print("\n".join(sorted(seen)))
+'
+}
+
+# check_describe HANDLER: `kubectl describe pod` of the handler's running pod
+# has the same fields, states and events as the runc handler's (pause-based
+# and shim-sandboxed pods look alike to Kubernetes)
+check_describe() {
+    local h="$1" mine want
+    mine="$(describe_shape "e2e-$h" hello)"
+    want="$(describe_shape e2e-runc hello)"
+    if [[ -z "$mine" || -z "$want" ]]; then
+        fail "$h" describe "kubectl describe pod gave nothing (${#mine}, runc ${#want} bytes)"
+    elif [[ "$mine" != "$want" ]]; then
+        fail "$h" describe "differs from the runc handler's pod: $(diff <(echo "$want") <(echo "$mine") | head -c 600 | tr '\n' '|') warnings: $(kubectl -n "e2e-$h" get events --field-selector involvedObject.name=hello,type=Warning -o 'jsonpath={range .items[*]}{.reason}: {.message}; {end}' 2>/dev/null | head -c 600)"
+    else
+        pass "$h" describe
+    fi
+}
+
 check_logs_exec() {
     local h="$1" ns="e2e-$1" out rc
     ready "$ns" hello || { fail "$h" logs "pod not Ready"; fail "$h" exec "pod not Ready"; return; }
@@ -453,8 +508,9 @@ for h in "${handlers[@]}"; do
     manifests "$h" | kubectl apply -f - >&2 || fail "$h" running "kubectl apply failed"
 done
 t0=$SECONDS
+for h in "${handlers[@]}"; do check_running "$h"; done
 for h in "${handlers[@]}"; do
-    check_running "$h"
+    check_describe "$h"
     check_logs_exec "$h"
     check_two "$h"
     check_job_exit "$h"
