@@ -325,7 +325,8 @@ async fn a_later_shim_reads_the_answer_instead_of_asking_the_runtime_again() {
         .filter(|c| c.contains(&"--help".into()))
         .count();
     assert_eq!(asked, 2, "create and exec --help: {:?}", runc.calls());
-    assert_eq!(std::fs::read_to_string(&answer).unwrap(), "yes\n");
+    let written = std::fs::read_to_string(&answer).unwrap();
+    assert_eq!(written, format!("yes\n{}\n", runc.wrapper.display()));
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&answer), 0o600);
     assert_eq!(mode(answer.parent().unwrap()), 0o700);

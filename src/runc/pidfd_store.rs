@@ -1,15 +1,18 @@
 //! The pidfd probe's answers written down for later shims (see
 //! [`super::pidfd`]): `<dir>/<sha256 of the binary's identity>`, holding
-//! `yes` or `no`. The directory is made 0700 and used only while it is a
-//! directory of this user's that nobody else can write to; each answer is
-//! a 0600 file replaced whole, so a reader sees an old answer or a new one.
+//! `yes` or `no` and, on a second line, the binary's path. The directory is
+//! made 0700 and used only while it is a directory of this user's that
+//! nobody else can write to; each answer is a 0600 file replaced whole, so
+//! a reader sees an old answer or a new one. Writing an answer also removes
+//! those of binaries that are gone or have changed since (a runc upgraded,
+//! a wrapper deleted), so the directory holds one file per binary in use.
 //! Every failure here only means asking the binary again.
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::pidfd::Identity;
+use super::pidfd::{identity, Identity};
 
 /// The answer written down for `id`, if any (and if `dir` is safe to trust).
 pub(super) fn read(dir: &Path, id: &Identity) -> Option<bool> {
@@ -17,10 +20,33 @@ pub(super) fn read(dir: &Path, id: &Identity) -> Option<bool> {
     if !trusted(dir) {
         return None;
     }
-    match std::fs::read(dir.join(name)).ok()?.as_slice() {
-        b"yes\n" => Some(true),
-        b"no\n" => Some(false),
+    let text = std::fs::read_to_string(dir.join(name)).ok()?;
+    match text.lines().next() {
+        Some("yes") => Some(true),
+        Some("no") => Some(false),
         _ => None,
+    }
+}
+
+/// Removes the answers whose binary is gone or is no longer the file they
+/// were written for (and any other file that is not an answer).
+fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| !n.starts_with('.')) else {
+            continue;
+        };
+        let path = entry.path();
+        let current = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.lines().nth(1).map(identity))
+            .and_then(|id| file_name(&id));
+        if current.as_deref() != Some(name) {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 
@@ -42,10 +68,13 @@ pub(super) fn write(dir: &Path, id: &Identity, takes: bool) {
         tracing::debug!(dir = %dir.display(), "not keeping the runtime's flags: the directory is not root's alone");
         return;
     }
-    let data: &[u8] = if takes { b"yes\n" } else { b"no\n" };
+    remove_stale(dir);
+    let answer = if takes { "yes" } else { "no" };
+    let data = format!("{answer}\n{}\n", id.path.display());
     // A unique temporary name: shims of the same runtime may write at once.
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    let written = write_new(&tmp, data).and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
+    let written =
+        write_new(&tmp, data.as_bytes()).and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         tracing::debug!(dir = %dir.display(), error = %e, "cannot keep the runtime's flags");
@@ -93,7 +122,6 @@ fn file_name(id: &Identity) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::pidfd::identity;
     use super::*;
 
     #[test]
@@ -123,6 +151,43 @@ mod tests {
         let gone = identity("/nonexistent/runc");
         write(&dir, &gone, true);
         assert_eq!(read(&dir, &gone), None);
+    }
+
+    #[test]
+    fn writing_an_answer_removes_those_of_binaries_gone_or_changed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("flags");
+        let bins: Vec<_> = ["gone", "changed", "kept", "new"]
+            .iter()
+            .map(|n| {
+                let p = tmp.path().join(n);
+                std::fs::write(&p, "#!/bin/sh\n").unwrap();
+                p
+            })
+            .collect();
+        let id = |p: &Path| identity(p.to_str().unwrap());
+        let before: Vec<_> = bins[..3].iter().map(|b| id(b)).collect();
+        for b in &before {
+            write(&dir, b, true);
+        }
+        std::fs::write(dir.join("not-an-answer"), "yes\n").unwrap();
+        std::fs::remove_file(&bins[0]).unwrap();
+        std::fs::write(&bins[1], "#!/bin/sh\nexit 0\n").unwrap();
+        write(&dir, &id(&bins[3]), false);
+
+        let mut left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            file_name(&before[2]).unwrap(),
+            file_name(&id(&bins[3])).unwrap(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(read(&dir, &before[2]), Some(true));
+        assert_eq!(read(&dir, &id(&bins[3])), Some(false));
     }
 
     #[test]
