@@ -52,8 +52,6 @@ WORK = TMP / "b8"
 SHIM_EXES = {h: os.path.realpath(os.environ["CRI_SHIM"]) for h in ("tether", "tether-sandbox")}
 # The handlers measured (those of CRI_HANDLERS), in the table's order.
 HANDLERS = ["tether", "tether-sandbox", "runc"]
-# Per handler, podstart's (RunPodSandbox ms, CreateContainer + StartContainer ms).
-CALLS = {h: [] for h in HANDLERS}
 
 
 def crictl(*args, timeout=120):
@@ -97,9 +95,10 @@ def podstart_tool():
 
 def start_pod(handler, name, n, tool=None):
     """Starts a pod with n containers; returns (pod id, seconds for the
-    first RunPodSandbox + CreateContainer + StartContainer). With `tool`
-    (podstart), the seconds are the three calls' own, else the three crictl
-    commands'."""
+    first RunPodSandbox + CreateContainer + StartContainer, the calls). With
+    `tool` (podstart), the seconds are the three calls' own and the calls
+    (RunPodSandbox ms, CreateContainer + StartContainer ms), else the three
+    crictl commands' and None."""
     pcfg = pod_config(name, n)
     if tool:
         out = subprocess.run([tool, "-endpoint", ENDPOINT, "-handler", handler, str(pcfg),
@@ -108,17 +107,18 @@ def start_pod(handler, name, n, tool=None):
             raise RuntimeError(f"podstart {handler}: {out.stderr.strip()}")
         res = json.loads(out.stdout)
         pod, first = res["pod"], res["total_ms"] / 1000
-        CALLS[handler].append((res["run_ms"], res["create_ms"] + res["start_ms"]))
+        calls = (res["run_ms"], res["create_ms"] + res["start_ms"])
     else:
         t0 = time.perf_counter()
         pod = crictl("runp", "--runtime", handler, str(pcfg))
         c = crictl("create", pod, str(ctr_config(name, 0)), str(pcfg))
         crictl("start", c)
         first = time.perf_counter() - t0
+        calls = None
     for i in range(1, n):
         c = crictl("create", pod, str(ctr_config(name, i)), str(pcfg))
         crictl("start", c)
-    return pod, first
+    return pod, first, calls
 
 
 def remove_pod(pod):
@@ -218,6 +218,7 @@ def main():
     tool = podstart_tool()
     lat = {h: [] for h in handlers}  # the three CRI calls (podstart)
     lat_cli = {h: [] for h in handlers}  # the three crictl commands
+    split = {h: [] for h in handlers}  # (RunPodSandbox, Create + Start) ms, podstart's
     mem = {(h, n): [] for h in handlers for n in (1, 4)}
     procs = {(h, n): [] for h in handlers for n in (1, 4)}
     started = time.time()
@@ -230,9 +231,11 @@ def main():
             for n, how in ((1, "rpc"), (1, "cli"), (4, None)) if r % 2 == 0 else \
                     ((1, "cli"), (1, "rpc"), (4, None)):
                 name = f"b8-{h}-{n}-{how or 'mem'}-{r}"
-                pod, first = start_pod(h, name, n, tool if how == "rpc" else None)
+                pod, first, calls = start_pod(h, name, n, tool if how == "rpc" else None)
                 if how:
                     (lat if how == "rpc" else lat_cli)[h].append(first)
+                if calls:
+                    split[h].append(calls)
                 time.sleep(0.5)
                 shims, sandbox = pod_pids(h, pod)
                 if not shims or not sandbox:
@@ -254,9 +257,9 @@ def main():
     rows.append(("pod start p50: RunPodSandbox + CreateContainer + StartContainer",
                  {h: median(lat[h]) * 1000 for h in handlers}, "ms"))
     rows.append(("of which RunPodSandbox, p50",
-                 {h: median([c[0] for c in CALLS[h]]) for h in handlers}, "ms"))
+                 {h: median([c[0] for c in split[h]]) for h in handlers}, "ms"))
     rows.append(("of which CreateContainer + StartContainer, p50",
-                 {h: median([c[1] for c in CALLS[h]]) for h in handlers}, "ms"))
+                 {h: median([c[1] for c in split[h]]) for h in handlers}, "ms"))
     rows.append(("pod start p50 by crictl (runp + create + start commands)",
                  {h: median(lat_cli[h]) * 1000 for h in handlers}, "ms"))
     for n in (1, 4):

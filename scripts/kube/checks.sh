@@ -285,10 +285,10 @@ for line in sys.stdin.read().splitlines():
     if events:
         cols = line.split()
         if len(cols) >= 4 and cols[0] in ("Normal", "Warning"):
-            # an age may read "5s (x3 over 10s)". Not the runtime'"'"'s doing: the
-            # scheduler'"'"'s (pods made before the node is ready) and the image
-            # pulls (the first pod pulls, and the kubelet'"'"'s pull rate limit may
-            # fail one and retry)
+            # an age may read "5s (x3 over 10s)". Left out, as not the doing of
+            # the runtime: events of the scheduler (pods made before the node
+            # is ready) and of image pulls (the first pod pulls, and the pull
+            # rate limit of the kubelet may fail one and retry)
             grouped = cols[3].startswith("(x") and len(cols) > 6
             source = cols[6] if grouped else cols[3]
             message = " ".join(cols[7:] if grouped else cols[4:])

@@ -71,26 +71,12 @@ pub(super) fn write(dir: &Path, id: &Identity, takes: bool) {
     remove_stale(dir);
     let answer = if takes { "yes" } else { "no" };
     let data = format!("{answer}\n{}\n", id.path.display());
-    // A unique temporary name: shims of the same runtime may write at once.
-    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    let written =
-        write_new(&tmp, data.as_bytes()).and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
+    // Replaced whole, as the shim's records are. Two shims of the same
+    // runtime may write at once; they write the same answer.
+    let written = crate::records::write_replacing_now(&dir.join(&name), data.as_bytes(), 0o600);
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
         tracing::debug!(dir = %dir.display(), error = %e, "cannot keep the runtime's flags");
     }
-}
-
-fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(data)
 }
 
 /// A real directory (not a link), owned by this user, that no group or
